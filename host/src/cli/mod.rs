@@ -1,0 +1,87 @@
+//! The `flytewasm` command line.
+
+mod inspect;
+mod render;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::HostConfig;
+use crate::registry::Registry;
+use crate::runtime::{Runtime, RuntimeConfig};
+
+#[derive(Debug, Parser)]
+#[command(name = "flytewasm", version, about = "Flyte backend plugins as WebAssembly components")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print the object a task would create, as YAML (no cluster needed).
+    Render(render::Args),
+    /// Work with plugin components.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Show a component's identity, task types, kind, properties and imports.
+    Inspect(inspect::Args),
+    /// Load a component the way the host does and report whether it fits the contract.
+    Validate(inspect::Args),
+}
+
+/// Where plugins and host configuration come from.
+#[derive(Debug, clap::Args)]
+pub struct HostArgs {
+    /// Directory of plugin components (`*.wasm`).
+    #[arg(long, env = "FLYTEWASM_PLUGINS", default_value = "plugins")]
+    pub plugins: PathBuf,
+    /// Host configuration file (YAML): k8s defaults, plugin configuration, runtime limits.
+    #[arg(long, env = "FLYTEWASM_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+impl HostArgs {
+    pub fn config(&self) -> anyhow::Result<HostConfig> {
+        match &self.config {
+            Some(path) => HostConfig::load(path),
+            None => Ok(HostConfig::default()),
+        }
+    }
+}
+
+/// A runtime with the precompiled-artifact cache in the user's cache dir.
+pub fn runtime(config: &RuntimeConfig) -> anyhow::Result<Runtime> {
+    let mut config = config.clone();
+    if config.cache_dir.is_none() {
+        config.cache_dir = default_cache_dir();
+    }
+    Runtime::new(config)
+}
+
+fn default_cache_dir() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("FLYTEWASM_CACHE_DIR") {
+        return Some(dir.into());
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("flytewasm"))
+}
+
+pub fn load_registry(runtime: &Runtime, args: &HostArgs) -> anyhow::Result<Registry> {
+    Registry::load_dir(runtime, &args.plugins)
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Render(args) => render::run(args),
+        Command::Plugin(PluginCommand::Inspect(args)) => inspect::inspect(args),
+        Command::Plugin(PluginCommand::Validate(args)) => inspect::validate(args),
+    }
+}

@@ -1,0 +1,101 @@
+//! The host's configuration file (YAML): platform Kubernetes defaults,
+//! per-plugin configuration, and runtime limits.
+//!
+//! ```yaml
+//! k8s:                       # Flyte's `plugins.k8s` keys
+//!   inject-finalizer: true
+//!   default-annotations: { cluster-autoscaler.kubernetes.io/safe-to-evict: "false" }
+//!   default-tolerations: [...]
+//! plugins:
+//!   spark:                   # handed to the plugin with this id
+//!     spark-history-server-url: https://spark-history.example.com
+//! runtime:
+//!   call-timeout: 2000       # milliseconds
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::runtime::RuntimeConfig;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct HostConfig {
+    #[serde(default)]
+    pub k8s: K8sConfig,
+    /// Plugin id → that plugin's configuration.
+    #[serde(default)]
+    pub plugins: BTreeMap<String, Value>,
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+}
+
+/// Flyte's `plugins.k8s` section. The host uses the object-level keys; all
+/// of it (pod defaults included) is passed to plugins as `k8s-defaults`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct K8sConfig {
+    #[serde(default)]
+    pub inject_finalizer: bool,
+    #[serde(default)]
+    pub delete_resource_on_finalize: bool,
+    #[serde(default = "default_annotations")]
+    pub default_annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    pub default_labels: BTreeMap<String, String>,
+    /// Names of host environment variables to copy into pods.
+    #[serde(default)]
+    pub default_env_vars_from_env: BTreeMap<String, String>,
+    /// Pod defaults, passed through to plugins as they are.
+    #[serde(flatten)]
+    pub pod_defaults: serde_json::Map<String, Value>,
+}
+
+fn default_annotations() -> BTreeMap<String, String> {
+    BTreeMap::from([("cluster-autoscaler.kubernetes.io/safe-to-evict".into(), "false".into())])
+}
+
+impl Default for K8sConfig {
+    fn default() -> Self {
+        K8sConfig {
+            inject_finalizer: false,
+            delete_resource_on_finalize: false,
+            default_annotations: default_annotations(),
+            default_labels: BTreeMap::new(),
+            default_env_vars_from_env: BTreeMap::new(),
+            pod_defaults: serde_json::Map::new(),
+        }
+    }
+}
+
+impl HostConfig {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|err| anyhow::anyhow!("cannot read config file {}: {err}", path.display()))?;
+        serde_yaml::from_str(&text).map_err(|err| anyhow::anyhow!("invalid config file {}: {err}", path.display()))
+    }
+
+    /// The `k8s-defaults` JSON plugins receive. Environment taken from the
+    /// host's own environment is resolved here: plugins have none.
+    pub fn k8s_defaults_json(&self) -> String {
+        let mut all = self.k8s.pod_defaults.clone();
+        let from_env: BTreeMap<String, String> = self
+            .k8s
+            .default_env_vars_from_env
+            .iter()
+            .map(|(name, host_var)| (name.clone(), std::env::var(host_var).unwrap_or_default()))
+            .collect();
+        all.insert("default-env-vars-from-env".into(), serde_json::json!(from_env));
+        all.insert("default-annotations".into(), serde_json::json!(self.k8s.default_annotations));
+        all.insert("default-labels".into(), serde_json::json!(self.k8s.default_labels));
+        Value::Object(all).to_string()
+    }
+
+    /// The configuration of one plugin, as JSON (`null` when none).
+    pub fn plugin_config_json(&self, plugin_id: &str) -> String {
+        self.plugins.get(plugin_id).cloned().unwrap_or(Value::Null).to_string()
+    }
+}

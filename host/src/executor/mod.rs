@@ -1,0 +1,7 @@
+//! The lifecycle engine's building blocks. For now: turning a task into the
+//! exact object the host sends to the API server.
+
+pub mod metadata;
+pub mod object;
+
+pub use object::{PreparedObject, TaskRequest, prepare};

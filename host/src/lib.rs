@@ -1,0 +1,12 @@
+//! The flytewasm host: runs Flyte backend plugins compiled to WebAssembly
+//! components and does their Kubernetes calls.
+//!
+//! Modules, with dependencies pointing one way:
+//! `cli` → `executor` → `runtime`; `registry` → `runtime`.
+
+pub mod cli;
+pub mod config;
+pub mod executor;
+pub mod registry;
+pub mod runtime;
+pub mod task_file;

@@ -1,0 +1,378 @@
+//! Pod specs from a task, with Flyte's rules (`flytek8s.ToK8sPodSpec` and
+//! `UpdatePod`): the task's container or `k8sPod` target, resources,
+//! template-argument rendering, environment decoration, and the platform's
+//! tolerations, node selectors, affinity, scheduler, DNS and security
+//! defaults, including the interruptible variants.
+//!
+//! ```ignore
+//! let pod = pod::build(ctx, pod::Options { interruptible: ctx.metadata.interruptible })?;
+//! let image = &pod.primary().image;
+//! ```
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Affinity, Container, EnvVar, NodeAffinity, NodeSelector, NodeSelectorTerm, PodSpec,
+    ResourceRequirements, Toleration,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+use crate::custom::struct_to_json;
+use crate::flyteidl::core::{self, resources::ResourceName, task_template::Target};
+use crate::{PluginError, TaskContext, Value};
+
+/// Options that differ between pods of one task (Spark's driver is never
+/// interruptible, its executors follow the task).
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    pub interruptible: bool,
+}
+
+/// A pod built for a task.
+#[derive(Debug, Clone)]
+pub struct TaskPod {
+    pub spec: PodSpec,
+    /// Labels and annotations from the task's `k8sPod.metadata`.
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// The container that runs the task's code.
+    pub primary_container_name: String,
+}
+
+impl TaskPod {
+    /// The container that runs the task's code.
+    pub fn primary(&self) -> &Container {
+        self.spec
+            .containers
+            .iter()
+            .find(|c| c.name == self.primary_container_name)
+            .expect("build() checks the primary container exists")
+    }
+}
+
+/// Build the pod spec for this task.
+pub fn build(ctx: &TaskContext, options: Options) -> Result<TaskPod, PluginError> {
+    let mut pod = raw_pod(ctx)?;
+    for container in &mut pod.spec.containers {
+        decorate_container(ctx, container);
+    }
+    for container in pod.spec.init_containers.iter_mut().flatten() {
+        decorate_container(ctx, container);
+    }
+    apply_platform_defaults(ctx, &mut pod, options.interruptible);
+    Ok(pod)
+}
+
+/// The pod as the task describes it, before Flyte's decoration.
+fn raw_pod(ctx: &TaskContext) -> Result<TaskPod, PluginError> {
+    match &ctx.template.target {
+        Some(Target::Container(container)) => {
+            let name = ctx.metadata.generated_name.clone();
+            let container = Container {
+                name: name.clone(),
+                image: Some(container.image.clone()).filter(|i| !i.is_empty()),
+                command: Some(container.command.clone()).filter(|c| !c.is_empty()),
+                args: Some(container.args.clone()).filter(|a| !a.is_empty()),
+                env: Some(container.env.iter().map(|kv| env(&kv.key, &kv.value)).collect())
+                    .filter(|e: &Vec<EnvVar>| !e.is_empty()),
+                resources: container.resources.as_ref().map(resources).transpose()?,
+                ..Default::default()
+            };
+            Ok(TaskPod {
+                spec: PodSpec { containers: vec![container], ..Default::default() },
+                labels: BTreeMap::new(),
+                annotations: BTreeMap::new(),
+                primary_container_name: name,
+            })
+        }
+        Some(Target::K8sPod(k8s_pod)) => {
+            let spec_struct = k8s_pod.pod_spec.as_ref().ok_or_else(|| {
+                PluginError::bad_task("TaskTemplate.k8sPod.podSpec is empty")
+            })?;
+            let spec: PodSpec = serde_path_to_error::deserialize(struct_to_json(spec_struct))
+                .map_err(|err| {
+                    PluginError::bad_task(format!("TaskTemplate.k8sPod.podSpec.{}: {}", err.path(), err.inner()))
+                })?;
+            let primary = ctx.template_config("primary_container_name").unwrap_or_default().to_owned();
+            if primary.is_empty() {
+                return Err(PluginError::bad_task(
+                    "TaskTemplate.config.primary_container_name is required with a k8sPod target",
+                ));
+            }
+            if !spec.containers.iter().any(|c| c.name == primary) {
+                return Err(PluginError::bad_task(format!(
+                    "TaskTemplate.k8sPod.podSpec has no container named `{primary}` (config.primary_container_name)"
+                )));
+            }
+            let metadata = k8s_pod.metadata.clone().unwrap_or_default();
+            Ok(TaskPod {
+                spec,
+                labels: metadata.labels.into_iter().collect(),
+                annotations: metadata.annotations.into_iter().collect(),
+                primary_container_name: primary,
+            })
+        }
+        Some(_) => Err(PluginError::bad_task(format!(
+            "task type `{}` needs a container or k8sPod target, and this task has a SQL target",
+            ctx.template.r#type
+        ))),
+        None => Err(PluginError::bad_task(format!(
+            "task type `{}` needs a container or k8sPod target, and TaskTemplate has neither",
+            ctx.template.r#type
+        ))),
+    }
+}
+
+fn env(name: &str, value: &str) -> EnvVar {
+    EnvVar { name: name.into(), value: Some(value.into()), ..Default::default() }
+}
+
+/// flyteidl resources → Kubernetes requirements. A missing limit defaults to
+/// the request and a missing request to the limit, as Flyte does.
+fn resources(res: &core::Resources) -> Result<ResourceRequirements, PluginError> {
+    let to_map = |entries: &[core::resources::ResourceEntry], what: &str| {
+        let mut map = BTreeMap::new();
+        for entry in entries {
+            let name = match ResourceName::try_from(entry.name) {
+                Ok(ResourceName::Cpu) => "cpu",
+                Ok(ResourceName::Memory) => "memory",
+                Ok(ResourceName::Gpu) => "nvidia.com/gpu",
+                Ok(ResourceName::EphemeralStorage) => "ephemeral-storage",
+                Ok(ResourceName::Storage) => "storage",
+                _ => {
+                    return Err(PluginError::bad_task(format!(
+                        "TaskTemplate.container.resources.{what}: unknown resource name {}",
+                        entry.name
+                    )));
+                }
+            };
+            map.insert(name.to_owned(), Quantity(entry.value.clone()));
+        }
+        Ok(map)
+    };
+    let mut requests = to_map(&res.requests, "requests")?;
+    let mut limits = to_map(&res.limits, "limits")?;
+    for (name, quantity) in &requests {
+        limits.entry(name.clone()).or_insert_with(|| quantity.clone());
+    }
+    for (name, quantity) in &limits {
+        requests.entry(name.clone()).or_insert_with(|| quantity.clone());
+    }
+    Ok(ResourceRequirements {
+        requests: Some(requests).filter(|m| !m.is_empty()),
+        limits: Some(limits).filter(|m| !m.is_empty()),
+        ..Default::default()
+    })
+}
+
+/// Render `{{.input}}`-style arguments and add Flyte's environment.
+fn decorate_container(ctx: &TaskContext, container: &mut Container) {
+    let render = |items: &mut Option<Vec<String>>| {
+        for item in items.iter_mut().flatten() {
+            *item = render_arg(ctx, item);
+        }
+    };
+    render(&mut container.command);
+    render(&mut container.args);
+    let env = container.env.get_or_insert_with(Vec::new);
+    env.extend(flyte_env(ctx));
+}
+
+/// The environment Flyte adds to every container, in Flyte's order.
+fn flyte_env(ctx: &TaskContext) -> Vec<EnvVar> {
+    let id = &ctx.metadata.id;
+    let mut vars = vec![
+        env("FLYTE_INTERNAL_EXECUTION_ID", &id.name),
+        env("FLYTE_INTERNAL_EXECUTION_PROJECT", &id.project),
+        env("FLYTE_INTERNAL_EXECUTION_DOMAIN", &id.domain),
+        env("FLYTE_ATTEMPT_NUMBER", &id.retry_attempt.to_string()),
+    ];
+    if let Some(url) = &ctx.metadata.console_url {
+        vars.push(env("FLYTE_EXECUTION_URL", url));
+    }
+    if !id.task_name.is_empty() {
+        vars.push(env("FLYTE_INTERNAL_TASK_PROJECT", &id.task_project));
+        vars.push(env("FLYTE_INTERNAL_TASK_DOMAIN", &id.task_domain));
+        vars.push(env("FLYTE_INTERNAL_TASK_NAME", &id.task_name));
+        vars.push(env("FLYTE_INTERNAL_TASK_VERSION", &id.task_version));
+    }
+    vars.extend(ctx.metadata.environment.iter().map(|(k, v)| env(k, v)));
+    vars.extend(ctx.k8s_defaults.default_env_vars.iter().map(|(k, v)| env(k, v)));
+    vars.extend(ctx.k8s_defaults.default_env_vars_from_env.iter().map(|(k, v)| env(k, v)));
+    vars
+}
+
+/// Flyte's container-argument templates, case-insensitive, `.` or `$`,
+/// spaces allowed: `{{ .Input }}`, `{{.outputPrefix}}`... Unknown ones are
+/// left as they are.
+pub fn render_arg(ctx: &TaskContext, arg: &str) -> String {
+    let mut out = String::with_capacity(arg.len());
+    let mut rest = arg;
+    while let Some(start) = rest.find("{{") {
+        let Some(len) = rest[start..].find("}}") else { break };
+        let placeholder = &rest[start..start + len + 2];
+        let name = placeholder[2..placeholder.len() - 2].trim();
+        let value = name
+            .strip_prefix('.')
+            .or_else(|| name.strip_prefix('$'))
+            .and_then(|name| template_value(ctx, &name.to_ascii_lowercase()));
+        out.push_str(&rest[..start]);
+        out.push_str(value.as_deref().unwrap_or(placeholder));
+        rest = &rest[start + len + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn template_value(ctx: &TaskContext, name: &str) -> Option<String> {
+    let raw = ctx.raw_output_prefix.trim_end_matches('/');
+    Some(match name {
+        "input" => format!("{}/inputs.pb", ctx.input_prefix.trim_end_matches('/')),
+        "inputprefix" => ctx.input_prefix.clone(),
+        "outputprefix" => ctx.output_prefix.clone(),
+        "rawoutputdataprefix" => ctx.raw_output_prefix.clone(),
+        "perretryuniquekey" => ctx.metadata.generated_name.clone(),
+        "checkpointoutputprefix" => format!("{raw}/_flytecheckpoints"),
+        // No previous attempt's checkpoint is known to the plugin; Flyte
+        // renders an empty one as a quoted empty string.
+        "prevcheckpointprefix" => "\"\"".to_owned(),
+        "namespace" => ctx.metadata.namespace.clone(),
+        _ => return None,
+    })
+}
+
+/// Flyte's `UpdatePod`: the platform defaults, merged with what the pod sets.
+fn apply_platform_defaults(ctx: &TaskContext, pod: &mut TaskPod, interruptible: bool) {
+    let defaults = &ctx.k8s_defaults;
+    let spec = &mut pod.spec;
+    spec.restart_policy.get_or_insert_with(|| "Never".into());
+
+    let mut tolerations: Vec<Toleration> = Vec::new();
+    for name in requested_resources(spec) {
+        tolerations.extend(defaults.resource_tolerations.get(&name).into_iter().flatten().cloned());
+    }
+    if interruptible {
+        tolerations.extend(defaults.interruptible_tolerations.iter().cloned());
+    }
+    tolerations.extend(defaults.default_tolerations.iter().cloned());
+    tolerations.extend(spec.tolerations.take().into_iter().flatten());
+    spec.tolerations = Some(tolerations).filter(|t| !t.is_empty());
+
+    if spec.service_account_name.as_deref().unwrap_or_default().is_empty()
+        && !ctx.metadata.service_account.is_empty()
+    {
+        spec.service_account_name = Some(ctx.metadata.service_account.clone());
+    }
+    if spec.scheduler_name.as_deref().unwrap_or_default().is_empty() && !defaults.scheduler_name.is_empty() {
+        spec.scheduler_name = Some(defaults.scheduler_name.clone());
+    }
+
+    let mut selector = defaults.default_node_selector.clone();
+    selector.extend(spec.node_selector.take().into_iter().flatten());
+    if interruptible {
+        selector.extend(defaults.interruptible_node_selector.clone());
+    }
+    spec.node_selector = Some(selector).filter(|s| !s.is_empty());
+
+    if spec.affinity.is_none() {
+        spec.affinity = defaults.default_affinity.clone();
+    }
+    let requirement = if interruptible {
+        &defaults.interruptible_node_selector_requirement
+    } else {
+        &defaults.non_interruptible_node_selector_requirement
+    };
+    if let Some(requirement) = requirement {
+        add_required_node_requirement(spec.affinity.get_or_insert_with(Affinity::default), requirement);
+    }
+
+    if spec.security_context.is_none() {
+        spec.security_context = defaults.default_pod_security_context.clone();
+    }
+    if defaults.enable_host_networking_pod == Some(true) {
+        spec.host_network = Some(true);
+    }
+    if spec.dns_config.is_none() {
+        spec.dns_config = defaults.default_pod_dns_config.clone();
+    }
+    if let Some(security) = &defaults.default_security_context {
+        let primary = pod.primary_container_name.clone();
+        for container in spec.containers.iter_mut().filter(|c| c.name == primary) {
+            container.security_context.get_or_insert_with(|| security.clone());
+        }
+    }
+}
+
+fn requested_resources(spec: &PodSpec) -> Vec<String> {
+    let mut names: Vec<String> = spec
+        .containers
+        .iter()
+        .filter_map(|c| c.resources.as_ref())
+        .flat_map(|r| r.requests.iter().chain(r.limits.iter()).flat_map(|m| m.keys().cloned()))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Append a requirement to every required node-affinity term (or add a term).
+fn add_required_node_requirement(
+    affinity: &mut Affinity,
+    requirement: &k8s_openapi::api::core::v1::NodeSelectorRequirement,
+) {
+    let node = affinity.node_affinity.get_or_insert_with(NodeAffinity::default);
+    let required = node
+        .required_during_scheduling_ignored_during_execution
+        .get_or_insert_with(|| NodeSelector { node_selector_terms: Vec::new() });
+    if required.node_selector_terms.is_empty() {
+        required.node_selector_terms.push(NodeSelectorTerm::default());
+    }
+    for term in &mut required.node_selector_terms {
+        term.match_expressions.get_or_insert_with(Vec::new).push(requirement.clone());
+    }
+}
+
+/// Flyte's `MergeOverlayPodSpecOntoBase`: deep-merge `overlay` (a pod spec
+/// as JSON) onto `base`. Maps merge, the overlay's scalars win, lists at pod
+/// level are appended; overlay containers merge only into base containers
+/// of the same name (others are dropped), their lists appended too.
+pub fn merge_overlay(base: &PodSpec, overlay: &Value, field: &str) -> Result<PodSpec, PluginError> {
+    let mut merged = serde_json::to_value(base).map_err(|e| PluginError::internal(e.to_string()))?;
+    let Value::Object(overlay) = overlay else {
+        return Err(PluginError::bad_task(format!("{field} must be an object")));
+    };
+    let Value::Object(target) = &mut merged else { unreachable!("a PodSpec serializes to an object") };
+    for (key, value) in overlay {
+        match key.as_str() {
+            "containers" | "initContainers" => {
+                let Some(Value::Array(base_containers)) = target.get_mut(key) else { continue };
+                let Value::Array(overlay_containers) = value else {
+                    return Err(PluginError::bad_task(format!("{field}.{key} must be a list")));
+                };
+                for overlay_container in overlay_containers {
+                    let name = overlay_container.get("name");
+                    if let Some(base_container) =
+                        base_containers.iter_mut().find(|c| c.get("name") == name)
+                    {
+                        deep_merge(base_container, overlay_container);
+                    }
+                }
+            }
+            _ => deep_merge(target.entry(key.clone()).or_insert(Value::Null), value),
+        }
+    }
+    serde_path_to_error::deserialize(merged)
+        .map_err(|err| PluginError::bad_task(format!("{field}.{}: {}", err.path(), err.inner())))
+}
+
+fn deep_merge(base: &mut Value, overlay: &Value) {
+    match (base, overlay) {
+        (Value::Object(base), Value::Object(overlay)) => {
+            for (key, value) in overlay {
+                deep_merge(base.entry(key.clone()).or_insert(Value::Null), value);
+            }
+        }
+        (Value::Array(base), Value::Array(overlay)) => base.extend(overlay.iter().cloned()),
+        (base, overlay) => *base = overlay.clone(),
+    }
+}

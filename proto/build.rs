@@ -1,0 +1,67 @@
+//! Generates Rust types for flyteidl from the FileDescriptorSet that
+//! `just setup` extracts from the pinned PyPI `flyteidl` wheel
+//! (`scripts/flyteidl_descriptors.py`). No third-party .proto file is
+//! committed: a build without the descriptor set fails and says why.
+
+use std::{env, fs, path::PathBuf};
+
+fn main() {
+    let descriptors = descriptor_set_path();
+    println!("cargo:rerun-if-changed={}", descriptors.display());
+    println!("cargo:rerun-if-env-changed=FLYTEIDL_DESCRIPTORS");
+    let bytes = fs::read(&descriptors).unwrap_or_else(|err| {
+        panic!(
+            "cannot read the flyteidl descriptor set at {}: {err}\n\
+             run `just setup` (it extracts it from the pinned flyteidl wheel), \
+             or point FLYTEIDL_DESCRIPTORS at one",
+            descriptors.display()
+        )
+    });
+    let out = PathBuf::from(env::var("OUT_DIR").unwrap());
+
+    let fds = <prost_types::FileDescriptorSet as prost::Message>::decode(bytes.as_slice())
+    .expect("the flyteidl descriptor set is not a valid FileDescriptorSet; rerun `just setup`");
+
+    let mut config = prost_build::Config::new();
+    config
+        .compile_well_known_types()
+        .extern_path(".google.protobuf", "::pbjson_types")
+        .include_file("mod.rs")
+        .compile_fds(fds)
+        .expect("generating flyteidl types");
+
+    // proto3 JSON mapping (both name styles accepted, unknown keys ignored, as Flyte's jsonpb does).
+    let mut serde_files = Vec::new();
+    pbjson_build::Builder::new()
+        .register_descriptors(&bytes)
+        .expect("registering descriptors")
+        .ignore_unknown_fields()
+        .out_dir(&out)
+        .build(&[".flyteidl", ".google.api"])
+        .expect("generating proto3 JSON mapping");
+    for entry in fs::read_dir(&out).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if let Some(package) = name.strip_suffix(".serde.rs") {
+            serde_files.push(package.to_owned());
+        }
+    }
+    // Each package's serde impls live beside its prost types.
+    for package in serde_files {
+        let types = out.join(format!("{package}.rs"));
+        let mut text = fs::read_to_string(&types).unwrap();
+        let include = format!("\ninclude!(\"{package}.serde.rs\");\n");
+        if !text.contains(&include) {
+            text.push_str(&include);
+            fs::write(&types, text).unwrap();
+        }
+    }
+}
+
+fn descriptor_set_path() -> PathBuf {
+    if let Ok(path) = env::var("FLYTEIDL_DESCRIPTORS") {
+        return PathBuf::from(path);
+    }
+    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
+    manifest.join("../.flyteidl/flyteidl.fds.bin")
+}

@@ -1,0 +1,57 @@
+"""Write the flyteidl FileDescriptorSet that `proto/build.rs` compiles.
+
+The flyteidl wheel on PyPI ships no .proto files, but every generated
+`*_pb2.py` module registers its serialized FileDescriptorProto in protobuf's
+descriptor pool. Importing the modules we need and walking their imports gives
+the exact, versioned definitions without copying any .proto file into our repo.
+
+Usage: python scripts/flyteidl_descriptors.py OUT.fds.bin
+"""
+
+import importlib
+import sys
+
+from google.protobuf import descriptor_pb2
+
+# The roots the project uses; their imports are followed transitively.
+ROOTS = [
+    "flyteidl.core.tasks_pb2",
+    "flyteidl.plugins.spark_pb2",
+    "flyteidl.admin.task_pb2",
+    "flyteidl.admin.agent_pb2",
+    "flyteidl.service.agent_pb2",
+]
+
+
+def closure(files):
+    """Every file reachable from `files`, dependencies before dependents."""
+    ordered, seen = [], set()
+
+    def visit(fd):
+        if fd.name in seen:
+            return
+        seen.add(fd.name)
+        for dep in fd.dependencies:
+            visit(dep)
+        ordered.append(fd)
+
+    for fd in files:
+        visit(fd)
+    return ordered
+
+
+def main(out_path):
+    roots = [importlib.import_module(name).DESCRIPTOR for name in ROOTS]
+    fds = descriptor_pb2.FileDescriptorSet()
+    for fd in closure(roots):
+        proto = fds.file.add()
+        fd.CopyToProto(proto)
+    with open(out_path, "wb") as out:
+        out.write(fds.SerializeToString())
+    print(f"wrote {len(fds.file)} descriptors to {out_path}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: flyteidl_descriptors.py OUT.fds.bin")
+    main(sys.argv[1])
