@@ -10,3 +10,4 @@ pub mod executor;
 pub mod registry;
 pub mod runtime;
 pub mod task_file;
+pub mod testkit;

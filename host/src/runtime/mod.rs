@@ -28,6 +28,7 @@ pub mod wit {
     wasmtime::component::bindgen!({
         path: "../wit",
         world: "plugin",
+        additional_derives: [PartialEq],
     });
     pub use flytewasm::plugin::types::*;
 }

@@ -1,0 +1,54 @@
+//! Helpers for tests that run plugins in the wasm runtime — the plugin
+//! crates' own tests and the host's. Components come from `just
+//! build-plugins` (`target/plugins`, `target/test-plugins`).
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime};
+
+use crate::runtime::{Plugin, Runtime, RuntimeConfig, wit};
+
+/// The workspace root.
+pub fn workspace_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ is in the workspace").to_owned()
+}
+
+/// Runtime settings for tests: the default limits, and a precompiled
+/// artifact cache under `target/` so each component compiles once per build.
+pub fn runtime_config() -> RuntimeConfig {
+    RuntimeConfig { cache_dir: Some(workspace_dir().join("target/flytewasm-cache")), ..RuntimeConfig::default() }
+}
+
+/// One runtime shared by the tests of a test binary.
+pub fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| Runtime::new(runtime_config()).expect("creating the wasm runtime"))
+}
+
+/// Path of a built component: `target/plugins/NAME.wasm`, else `target/test-plugins/NAME.wasm`.
+pub fn component_path(name: &str) -> PathBuf {
+    let root = workspace_dir().join("target");
+    let served = root.join("plugins").join(format!("{name}.wasm"));
+    if served.exists() {
+        return served;
+    }
+    let test = root.join("test-plugins").join(format!("{name}.wasm"));
+    assert!(test.exists(), "no component for plugin `{name}` in target/plugins or target/test-plugins: run `just build-plugins`");
+    test
+}
+
+/// Load a built plugin into the shared runtime.
+pub fn plugin(name: &str) -> Plugin {
+    let path = component_path(name);
+    runtime().load(&path).unwrap_or_else(|err| panic!("loading {}: {err}", path.display()))
+}
+
+/// A fixed clock for deterministic outputs: 2024-01-02T03:04:05Z.
+pub fn fixed_now() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_704_164_645)
+}
+
+/// The phase context for `task` after a previous phase.
+pub fn phase_context(task: wit::TaskContext, previous: wit::Phase, version: u32, reason: &str) -> wit::PhaseContext {
+    wit::PhaseContext { task, previous_phase: previous, previous_version: version, previous_reason: reason.into() }
+}

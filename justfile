@@ -1,0 +1,44 @@
+# flytewasm developer commands. `just` lists them.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+plugins := "target/plugins"
+test_plugins := "target/test-plugins"
+python := ".venv/bin/python"
+
+# List the recipes
+default:
+    @just --list
+
+# Install what is missing: wasm target, Python venv, flyteidl definitions
+setup:
+    scripts/setup.sh
+
+# Build the host binary and every plugin component
+build: setup build-plugins
+    cargo build -p flytewasm
+    @echo "host: target/debug/flytewasm   plugins: {{plugins}}/"
+
+# Compile the plugins to wasm32-wasip2 components in target/plugins (test plugins in target/test-plugins)
+build-plugins: setup
+    cargo build --target wasm32-wasip2 --profile plugin -p flytewasm-spark -p flytewasm-testing-plugin
+    mkdir -p {{plugins}} {{test_plugins}}
+    cp target/wasm32-wasip2/plugin/flytewasm_spark.wasm {{plugins}}/spark.wasm
+    cp target/wasm32-wasip2/plugin/flytewasm_testing_plugin.wasm {{test_plugins}}/testing.wasm
+
+# Serialize the example Python tasks to TaskTemplates in examples/.build
+examples: setup
+    {{python}} scripts/serialize_tasks.py examples/spark_tasks.py examples/.build
+
+# Run every test: Rust (host, SDK, plugins in the wasm runtime) and Python
+test: build examples
+    cargo test --workspace --exclude flytewasm-testing-plugin
+    FLYTEWASM_BIN=target/debug/flytewasm {{python}} -m pytest tests -q
+
+# Render the example Spark task (the lifecycle demo lands with the sandbox)
+demo: build examples
+    target/debug/flytewasm render --plugins {{plugins}} examples/.build/spark_pi.pb
+
+# Benchmarks: plugin calls through the wasm runtime against the same code natively
+bench: build-plugins
+    cargo bench -p flytewasm --bench plugin_calls
