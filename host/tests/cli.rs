@@ -97,7 +97,7 @@ fn renders_a_spark_task_from_protobuf_json_and_task_spec() {
         assert_eq!(object["metadata"]["namespace"], "flytesnacks-development");
         assert_eq!(object["metadata"]["labels"]["task-name"], "my.tasks.spark_job");
         assert_eq!(object["spec"]["executor"]["instances"], 2);
-        assert_eq!(object["spec"]["arguments"][2], "/inputs.pb");
+        assert_eq!(object["spec"]["arguments"][2], "s3://flyte-data/metadata/flytesnacks-development-exec1/n0/data/inputs.pb");
     }
 }
 

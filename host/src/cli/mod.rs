@@ -1,6 +1,7 @@
 //! The `flytewasm` command line.
 
 mod inspect;
+mod output;
 mod render;
 
 use std::path::PathBuf;

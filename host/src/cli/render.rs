@@ -33,6 +33,9 @@ pub struct Args {
     pub service_account: String,
     #[arg(long, default_value_t = 1)]
     pub max_attempts: u32,
+    /// Blob store prefix for the task's inputs, outputs and raw data.
+    #[arg(long, default_value = "s3://flyte-data")]
+    pub data_prefix: String,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -58,7 +61,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         retry_attempt: args.attempt,
     };
     let labels = metadata::propeller_labels(&execution, &template, args.interruptible);
-    let request = TaskRequest {
+    // Propeller's layout: inputs beside the node, outputs per attempt.
+    let data = args.data_prefix.trim_end_matches('/');
+    let node_data = format!(
+        "{data}/metadata/{}-{}-{}/{}/data",
+        execution.project, execution.domain, execution.name, execution.node_id
+    );
+    let mut request = TaskRequest {
         template,
         execution,
         namespace,
@@ -67,10 +76,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         service_account: args.service_account.clone(),
         interruptible: args.interruptible,
         max_attempts: args.max_attempts,
+        input_prefix: node_data.clone(),
+        output_prefix: format!("{node_data}/{}", args.attempt),
         ..Default::default()
     };
+    request.raw_output_prefix = format!("{data}/raw/{}", request.object_name(plugin));
     let prepared = prepare(plugin, &config, &request, SystemTime::now())?;
-    print!("{}", serde_yaml::to_string(&prepared.object)?);
+    print!("{}", super::output::yaml(&prepared.object));
     Ok(())
 }
 
