@@ -41,4 +41,4 @@ demo: build examples
 
 # Benchmarks: plugin calls through the wasm runtime against the same code natively
 bench: build-plugins
-    cargo bench -p flytewasm --bench plugin_calls
+    cargo bench -p flytewasm-spark --bench calls

@@ -158,3 +158,23 @@ fn plugins_see_no_files_environment_or_clock() {
     assert!(plugin.imports().iter().all(|i| !i.starts_with("wasi:filesystem") && !i.starts_with("wasi:sockets")));
     assert!(plugin.imports().iter().any(|i| i == "flytewasm:plugin/types@0.1.0"));
 }
+
+#[test]
+fn a_component_is_compiled_once_and_reloaded_from_the_artifact_cache() {
+    let cache = tempfile::tempdir().unwrap();
+    let config = RuntimeConfig { cache_dir: Some(cache.path().into()), ..RuntimeConfig::default() };
+    let path = testkit::component_path("testing");
+    let first = Runtime::new(config.clone()).unwrap().load(&path).unwrap();
+    let artifacts: Vec<_> = std::fs::read_dir(cache.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(artifacts.len(), 1, "one precompiled artifact: {artifacts:?}");
+    let name = artifacts[0].file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with(first.digest().trim_start_matches("sha256:")) && name.ends_with(".cwasm"), "{name}");
+
+    // A restarted host loads the artifact; a damaged one is ignored and rebuilt.
+    let again = Runtime::new(config.clone()).unwrap().load(&path).unwrap();
+    assert_eq!(again.digest(), first.digest());
+    std::fs::write(&artifacts[0], b"damaged").unwrap();
+    let rebuilt = Runtime::new(config).unwrap().load(&path).unwrap();
+    assert_still_serves(&rebuilt);
+    assert!(std::fs::metadata(&artifacts[0]).unwrap().len() > 1000, "the damaged artifact was replaced");
+}

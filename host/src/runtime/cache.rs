@@ -15,10 +15,13 @@ pub(super) fn compile(runtime: &Runtime, bytes: &[u8], digest: &str) -> anyhow::
     let Some(path) = artifact_path(runtime, digest) else {
         return Ok(Component::new(&runtime.engine, bytes)?);
     };
-    if path.exists() {
+    if let Ok(artifact) = std::fs::read(&path) {
+        // Read, not mapped: a file replaced or damaged on disk later cannot
+        // pull memory out from under a loaded plugin.
         // SAFETY: the cache directory holds only artifacts this host wrote,
-        // named by the digest of their source and this engine's hash.
-        match unsafe { Component::deserialize_file(&runtime.engine, &path) } {
+        // named by the digest of their source and this engine's hash, and
+        // wasmtime checks the engine compatibility before using one.
+        match unsafe { Component::deserialize(&runtime.engine, &artifact) } {
             Ok(component) => return Ok(component),
             Err(err) => tracing::warn!(path = %path.display(), "ignoring unusable precompiled artifact: {err:#}"),
         }
