@@ -1,12 +1,10 @@
 """Shared fixtures for the cross-component tests: the flytewasm binary, the
 built plugins, and offline serialization of Python tasks with flytekit."""
 
-import importlib.util
 import os
 import pathlib
 import subprocess
 import sys
-from collections import OrderedDict
 
 import pytest
 import yaml
@@ -30,35 +28,16 @@ def plugins_dir():
     return path
 
 
-def load_module(path):
-    """Import a Python file of tasks as a module named after the file."""
-    path = pathlib.Path(path)
-    sys.path.insert(0, str(path.parent))
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[path.stem] = module
-    spec.loader.exec_module(module)
-    return module
+sys.path.insert(0, str(ROOT / "scripts"))
+from serialize_tasks import load_module  # noqa: E402  (the project's own serializer)
+from serialize_tasks import serialize as _serialize  # noqa: E402
+
+TEST_IMAGE = "ghcr.io/example/spark:3.5"
 
 
 def serialize(task, out_dir, name):
-    """Serialize a flytekit task offline; returns (TaskTemplate .pb path, TaskSpec .pb path, template proto)."""
-    from flytekit.configuration import ImageConfig, SerializationSettings
-    from flytekit.tools.translator import get_serializable
-
-    settings = SerializationSettings(
-        project="flytesnacks",
-        domain="development",
-        version="v1",
-        image_config=ImageConfig.from_images("ghcr.io/example/spark:3.5"),
-    )
-    spec = get_serializable(OrderedDict(), settings, task)
-    template = spec.template.to_flyte_idl()
-    template_path = pathlib.Path(out_dir) / f"{name}.pb"
-    template_path.write_bytes(template.SerializeToString())
-    spec_path = pathlib.Path(out_dir) / f"{name}_1.pb"
-    spec_path.write_bytes(spec.to_flyte_idl().SerializeToString())
-    return template_path, spec_path, template
+    """Serialize a flytekit task offline; returns (TaskTemplate .pb, TaskSpec .pb, template proto)."""
+    return _serialize(task, out_dir, name, TEST_IMAGE)
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ pub mod wit {
         world: "plugin",
         additional_derives: [PartialEq],
     });
-    pub use flytewasm::plugin::types::*;
+    pub use self::flytewasm::plugin::types::*;
 }
 
 /// The WIT package every plugin must be built against.

@@ -34,6 +34,7 @@ pub mod k8s_defaults;
 pub mod logs;
 pub mod phase;
 pub mod pod;
+pub mod template;
 
 pub use context::{PhaseContext, PreviousPhase, TaskContext};
 pub use flytewasm_proto::flyteidl;
@@ -148,6 +149,20 @@ pub fn log(level: bindings::flytewasm::plugin::host::Level, message: &str) {
 }
 
 pub use bindings::flytewasm::plugin::host::Level as LogLevel;
+
+/// Flyte's defaults: the host injects owner references and (when
+/// configured) the finalizer, deletes on finalize when configured, and
+/// generates 50-character names.
+impl Default for PluginProperties {
+    fn default() -> Self {
+        PluginProperties {
+            disable_inject_owner_references: false,
+            disable_inject_finalizer: false,
+            disable_delete_resource_on_finalize: false,
+            generated_name_max_length: None,
+        }
+    }
+}
 
 impl PluginError {
     /// The user's task is wrong; `message` names the field.

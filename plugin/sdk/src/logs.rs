@@ -135,21 +135,9 @@ impl LogTemplate {
 /// Replace `{{ .var }}` placeholders (spaces optional). Unknown variables and
 /// empty values are left as they are, as Flyte does.
 pub fn render_template(template: &str, input: &LogInput) -> String {
-    let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        let Some(len) = rest[start..].find("}}") else { break };
-        let placeholder = &rest[start..start + len + 2];
-        let name = placeholder[2..placeholder.len() - 2].trim();
-        out.push_str(&rest[..start]);
-        match name.strip_prefix('.').and_then(|name| variable(name, input)) {
-            Some(value) if !value.is_empty() => out.push_str(&value),
-            _ => out.push_str(placeholder),
-        }
-        rest = &rest[start + len + 2..];
-    }
-    out.push_str(rest);
-    out
+    crate::template::replace_placeholders(template, |name| {
+        name.strip_prefix('.').and_then(|name| variable(name, input)).filter(|value| !value.is_empty())
+    })
 }
 
 fn variable(name: &str, input: &LogInput) -> Option<String> {

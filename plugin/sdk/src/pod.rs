@@ -206,22 +206,10 @@ fn flyte_env(ctx: &TaskContext) -> Vec<EnvVar> {
 /// spaces allowed: `{{ .Input }}`, `{{.outputPrefix}}`... Unknown ones are
 /// left as they are.
 pub fn render_arg(ctx: &TaskContext, arg: &str) -> String {
-    let mut out = String::with_capacity(arg.len());
-    let mut rest = arg;
-    while let Some(start) = rest.find("{{") {
-        let Some(len) = rest[start..].find("}}") else { break };
-        let placeholder = &rest[start..start + len + 2];
-        let name = placeholder[2..placeholder.len() - 2].trim();
-        let value = name
-            .strip_prefix('.')
-            .or_else(|| name.strip_prefix('$'))
-            .and_then(|name| template_value(ctx, &name.to_ascii_lowercase()));
-        out.push_str(&rest[..start]);
-        out.push_str(value.as_deref().unwrap_or(placeholder));
-        rest = &rest[start + len + 2..];
-    }
-    out.push_str(rest);
-    out
+    crate::template::replace_placeholders(arg, |name| {
+        let name = name.strip_prefix('.').or_else(|| name.strip_prefix('$'))?;
+        template_value(ctx, &name.to_ascii_lowercase())
+    })
 }
 
 fn template_value(ctx: &TaskContext, name: &str) -> Option<String> {

@@ -21,12 +21,7 @@ impl Plugin for Spark {
                 kind: "SparkApplication".into(),
                 plural: "sparkapplications".into(),
             },
-            properties: PluginProperties {
-                disable_inject_owner_references: false,
-                disable_inject_finalizer: false,
-                disable_delete_resource_on_finalize: false,
-                generated_name_max_length: None,
-            },
+            properties: PluginProperties::default(),
         }
     }
 

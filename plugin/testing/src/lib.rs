@@ -44,12 +44,7 @@ impl Plugin for Testing {
             version: env!("CARGO_PKG_VERSION").into(),
             task_types: vec![TaskType { name: "testing".into(), version: 0 }],
             kind: ResourceKind { api_version: "v1".into(), kind: "ConfigMap".into(), plural: "configmaps".into() },
-            properties: PluginProperties {
-                disable_inject_owner_references: false,
-                disable_inject_finalizer: false,
-                disable_delete_resource_on_finalize: false,
-                generated_name_max_length: None,
-            },
+            properties: PluginProperties::default(),
         }
     }
 
