@@ -9,5 +9,6 @@ pub mod config;
 pub mod executor;
 pub mod registry;
 pub mod runtime;
+pub mod sandbox;
 pub mod task_file;
 pub mod testkit;

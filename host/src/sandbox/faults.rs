@@ -1,0 +1,93 @@
+//! Fault injection, switchable per test: errors on chosen verbs, slow
+//! responses, dropped watch streams. Also counts the requests served, so
+//! tests can check the host does not poll.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use super::store::ApiError;
+
+/// The API verbs, as Kubernetes names them.
+pub const VERBS: [&str; 7] = ["get", "list", "watch", "create", "update", "patch", "delete"];
+
+pub struct Faults {
+    rules: Mutex<Vec<Rule>>,
+    latency: Mutex<Duration>,
+    counts: Mutex<BTreeMap<&'static str, u64>>,
+    drops: watch::Sender<u64>,
+}
+
+struct Rule {
+    verb: &'static str,
+    code: u16,
+    remaining: u32,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            rules: Mutex::new(Vec::new()),
+            latency: Mutex::new(Duration::ZERO),
+            counts: Mutex::new(BTreeMap::new()),
+            drops: watch::channel(0).0,
+        }
+    }
+}
+
+impl Faults {
+    /// Answer the next `times` requests of `verb` with HTTP `code`
+    /// (500, 503, 429, 409...).
+    pub fn fail_next(&self, verb: &'static str, code: u16, times: u32) {
+        assert!(VERBS.contains(&verb), "unknown verb {verb}");
+        self.rules.lock().unwrap().push(Rule { verb, code, remaining: times });
+    }
+
+    /// Delay every response.
+    pub fn set_latency(&self, latency: Duration) {
+        *self.latency.lock().unwrap() = latency;
+    }
+
+    /// End every open watch stream now (clients must re-watch).
+    pub fn drop_watches(&self) {
+        self.drops.send_modify(|n| *n += 1);
+    }
+
+    pub(super) fn watch_drops(&self) -> watch::Receiver<u64> {
+        self.drops.subscribe()
+    }
+
+    /// Requests served for `verb` so far.
+    pub fn requests(&self, verb: &str) -> u64 {
+        self.counts.lock().unwrap().get(verb).copied().unwrap_or(0)
+    }
+
+    /// Requests served, per verb.
+    pub fn request_counts(&self) -> BTreeMap<&'static str, u64> {
+        self.counts.lock().unwrap().clone()
+    }
+
+    pub(super) fn latency(&self) -> Duration {
+        *self.latency.lock().unwrap()
+    }
+
+    /// Count a request and return the injected error for it, if any.
+    pub(super) fn on_request(&self, verb: &'static str) -> Option<ApiError> {
+        *self.counts.lock().unwrap().entry(verb).or_default() += 1;
+        let mut rules = self.rules.lock().unwrap();
+        let rule = rules.iter_mut().find(|r| r.verb == verb && r.remaining > 0)?;
+        rule.remaining -= 1;
+        let code = rule.code;
+        rules.retain(|r| r.remaining > 0);
+        let reason = match code {
+            409 => "Conflict",
+            429 => "TooManyRequests",
+            503 => "ServiceUnavailable",
+            504 => "Timeout",
+            _ => "InternalError",
+        };
+        Some(ApiError::new(code, reason, format!("injected by the sandbox: {code} on {verb}")))
+    }
+}

@@ -1,0 +1,401 @@
+//! The sandbox's objects: namespaced CRUD with Kubernetes semantics —
+//! resourceVersions and 409 on stale writes, the status subresource,
+//! merge and JSON patches, finalizers and deletion timestamps, label
+//! selectors, and an event log that watches replay from.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+/// A kind the sandbox serves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kind {
+    /// "" for the core group.
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    pub plural: String,
+}
+
+impl Kind {
+    pub fn new(api_version: &str, kind: &str, plural: &str) -> Self {
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+        Kind { group: group.into(), version: version.into(), kind: kind.into(), plural: plural.into() }
+    }
+
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
+    }
+
+    /// `group/plural`, the key objects are stored under.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.group, self.plural)
+    }
+}
+
+/// A Kubernetes API error, answered as a `Status` body.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: u16,
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
+        ApiError { code, reason, message: message.into() }
+    }
+    pub fn not_found(kind: &Kind, name: &str) -> Self {
+        Self::new(404, "NotFound", format!("{}.{} \"{name}\" not found", kind.plural, kind.group))
+    }
+    pub fn status(&self) -> Value {
+        json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": self.message, "reason": self.reason, "code": self.code,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventType {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        }
+    }
+}
+
+/// One change, as watches see it.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub resource_version: u64,
+    pub kind_key: String,
+    pub namespace: String,
+    pub kind: EventType,
+    pub object: Value,
+}
+
+/// How many past events watches can resume from; older is `410 Gone`.
+const EVENT_LOG: usize = 20_000;
+
+pub struct Store {
+    inner: Mutex<Inner>,
+    events: broadcast::Sender<Event>,
+}
+
+#[derive(Default)]
+struct Inner {
+    kinds: Vec<Kind>,
+    objects: BTreeMap<(String, String, String), Value>,
+    resource_version: u64,
+    log: VecDeque<Event>,
+    next_uid: u64,
+}
+
+pub enum Patch {
+    Merge(Value),
+    Json(json_patch::Patch),
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store { inner: Mutex::new(Inner::default()), events: broadcast::channel(4096).0 }
+    }
+}
+
+impl Store {
+    pub fn register(&self, kind: Kind) {
+        let mut inner = self.inner.lock().unwrap();
+        if !inner.kinds.contains(&kind) {
+            inner.kinds.push(kind);
+        }
+    }
+
+    pub fn kinds(&self) -> Vec<Kind> {
+        self.inner.lock().unwrap().kinds.clone()
+    }
+
+    pub fn find_kind(&self, group: &str, version: &str, plural: &str) -> Option<Kind> {
+        let inner = self.inner.lock().unwrap();
+        inner.kinds.iter().find(|k| k.group == group && k.version == version && k.plural == plural).cloned()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    pub fn resource_version(&self) -> u64 {
+        self.inner.lock().unwrap().resource_version
+    }
+
+    /// Events after `since`, or `None` when they are no longer kept (410).
+    pub fn events_since(&self, kind: &Kind, namespace: Option<&str>, since: u64) -> Option<Vec<Event>> {
+        let inner = self.inner.lock().unwrap();
+        let oldest = inner.log.front().map_or(inner.resource_version + 1, |e| e.resource_version);
+        if since + 1 < oldest && since < inner.resource_version {
+            return None;
+        }
+        let key = kind.key();
+        Some(
+            inner
+                .log
+                .iter()
+                .filter(|e| e.resource_version > since && e.kind_key == key)
+                .filter(|e| namespace.is_none_or(|ns| e.namespace == ns))
+                .cloned()
+                .collect(),
+        )
+    }
+
+    pub fn get(&self, kind: &Kind, namespace: &str, name: &str) -> Result<Value, ApiError> {
+        let inner = self.inner.lock().unwrap();
+        inner
+            .objects
+            .get(&(kind.key(), namespace.into(), name.into()))
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(kind, name))
+    }
+
+    /// Objects of a kind (in one namespace or all), filtered by a label selector.
+    pub fn list(&self, kind: &Kind, namespace: Option<&str>, selector: &str) -> Result<(Vec<Value>, u64), ApiError> {
+        let selector = LabelSelector::parse(selector)?;
+        let inner = self.inner.lock().unwrap();
+        let key = kind.key();
+        let items = inner
+            .objects
+            .iter()
+            .filter(|((k, ns, _), _)| *k == key && namespace.is_none_or(|n| n == ns))
+            .map(|(_, object)| object)
+            .filter(|object| selector.matches(object))
+            .cloned()
+            .collect();
+        Ok((items, inner.resource_version))
+    }
+
+    pub fn create(&self, kind: &Kind, namespace: &str, mut object: Value) -> Result<Value, ApiError> {
+        let name = object["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        if name.is_empty() {
+            return Err(ApiError::new(422, "Invalid", format!("{} is invalid: metadata.name: Required value", kind.kind)));
+        }
+        if !object.is_object() || !object["metadata"].is_object() {
+            return Err(ApiError::new(400, "BadRequest", "the object is not a JSON object with metadata"));
+        }
+        if object["apiVersion"] != kind.api_version() || object["kind"] != kind.kind {
+            return Err(ApiError::new(
+                400,
+                "BadRequest",
+                format!("the object is a {} {}, not a {} {}", object["apiVersion"], object["kind"], kind.api_version(), kind.kind),
+            ));
+        }
+        let mut inner = self.inner.lock().unwrap();
+        let key = (kind.key(), namespace.to_owned(), name.clone());
+        if inner.objects.contains_key(&key) {
+            return Err(ApiError::new(409, "AlreadyExists", format!("{}.{} \"{name}\" already exists", kind.plural, kind.group)));
+        }
+        inner.next_uid += 1;
+        let meta = &mut object["metadata"];
+        meta["namespace"] = json!(namespace);
+        meta["uid"] = json!(format!("00000000-0000-4000-8000-{:012}", inner.next_uid));
+        meta["creationTimestamp"] = json!(now_rfc3339());
+        meta["generation"] = json!(1);
+        if let Some(map) = meta.as_object_mut() {
+            map.remove("deletionTimestamp");
+        }
+        // The status subresource: status is not set on create.
+        if let Some(map) = object.as_object_mut() {
+            map.remove("status");
+        }
+        Ok(inner.commit(&self.events, kind, key, object, EventType::Added))
+    }
+
+    /// PUT of the object or of its status subresource.
+    pub fn replace(&self, kind: &Kind, namespace: &str, name: &str, object: Value, status: bool) -> Result<Value, ApiError> {
+        self.update(kind, namespace, name, |current| {
+            check_resource_version(&object, current)?;
+            let mut next = current.clone();
+            if status {
+                next["status"] = object["status"].clone();
+            } else {
+                let kept_status = current["status"].clone();
+                next = object.clone();
+                next["status"] = kept_status;
+                preserve_system_metadata(&mut next, current);
+            }
+            Ok(next)
+        })
+    }
+
+    pub fn patch(&self, kind: &Kind, namespace: &str, name: &str, patch: &Patch, status: bool) -> Result<Value, ApiError> {
+        self.update(kind, namespace, name, |current| {
+            let mut next = current.clone();
+            match patch {
+                Patch::Merge(body) => {
+                    check_resource_version(body, current)?;
+                    json_patch::merge(&mut next, body);
+                }
+                Patch::Json(ops) => json_patch::patch(&mut next, ops)
+                    .map_err(|err| ApiError::new(422, "Invalid", format!("the JSON patch does not apply: {err}")))?,
+            }
+            if status {
+                let status = next["status"].clone();
+                next = current.clone();
+                next["status"] = status;
+            } else {
+                next["status"] = current["status"].clone();
+                preserve_system_metadata(&mut next, current);
+            }
+            Ok(next)
+        })
+    }
+
+    /// Delete now, or mark for deletion while finalizers remain.
+    pub fn delete(&self, kind: &Kind, namespace: &str, name: &str) -> Result<Value, ApiError> {
+        let mut inner = self.inner.lock().unwrap();
+        let key = (kind.key(), namespace.to_owned(), name.to_owned());
+        let current = inner.objects.get(&key).cloned().ok_or_else(|| ApiError::not_found(kind, name))?;
+        if has_finalizers(&current) {
+            if !current["metadata"]["deletionTimestamp"].is_null() {
+                return Ok(current);
+            }
+            let mut next = current;
+            next["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
+            return Ok(inner.commit(&self.events, kind, key, next, EventType::Modified));
+        }
+        Ok(inner.remove(&self.events, kind, key))
+    }
+
+    /// Apply a change computed from the current object (controllers use
+    /// this directly; the API uses it for PUT and PATCH).
+    pub fn update(
+        &self,
+        kind: &Kind,
+        namespace: &str,
+        name: &str,
+        change: impl FnOnce(&Value) -> Result<Value, ApiError>,
+    ) -> Result<Value, ApiError> {
+        let mut inner = self.inner.lock().unwrap();
+        let key = (kind.key(), namespace.to_owned(), name.to_owned());
+        let current = inner.objects.get(&key).cloned().ok_or_else(|| ApiError::not_found(kind, name))?;
+        let next = change(&current)?;
+        if next == current {
+            return Ok(current);
+        }
+        if !next["metadata"]["deletionTimestamp"].is_null() && !has_finalizers(&next) {
+            return Ok(inner.remove(&self.events, kind, key));
+        }
+        Ok(inner.commit(&self.events, kind, key, next, EventType::Modified))
+    }
+}
+
+impl Inner {
+    fn commit(
+        &mut self,
+        events: &broadcast::Sender<Event>,
+        kind: &Kind,
+        key: (String, String, String),
+        mut object: Value,
+        event: EventType,
+    ) -> Value {
+        self.resource_version += 1;
+        object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
+        self.objects.insert(key.clone(), object.clone());
+        self.record(events, kind, key.1, event, object.clone());
+        object
+    }
+
+    fn remove(&mut self, events: &broadcast::Sender<Event>, kind: &Kind, key: (String, String, String)) -> Value {
+        let mut object = self.objects.remove(&key).expect("checked by the caller");
+        self.resource_version += 1;
+        object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
+        self.record(events, kind, key.1, EventType::Deleted, object.clone());
+        object
+    }
+
+    fn record(&mut self, events: &broadcast::Sender<Event>, kind: &Kind, namespace: String, event: EventType, object: Value) {
+        let event = Event { resource_version: self.resource_version, kind_key: kind.key(), namespace, kind: event, object };
+        if self.log.len() == EVENT_LOG {
+            self.log.pop_front();
+        }
+        self.log.push_back(event.clone());
+        let _ = events.send(event);
+    }
+}
+
+fn has_finalizers(object: &Value) -> bool {
+    object["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty())
+}
+
+/// A write naming a resourceVersion must name the current one.
+fn check_resource_version(body: &Value, current: &Value) -> Result<(), ApiError> {
+    match body["metadata"]["resourceVersion"].as_str() {
+        Some(wanted) if Some(wanted) != current["metadata"]["resourceVersion"].as_str() => Err(ApiError::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on \"{}\": the object has been modified; please apply your changes to the latest version and try again",
+                current["metadata"]["name"].as_str().unwrap_or_default()
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Fields clients cannot change.
+fn preserve_system_metadata(next: &mut Value, current: &Value) {
+    for field in ["uid", "creationTimestamp", "namespace", "name", "deletionTimestamp"] {
+        next["metadata"][field] = current["metadata"][field].clone();
+    }
+    if let Some(meta) = next["metadata"].as_object_mut() {
+        meta.retain(|_, v| !v.is_null());
+    }
+}
+
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Equality-based label selectors: `a=b`, `a==b`, `a!=b`, `a`, `!a`, comma-joined.
+pub struct LabelSelector(Vec<(String, Option<String>, bool)>);
+
+impl LabelSelector {
+    pub fn parse(text: &str) -> Result<Self, ApiError> {
+        let mut terms = Vec::new();
+        for term in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let parsed = if let Some((k, v)) = term.split_once("!=") {
+                (k.trim().to_owned(), Some(v.trim().to_owned()), false)
+            } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+                (k.trim().to_owned(), Some(v.trim().to_owned()), true)
+            } else if let Some(k) = term.strip_prefix('!') {
+                (k.trim().to_owned(), None, false)
+            } else {
+                (term.to_owned(), None, true)
+            };
+            if parsed.0.is_empty() || parsed.0.contains(' ') {
+                return Err(ApiError::new(400, "BadRequest", format!("unable to parse requirement: {term:?}")));
+            }
+            terms.push(parsed);
+        }
+        Ok(LabelSelector(terms))
+    }
+
+    pub fn matches(&self, object: &Value) -> bool {
+        let labels = &object["metadata"]["labels"];
+        self.0.iter().all(|(key, value, equal)| {
+            let actual = labels[key.as_str()].as_str();
+            match value {
+                Some(value) => (actual == Some(value.as_str())) == *equal,
+                None => actual.is_some() == *equal,
+            }
+        })
+    }
+}
