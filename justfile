@@ -35,9 +35,12 @@ test: build examples
     cargo test --workspace --exclude flytewasm-testing-plugin
     FLYTEWASM_BIN=target/debug/flytewasm {{python}} -m pytest tests -q
 
-# Render the example Spark task (the lifecycle demo lands with the sandbox)
+# The main job: a Spark task written with flytekit runs to SUCCEEDED on the embedded sandbox
 demo: build examples
-    target/debug/flytewasm render --plugins {{plugins}} examples/.build/spark_pi.pb
+    @echo "== the SparkApplication the Spark plugin builds for examples/spark_tasks.py:spark_pi"
+    target/debug/flytewasm render --plugins {{plugins}} examples/.build/spark_pi.pb | head -40
+    @echo "== running it on the embedded sandbox cluster (a test double)"
+    target/debug/flytewasm run --sandbox --plugins {{plugins}} examples/.build/spark_pi.pb
 
 # Benchmarks: plugin calls through the wasm runtime against the same code natively
 bench: build-plugins

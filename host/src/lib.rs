@@ -5,6 +5,7 @@
 //! `cli` → `executor` → `runtime`; `registry` → `runtime`.
 
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod executor;
 pub mod registry;

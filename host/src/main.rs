@@ -10,7 +10,7 @@ fn main() -> ExitCode {
         .init();
     let cli = flytewasm::cli::Cli::parse();
     match flytewasm::cli::run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE

@@ -3,6 +3,11 @@
 mod inspect;
 mod output;
 mod render;
+mod run;
+mod sandbox;
+mod task_args;
+
+pub use task_args::TaskArgs;
 
 use std::path::PathBuf;
 
@@ -22,7 +27,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Print the object a task would create, as YAML (no cluster needed).
-    Render(render::Args),
+    Render(TaskArgs),
+    /// Run one task to completion on a cluster or the embedded sandbox.
+    Run(run::Args),
+    /// Start the embedded sandbox cluster (a test double) alone, for kubectl.
+    Sandbox(sandbox::Args),
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -79,10 +88,14 @@ pub fn load_registry(runtime: &Runtime, args: &HostArgs) -> anyhow::Result<Regis
     Registry::load_dir(runtime, &args.plugins)
 }
 
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+/// Run a command; the exit code says how it ended.
+pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    let done = std::process::ExitCode::SUCCESS;
     match cli.command {
-        Command::Render(args) => render::run(args),
-        Command::Plugin(PluginCommand::Inspect(args)) => inspect::inspect(args),
-        Command::Plugin(PluginCommand::Validate(args)) => inspect::validate(args),
+        Command::Render(args) => render::run(args).map(|()| done),
+        Command::Run(args) => run::run(args),
+        Command::Sandbox(args) => sandbox::run(args).map(|()| done),
+        Command::Plugin(PluginCommand::Inspect(args)) => inspect::inspect(args).map(|()| done),
+        Command::Plugin(PluginCommand::Validate(args)) => inspect::validate(args).map(|()| done),
     }
 }

@@ -60,7 +60,6 @@ impl PrepareError {
     /// Flyte's failure code for this error.
     pub fn code(&self) -> &'static str {
         match self {
-            PrepareError::Plugin(err) if err.is_bad_task() => "BadTaskSpecification",
             PrepareError::Plugin(_) => "FailedToBuildResource",
             PrepareError::TooLarge { .. } => "EntityTooLarge",
         }

@@ -1,0 +1,430 @@
+//! The lifecycle of one task's object, with Flyte's PluginManager semantics
+//! (reference/flyte-facts.md §2): launch → monitor → abort → finalize.
+//!
+//! [`TaskState`] is plain data — enough to resume a task from anywhere (it
+//! will travel in an agent's `resource_meta`). Phase changes are driven by
+//! the shared watch ([`Engine::wait_for_change`]), never by polling.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::metadata::FINALIZER;
+use super::object::{PrepareError, TaskRequest, prepare};
+use crate::cluster::{Cluster, ClusterError, Created, ResourceKind};
+use crate::config::HostConfig;
+use crate::runtime::{CallError, Plugin, wit};
+
+/// Where a task stands: which plugin build made which object, and the last
+/// phase reported for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskState {
+    pub plugin_id: String,
+    pub plugin_digest: String,
+    pub kind: ResourceKind,
+    pub namespace: String,
+    pub name: String,
+    pub phase: Phase,
+    pub version: u32,
+    pub reason: String,
+}
+
+/// Flyte's plugin phases, as stored and reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Phase {
+    NotReady,
+    WaitingForResources,
+    Queued,
+    Initializing,
+    Running,
+    Success,
+    RetryableFailure,
+    PermanentFailure,
+}
+
+impl Phase {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Phase::Success | Phase::RetryableFailure | Phase::PermanentFailure)
+    }
+
+    pub fn is_failure(self) -> bool {
+        matches!(self, Phase::RetryableFailure | Phase::PermanentFailure)
+    }
+
+    /// The task execution phase Flyte reports for it (§2.9).
+    pub fn event_phase(self) -> &'static str {
+        match self {
+            Phase::NotReady => "UNDEFINED",
+            Phase::WaitingForResources => "WAITING_FOR_RESOURCES",
+            Phase::Queued => "QUEUED",
+            Phase::Initializing => "INITIALIZING",
+            Phase::Running => "RUNNING",
+            Phase::Success => "SUCCEEDED",
+            Phase::RetryableFailure | Phase::PermanentFailure => "FAILED",
+        }
+    }
+
+    fn from_wit(phase: wit::Phase) -> Self {
+        match phase {
+            wit::Phase::NotReady => Phase::NotReady,
+            wit::Phase::WaitingForResources => Phase::WaitingForResources,
+            wit::Phase::Queued => Phase::Queued,
+            wit::Phase::Initializing => Phase::Initializing,
+            wit::Phase::Running => Phase::Running,
+            wit::Phase::Success => Phase::Success,
+            wit::Phase::RetryableFailure => Phase::RetryableFailure,
+            wit::Phase::PermanentFailure => Phase::PermanentFailure,
+        }
+    }
+
+    fn to_wit(self) -> wit::Phase {
+        match self {
+            Phase::NotReady => wit::Phase::NotReady,
+            Phase::WaitingForResources => wit::Phase::WaitingForResources,
+            Phase::Queued => wit::Phase::Queued,
+            Phase::Initializing => wit::Phase::Initializing,
+            Phase::Running => wit::Phase::Running,
+            Phase::Success => wit::Phase::Success,
+            Phase::RetryableFailure => wit::Phase::RetryableFailure,
+            Phase::PermanentFailure => wit::Phase::PermanentFailure,
+        }
+    }
+}
+
+/// A failure shown to the user, with Flyte's code and kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskError {
+    pub code: String,
+    pub message: String,
+    /// `USER` or `SYSTEM`.
+    pub kind: String,
+}
+
+/// One phase change, as reported to Flyte (or printed by `run`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PhaseEvent {
+    pub phase: Phase,
+    pub version: u32,
+    pub reason: String,
+    pub error: Option<TaskError>,
+    pub logs: Vec<LogLink>,
+    pub custom_info: Option<Value>,
+    /// RFC 3339.
+    pub occurred_at: String,
+    #[serde(skip)]
+    pub cleanup_on_failure: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogLink {
+    pub name: String,
+    pub uri: String,
+    pub show_while_pending: bool,
+}
+
+impl PhaseEvent {
+    fn new(phase: Phase, reason: impl Into<String>) -> Self {
+        PhaseEvent {
+            phase,
+            version: 0,
+            reason: reason.into(),
+            error: None,
+            logs: Vec::new(),
+            custom_info: None,
+            occurred_at: now(),
+            cleanup_on_failure: false,
+        }
+    }
+
+    fn failure(phase: Phase, kind: &str, code: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        let mut event = PhaseEvent::new(phase, message.clone());
+        event.error = Some(TaskError { code: code.into(), message, kind: kind.into() });
+        event
+    }
+
+    fn from_wit(info: wit::PhaseInfo) -> Self {
+        let occurred_at = info
+            .occurred_at
+            .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos))
+            .map_or_else(now, |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+        PhaseEvent {
+            phase: Phase::from_wit(info.phase),
+            version: info.version,
+            reason: info.reason,
+            error: info.error.map(|e| TaskError {
+                code: e.code,
+                message: e.message,
+                kind: match e.kind {
+                    wit::ErrorKind::User => "USER".into(),
+                    wit::ErrorKind::System => "SYSTEM".into(),
+                },
+            }),
+            logs: info
+                .logs
+                .into_iter()
+                .map(|l| LogLink { name: l.name, uri: l.uri, show_while_pending: l.show_while_pending })
+                .collect(),
+            custom_info: info.custom_info.and_then(|c| serde_json::from_str(&c).ok()),
+            occurred_at,
+            cleanup_on_failure: info.cleanup_on_failure,
+        }
+    }
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// A step that could not complete now and should be retried (Flyte's
+/// "unknown transition + error"): the cluster was unreachable or failing.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cluster error while {action} {name}: {source}")]
+    Cluster { action: &'static str, name: String, source: ClusterError },
+    #[error("plugin call failed: {0}")]
+    Plugin(#[from] CallError),
+}
+
+/// Runs tasks' objects on one cluster.
+#[derive(Clone)]
+pub struct Engine {
+    cluster: Arc<Cluster>,
+    config: Arc<HostConfig>,
+}
+
+impl Engine {
+    pub fn new(cluster: Arc<Cluster>, config: Arc<HostConfig>) -> Self {
+        Engine { cluster, config }
+    }
+
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// Build the object with the plugin and create it. Returns the state to
+    /// keep and the first event: Queued when created (or already there),
+    /// else the failure Flyte would report.
+    pub async fn launch(&self, plugin: &Plugin, request: &TaskRequest) -> Result<(TaskState, PhaseEvent), EngineError> {
+        let kind = plugin_kind(plugin);
+        let mut state = TaskState {
+            plugin_id: plugin.id().into(),
+            plugin_digest: plugin.digest().into(),
+            kind: kind.clone(),
+            namespace: request.namespace.clone(),
+            name: request.object_name(plugin),
+            phase: Phase::NotReady,
+            version: 0,
+            reason: String::new(),
+        };
+        let prepared = {
+            let (plugin, config, request) = (plugin.clone(), self.config.clone(), request.clone());
+            tokio::task::spawn_blocking(move || prepare(&plugin, &config, &request, SystemTime::now()))
+                .await
+                .expect("the plugin call does not panic")
+        };
+        let event = match prepared {
+            Err(err) => build_failure(err),
+            Ok(prepared) => match self.cluster.create(&kind, &prepared.namespace, &prepared.object).await {
+                Ok(Created::New | Created::AlreadyExisted) => PhaseEvent::new(Phase::Queued, "task submitted to K8s"),
+                Err(err) => match classify_create_error(&err) {
+                    Some(event) => event,
+                    None => return Err(EngineError::Cluster { action: "creating", name: state.name, source: err }),
+                },
+            },
+        };
+        state.record(&event);
+        Ok((state, event))
+    }
+
+    /// Look at the object and ask the plugin for its phase. `None` when
+    /// nothing changed since the last event (same phase and version).
+    pub async fn check(&self, plugin: &Plugin, request: &TaskRequest, state: &mut TaskState) -> Result<Option<PhaseEvent>, EngineError> {
+        let object = self.get(state).await?;
+        let event = match object {
+            None => PhaseEvent::failure(
+                Phase::RetryableFailure,
+                "SYSTEM",
+                "ResourceDeletedExternally",
+                format!("resource not found, name [{}/{}]. reason: the object is gone from the cluster", state.namespace, state.name),
+            ),
+            Some(object) => {
+                let ctx = self.phase_context(plugin, request, state);
+                let plugin = plugin.clone();
+                let observed = object.to_string();
+                let answer = tokio::task::spawn_blocking(move || plugin.get_task_phase(&ctx, &observed))
+                    .await
+                    .expect("the plugin call does not panic");
+                let event = match answer {
+                    Ok(info) => PhaseEvent::from_wit(info),
+                    Err(err) => plugin_failure(&err),
+                };
+                let deleting = !object["metadata"]["deletionTimestamp"].is_null();
+                if deleting && !event.phase.is_terminal() {
+                    PhaseEvent::failure(
+                        Phase::RetryableFailure,
+                        "SYSTEM",
+                        "UnexpectedObjectDeletion",
+                        format!("object [{}/{}] terminated in the background, manually", state.namespace, state.name),
+                    )
+                } else {
+                    event
+                }
+            }
+        };
+        // Seen already: the same phase and version, or an older version of
+        // the same phase and reason (a plugin only bumps on a new reason).
+        let same_phase = event.phase == state.phase;
+        if same_phase && (event.version == state.version || (event.version < state.version && event.reason == state.reason)) {
+            return Ok(None);
+        }
+        state.record(&event);
+        Ok(Some(event))
+    }
+
+    /// Stop the task: the plugin chooses delete (default) or a patch.
+    /// An object already gone is fine.
+    pub async fn abort(&self, plugin: &Plugin, request: &TaskRequest, state: &TaskState) -> Result<(), EngineError> {
+        let Some(object) = self.get(state).await? else { return Ok(()) };
+        let ctx = self.phase_context(plugin, request, state);
+        let call = plugin.clone();
+        let observed = object.to_string();
+        let action = tokio::task::spawn_blocking(move || call.on_abort(&ctx, &observed))
+            .await
+            .expect("the plugin call does not panic");
+        let cluster_error = |source| EngineError::Cluster { action: "aborting", name: state.name.clone(), source };
+        match action {
+            Ok(wit::AbortAction::Patch(patch)) => {
+                let patch: Value = serde_json::from_str(&patch).map_err(|err| {
+                    EngineError::Plugin(CallError::InvalidOutput {
+                        plugin: plugin.id().into(),
+                        call: "on-abort",
+                        reason: format!("the abort patch is not JSON: {err}"),
+                    })
+                })?;
+                self.cluster.merge_patch(&state.kind, &state.namespace, &state.name, &patch).await.map_err(cluster_error)
+            }
+            // A plugin that cannot say how to abort still gets its object deleted.
+            Ok(wit::AbortAction::Delete) | Err(_) => {
+                self.cluster.delete(&state.kind, &state.namespace, &state.name).await.map_err(cluster_error)
+            }
+        }
+    }
+
+    /// Release the object: remove Flyte's finalizer (whatever the current
+    /// config says, as Flyte does) and delete it if configured to.
+    pub async fn finalize(&self, plugin: &Plugin, state: &TaskState) -> Result<(), EngineError> {
+        let cluster_error = |source| EngineError::Cluster { action: "finalizing", name: state.name.clone(), source };
+        self.cluster
+            .remove_finalizer(&state.kind, &state.namespace, &state.name, FINALIZER)
+            .await
+            .map_err(cluster_error)?;
+        if self.config.k8s.delete_resource_on_finalize && !plugin.info().properties.disable_delete_resource_on_finalize {
+            self.cluster.delete(&state.kind, &state.namespace, &state.name).await.map_err(cluster_error)?;
+        }
+        Ok(())
+    }
+
+    /// Wait until the object changes (or `max` passes, as a resync).
+    pub async fn wait_for_change(&self, state: &TaskState, changes: &mut tokio::sync::broadcast::Receiver<String>, max: Duration) {
+        let deadline = tokio::time::sleep(max);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                name = changes.recv() => match name {
+                    Ok(name) if name == state.name => return,
+                    Ok(_) => continue,
+                    // Missed some changes: look now.
+                    Err(_) => return,
+                },
+                _ = &mut deadline => return,
+            }
+        }
+    }
+
+    /// The change feed for this task's kind and namespace.
+    pub fn changes(&self, state: &TaskState) -> tokio::sync::broadcast::Receiver<String> {
+        self.cluster.changes(&state.kind, &state.namespace)
+    }
+
+    /// Wait until the object no longer exists (up to `max`).
+    pub async fn wait_gone(&self, state: &TaskState, max: Duration) -> Result<bool, EngineError> {
+        let mut changes = self.changes(state);
+        let deadline = tokio::time::Instant::now() + max;
+        loop {
+            if self.get(state).await?.is_none() {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            self.wait_for_change(state, &mut changes, Duration::from_secs(1)).await;
+        }
+    }
+
+    async fn get(&self, state: &TaskState) -> Result<Option<Value>, EngineError> {
+        self.cluster
+            .get(&state.kind, &state.namespace, &state.name)
+            .await
+            .map_err(|source| EngineError::Cluster { action: "reading", name: state.name.clone(), source })
+    }
+
+    fn phase_context(&self, plugin: &Plugin, request: &TaskRequest, state: &TaskState) -> wit::PhaseContext {
+        wit::PhaseContext {
+            task: request.task_context(plugin, &self.config, SystemTime::now()),
+            previous_phase: state.phase.to_wit(),
+            previous_version: state.version,
+            previous_reason: state.reason.clone(),
+        }
+    }
+}
+
+impl TaskState {
+    fn record(&mut self, event: &PhaseEvent) {
+        self.phase = event.phase;
+        self.version = event.version;
+        self.reason = event.reason.clone();
+    }
+}
+
+pub fn plugin_kind(plugin: &Plugin) -> ResourceKind {
+    let kind = &plugin.info().kind;
+    ResourceKind { api_version: kind.api_version.clone(), kind: kind.kind.clone(), plural: kind.plural.clone() }
+}
+
+/// A plugin that could not build the object: the user's task is wrong, or
+/// the plugin failed. Both fail the task permanently; the message says which.
+fn build_failure(err: PrepareError) -> PhaseEvent {
+    let message = match &err {
+        PrepareError::Plugin(call) if call.is_bad_task() => format!("could not build resource for task: {call}"),
+        other => other.to_string(),
+    };
+    let kind = if matches!(&err, PrepareError::Plugin(call) if !call.is_bad_task()) { "SYSTEM" } else { "USER" };
+    PhaseEvent::failure(Phase::PermanentFailure, kind, err.code(), message)
+}
+
+fn plugin_failure(err: &CallError) -> PhaseEvent {
+    if err.is_bad_task() {
+        PhaseEvent::failure(Phase::PermanentFailure, "USER", "BadTaskSpecification", err.to_string())
+    } else {
+        PhaseEvent::failure(Phase::PermanentFailure, "SYSTEM", "PluginFailure", err.to_string())
+    }
+}
+
+/// Flyte's create-error table (§2.3); `None` means retry later.
+fn classify_create_error(err: &ClusterError) -> Option<PhaseEvent> {
+    let quota = err.message.contains("exceeded quota");
+    match (err.code, err.reason.as_str()) {
+        (403, _) if quota => Some(PhaseEvent::new(Phase::WaitingForResources, format!("Exceeded resourcequota: {}", err.message))),
+        (403, _) => Some(PhaseEvent::failure(Phase::RetryableFailure, "USER", "RuntimeFailure", err.message.clone())),
+        (400 | 422, _) => Some(PhaseEvent::failure(Phase::PermanentFailure, "USER", "BadTaskFormat", err.message.clone())),
+        (413, _) => Some(PhaseEvent::failure(Phase::PermanentFailure, "USER", "EntityTooLarge", err.message.clone())),
+        _ => None,
+    }
+}
