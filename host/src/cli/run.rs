@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::cluster::Cluster;
 use crate::executor::drive::{Outcome, run_to_completion};
-use crate::executor::lifecycle::plugin_kind;
+use crate::executor::lifecycle::{Aborted, plugin_kind};
 use crate::executor::{Engine, PhaseEvent, TaskState};
 use crate::sandbox::{Kind, Sandbox, SandboxConfig};
 use crate::task_file;
@@ -96,8 +96,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 eprintln!("task failed: [{}] {}", error.code, error.message);
                 ExitCode::FAILURE
             }
-            Outcome::Aborted => {
+            Outcome::Aborted(Aborted::Deleted) => {
                 eprintln!("task aborted; its object is gone");
+                ExitCode::from(130)
+            }
+            Outcome::Aborted(Aborted::Patched) => {
+                eprintln!("task aborted; its object was patched as the plugin asked");
                 ExitCode::from(130)
             }
         })

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use super::lifecycle::{Engine, EngineError, PhaseEvent, TaskState};
+use super::lifecycle::{Aborted, Engine, EngineError, PhaseEvent, TaskState};
 use super::object::TaskRequest;
 use crate::runtime::Plugin;
 
@@ -13,8 +13,9 @@ use crate::runtime::Plugin;
 pub enum Outcome {
     Succeeded(PhaseEvent),
     Failed(PhaseEvent),
-    /// Stopped from outside (Ctrl-C, timeout); the object is gone or patched.
-    Aborted,
+    /// Stopped from outside (Ctrl-C, timeout); the object is gone, or
+    /// patched as the plugin asked.
+    Aborted(Aborted),
 }
 
 /// Without any watch event, look again this often (a resync, as informers do).
@@ -53,10 +54,12 @@ pub async fn run_to_completion(
             }
             tokio::select! {
                 _ = &mut stop => {
-                    retrying(|| engine.abort(plugin, request, &state)).await?;
+                    let aborted = retrying(|| engine.abort(plugin, request, &state)).await?;
                     retrying(|| engine.finalize(plugin, &state)).await?;
-                    engine.wait_gone(&state, Duration::from_secs(60)).await?;
-                    return Ok(Outcome::Aborted);
+                    if aborted == Aborted::Deleted {
+                        engine.wait_gone(&state, Duration::from_secs(60)).await?;
+                    }
+                    return Ok(Outcome::Aborted(aborted));
                 }
                 _ = engine.wait_for_change(&state, &mut changes, RESYNC) => {}
             }

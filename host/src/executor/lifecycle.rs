@@ -192,6 +192,13 @@ pub enum EngineError {
     Plugin(#[from] CallError),
 }
 
+/// What aborting did to the object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aborted {
+    Deleted,
+    Patched,
+}
+
 /// Runs tasks' objects on one cluster.
 #[derive(Clone)]
 pub struct Engine {
@@ -290,8 +297,8 @@ impl Engine {
 
     /// Stop the task: the plugin chooses delete (default) or a patch.
     /// An object already gone is fine.
-    pub async fn abort(&self, plugin: &Plugin, request: &TaskRequest, state: &TaskState) -> Result<(), EngineError> {
-        let Some(object) = self.get(state).await? else { return Ok(()) };
+    pub async fn abort(&self, plugin: &Plugin, request: &TaskRequest, state: &TaskState) -> Result<Aborted, EngineError> {
+        let Some(object) = self.get(state).await? else { return Ok(Aborted::Deleted) };
         let ctx = self.phase_context(plugin, request, state);
         let call = plugin.clone();
         let observed = object.to_string();
@@ -308,11 +315,13 @@ impl Engine {
                         reason: format!("the abort patch is not JSON: {err}"),
                     })
                 })?;
-                self.cluster.merge_patch(&state.kind, &state.namespace, &state.name, &patch).await.map_err(cluster_error)
+                self.cluster.merge_patch(&state.kind, &state.namespace, &state.name, &patch).await.map_err(cluster_error)?;
+                Ok(Aborted::Patched)
             }
             // A plugin that cannot say how to abort still gets its object deleted.
             Ok(wit::AbortAction::Delete) | Err(_) => {
-                self.cluster.delete(&state.kind, &state.namespace, &state.name).await.map_err(cluster_error)
+                self.cluster.delete(&state.kind, &state.namespace, &state.name).await.map_err(cluster_error)?;
+                Ok(Aborted::Deleted)
             }
         }
     }

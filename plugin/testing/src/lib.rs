@@ -1,7 +1,8 @@
 //! Task type `testing`: creates a ConfigMap, or misbehaves as the task's
 //! `custom.behaviour` asks, so host tests can check every failure is
 //! contained: `panic`, `loop` (never returns), `allocate` (grows memory
-//! without bound), `wrong-kind`, `not-json`, `bad-task`.
+//! without bound), `wrong-kind`, `not-json`, `bad-task`; `patch-on-abort`
+//! patches the object instead of deleting it when aborted.
 
 use flytewasm_plugin_sdk::custom::struct_to_json;
 use flytewasm_plugin_sdk::prelude::*;
@@ -69,6 +70,14 @@ impl Plugin for Testing {
         Ok(match observed["data"]["state"].as_str() {
             Some("done") => PhaseInfo::success(),
             _ => PhaseInfo::running(),
+        })
+    }
+
+    /// `patch-on-abort` asks for a patch instead of a delete.
+    fn on_abort(ctx: &PhaseContext, _observed: &Value) -> Result<AbortAction, PluginError> {
+        Ok(match behaviour(ctx).as_str() {
+            "patch-on-abort" => AbortAction::Patch(json!({ "metadata": { "annotations": { "aborted": "true" } } }).to_string()),
+            _ => AbortAction::Delete,
         })
     }
 }
