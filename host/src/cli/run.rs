@@ -83,7 +83,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(match outcome {
             Outcome::Succeeded(_) => {
                 if matches!(args.output, Format::Text) {
-                    println!("task succeeded");
+                    say(format_args!("task succeeded"));
                 }
                 ExitCode::SUCCESS
             }
@@ -129,17 +129,25 @@ impl Printer {
                     "customInfo": event.custom_info,
                     "occurredAt": event.occurred_at,
                 });
-                println!("{line}");
+                say(format_args!("{line}"));
             }
             Format::Text => {
                 let version = if event.version > 0 { format!(" (v{})", event.version) } else { String::new() };
-                println!("{}  {:<22} {}{version}", event.occurred_at, event.phase.event_phase(), event.reason);
+                say(format_args!("{}  {:<22} {}{version}", event.occurred_at, event.phase.event_phase(), event.reason));
                 for log in &event.logs {
                     if self.shown_logs.insert(log.uri.clone()) {
-                        println!("{:>22}  log: {} {}", "", log.name, log.uri);
+                        say(format_args!("{:>22}  log: {} {}", "", log.name, log.uri));
                     }
                 }
             }
         }
     }
+}
+
+/// A line on stdout. A reader that went away (`| head`) must not stop the
+/// task from being followed and cleaned up, so write errors are ignored.
+fn say(line: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
