@@ -42,6 +42,7 @@ demo: build examples
     @echo "== running it on the embedded sandbox cluster (a test double)"
     target/debug/flytewasm run --sandbox --plugins {{plugins}} examples/.build/spark_pi.pb
 
-# Benchmarks: plugin calls through the wasm runtime against the same code natively
+# Benchmarks: plugin calls in wasm vs native, and 1,000 concurrent tasks on the sandbox
 bench: build-plugins
     cargo bench -p flytewasm-spark --bench calls
+    cargo bench -p flytewasm --bench lifecycle

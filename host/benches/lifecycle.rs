@@ -1,0 +1,63 @@
+//! `just bench`: N concurrent Spark tasks (default 1,000; `FLYTEWASM_BENCH_TASKS`)
+//! through launch → success on the embedded sandbox, in one host process.
+//! Reports wall time, peak RSS (this process, which also holds the sandbox
+//! and its objects) and API requests per task.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flytewasm::cluster::Cluster;
+use flytewasm::config::HostConfig;
+use flytewasm::executor::drive::{Outcome, run_to_completion};
+use flytewasm::executor::{Engine, TaskRequest};
+use flytewasm::sandbox::{Sandbox, SandboxConfig};
+use flytewasm::testkit;
+use flytewasm_proto::flyteidl::core::{Container, TaskTemplate, task_template::Target};
+use serde_json::json;
+
+fn main() {
+    let tasks: usize = std::env::var("FLYTEWASM_BENCH_TASKS").ok().and_then(|n| n.parse().ok()).unwrap_or(1000);
+    let plugin = testkit::plugin("spark");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let sandbox = Sandbox::start(SandboxConfig { step: Duration::from_millis(200), ..Default::default() }).await.unwrap();
+        let engine = Engine::new(Arc::new(Cluster::new(sandbox.client().unwrap())), Arc::new(HostConfig::default()));
+        let requests: Vec<TaskRequest> = (0..tasks).map(|i| request(&format!("bench-{i}"))).collect();
+        let rss_before = peak_rss_kib();
+        let started = Instant::now();
+        let runs = requests.iter().map(|r| run_to_completion(&engine, &plugin, r, |_, _| {}, std::future::pending()));
+        let outcomes = futures::future::join_all(runs).await;
+        let wall = started.elapsed();
+        let succeeded = outcomes.iter().filter(|o| matches!(o, Ok(Outcome::Succeeded(_)))).count();
+        let counts = sandbox.faults().request_counts();
+        let total: u64 = counts.values().sum();
+        println!("{tasks} Spark tasks, launch → success, on the sandbox (3 simulated steps of 200 ms each)");
+        println!("  succeeded          {succeeded}/{tasks}");
+        println!("  wall time          {:.2} s (a single task's floor is ~0.6 s)", wall.as_secs_f64());
+        println!("  peak RSS           {} MiB (before the tasks: {} MiB; host and sandbox share the process)", peak_rss_kib() / 1024, rss_before / 1024);
+        println!("  API requests/task  {:.2}  {counts:?}", total as f64 / tasks as f64);
+    });
+}
+
+fn request(name: &str) -> TaskRequest {
+    TaskRequest {
+        template: TaskTemplate {
+            r#type: "spark".into(),
+            custom: Some(serde_json::from_value(json!({ "mainApplicationFile": "local:///app.py", "sparkConf": { "spark.executor.instances": "2" } })).unwrap()),
+            target: Some(Target::Container(Container { image: "spark:3".into(), args: vec!["pyflyte-execute".into()], ..Default::default() })),
+            ..Default::default()
+        },
+        namespace: "bench".into(),
+        name: Some(name.into()),
+        max_attempts: 1,
+        ..Default::default()
+    }
+}
+
+/// VmHWM: the process's peak resident set, in KiB.
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
