@@ -30,10 +30,22 @@ build-plugins: setup
 examples: setup
     {{python}} scripts/serialize_tasks.py examples/spark_tasks.py examples/.build
 
-# Run every test: Rust (host, SDK, plugins in the wasm runtime) and Python
+# Run every test: Rust (host, SDK, plugins in the wasm runtime), the cluster suite on a sandbox process, and Python
 test: build examples
     cargo test --workspace --exclude flytewasm-testing-plugin
+    scripts/with-sandbox.sh just test-cluster
     FLYTEWASM_BIN=target/debug/flytewasm {{python}} -m pytest tests -q
+
+# The lifecycle suite against the cluster in KUBECONFIG (skipped when none is configured)
+test-cluster: build-plugins
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if [[ -z "${KUBECONFIG:-}" && ! -f "$HOME/.kube/config" ]]; then
+        echo "test-cluster: skipped: no cluster configured (set KUBECONFIG or create ~/.kube/config)"
+        exit 0
+    fi
+    echo "test-cluster: against $(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}' 2>/dev/null || echo "${KUBECONFIG:-~/.kube/config}")"
+    FLYTEWASM_TEST_CLUSTER=1 cargo test -p flytewasm --test cluster
 
 # The main job: a Spark task written with flytekit runs to SUCCEEDED on the embedded sandbox
 demo: build examples

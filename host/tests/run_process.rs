@@ -88,7 +88,7 @@ impl SandboxProcess {
     fn start(dir: &Path) -> Self {
         let kubeconfig = dir.join("kubeconfig");
         let child = bin()
-            .args(["sandbox", "--port", "0", "--step-ms", "100", "--kubeconfig"])
+            .args(["sandbox", "--port", "0", "--step-ms", "100", "--plugins", &plugins(), "--kubeconfig"])
             .arg(&kubeconfig)
             .stdout(Stdio::null())
             .spawn()

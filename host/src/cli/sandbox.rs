@@ -34,7 +34,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let tokio = tokio::runtime::Runtime::new()?;
     tokio.block_on(async move {
-        let sandbox = Sandbox::start(SandboxConfig { port: args.port, step: Duration::from_millis(args.step_ms) }).await?;
+        // Only what the plugins create: other CRDs are installed through the API.
+        let config = SandboxConfig { port: args.port, step: Duration::from_millis(args.step_ms), kinds: Vec::new() };
+        let sandbox = Sandbox::start(config).await?;
         for kind in kinds {
             sandbox.register(Kind::new(&kind.api_version, &kind.kind, &kind.plural));
         }

@@ -77,9 +77,14 @@ async fn handle(
                            "metadata": { "resourceVersion": rv.to_string() }, "items": items }))
             })
         }
-        ("create", Target::Collection { kind, namespace: Some(ns) }) => {
-            json_body(&body).and_then(|object| store.create(&kind, &ns, object)).map(|o| (StatusCode::CREATED, o))
-        }
+        ("create", Target::Collection { kind, namespace }) => json_body(&body)
+            .and_then(|object| store.create(&kind, namespace.as_deref().unwrap_or_default(), object))
+            .inspect(|object| {
+                if kind == crd_kind() {
+                    register_crd(&shared, object);
+                }
+            })
+            .map(|o| (StatusCode::CREATED, o)),
         ("get", Target::Object { kind, namespace, name, .. }) => store.get(&kind, &namespace, &name).map(ok),
         ("update", Target::Object { kind, namespace, name, status }) => {
             json_body(&body).and_then(|object| store.replace(&kind, &namespace, &name, object, status)).map(ok)
@@ -121,6 +126,26 @@ fn parse(shared: &Shared, path: &str) -> Result<Target, ApiError> {
             Ok(Target::Object { kind: kind(plural)?, namespace: (*ns).into(), name: (*name).into(), status: true })
         }
         _ => Err(ApiError::new(404, "NotFound", format!("the sandbox does not serve {path}"))),
+    }
+}
+
+/// CustomResourceDefinitions (cluster-scoped): creating one serves its kind.
+pub(super) fn crd_kind() -> Kind {
+    Kind::new("apiextensions.k8s.io/v1", "CustomResourceDefinition", "customresourcedefinitions")
+}
+
+fn register_crd(shared: &Shared, crd: &Value) {
+    let spec = &crd["spec"];
+    let group = spec["group"].as_str().unwrap_or_default();
+    for version in spec["versions"].as_array().into_iter().flatten().filter(|v| v["served"] != false) {
+        let version = version["name"].as_str().unwrap_or_default();
+        let kind = Kind::new(
+            &format!("{group}/{version}"),
+            spec["names"]["kind"].as_str().unwrap_or_default(),
+            spec["names"]["plural"].as_str().unwrap_or_default(),
+        );
+        tracing::info!(target: "sandbox", "[sandbox] now serving {} {}", kind.api_version(), kind.kind);
+        shared.store.register(kind);
     }
 }
 

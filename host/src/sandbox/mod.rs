@@ -37,11 +37,15 @@ pub struct SandboxConfig {
     pub port: u16,
     /// Time between the simulated operator states.
     pub step: Duration,
+    /// Kinds served from the start, besides Pods, ConfigMaps, Jobs and
+    /// CustomResourceDefinitions (creating a CRD serves its kind too).
+    pub kinds: Vec<Kind>,
 }
 
 impl Default for SandboxConfig {
+    /// Serves SparkApplications from the start.
     fn default() -> Self {
-        SandboxConfig { port: 0, step: Duration::from_millis(500) }
+        SandboxConfig { port: 0, step: Duration::from_millis(500), kinds: vec![operators::spark_kind()] }
     }
 }
 
@@ -54,16 +58,11 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
-    /// Start serving on loopback, with Pods, Jobs, ConfigMaps and
-    /// SparkApplications registered. Call within a tokio runtime.
+    /// Start serving on loopback. Call within a tokio runtime.
     pub async fn start(config: SandboxConfig) -> anyhow::Result<Sandbox> {
         let shared = Arc::new(Shared { store: Store::default(), faults: Faults::default(), step: config.step });
-        for kind in [
-            operators::pod_kind(),
-            Kind::new("v1", "ConfigMap", "configmaps"),
-            Kind::new("batch/v1", "Job", "jobs"),
-            operators::spark_kind(),
-        ] {
+        let core = [operators::pod_kind(), Kind::new("v1", "ConfigMap", "configmaps"), Kind::new("batch/v1", "Job", "jobs"), api::crd_kind()];
+        for kind in core.into_iter().chain(config.kinds) {
             shared.store.register(kind);
         }
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port))
