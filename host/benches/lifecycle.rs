@@ -12,8 +12,6 @@ use flytewasm::executor::drive::{Outcome, run_to_completion};
 use flytewasm::executor::{Engine, TaskRequest};
 use flytewasm::sandbox::{Sandbox, SandboxConfig};
 use flytewasm::testkit;
-use flytewasm_proto::flyteidl::core::{Container, TaskTemplate, task_template::Target};
-use serde_json::json;
 
 fn main() {
     let tasks: usize = std::env::var("FLYTEWASM_BENCH_TASKS").ok().and_then(|n| n.parse().ok()).unwrap_or(1000);
@@ -22,7 +20,7 @@ fn main() {
     runtime.block_on(async {
         let sandbox = Sandbox::start(SandboxConfig { step: Duration::from_millis(200), ..Default::default() }).await.unwrap();
         let engine = Engine::new(Arc::new(Cluster::new(sandbox.client().unwrap())), Arc::new(HostConfig::default()));
-        let requests: Vec<TaskRequest> = (0..tasks).map(|i| request(&format!("bench-{i}"))).collect();
+        let requests: Vec<TaskRequest> = (0..tasks).map(|i| testkit::spark_task("bench", &format!("bench-{i}"))).collect();
         let rss_before = peak_rss_kib();
         let started = Instant::now();
         let runs = requests.iter().map(|r| run_to_completion(&engine, &plugin, r, |_, _| {}, std::future::pending()));
@@ -37,21 +35,6 @@ fn main() {
         println!("  peak RSS           {} MiB (before the tasks: {} MiB; host and sandbox share the process)", peak_rss_kib() / 1024, rss_before / 1024);
         println!("  API requests/task  {:.2}  {counts:?}", total as f64 / tasks as f64);
     });
-}
-
-fn request(name: &str) -> TaskRequest {
-    TaskRequest {
-        template: TaskTemplate {
-            r#type: "spark".into(),
-            custom: Some(serde_json::from_value(json!({ "mainApplicationFile": "local:///app.py", "sparkConf": { "spark.executor.instances": "2" } })).unwrap()),
-            target: Some(Target::Container(Container { image: "spark:3".into(), args: vec!["pyflyte-execute".into()], ..Default::default() })),
-            ..Default::default()
-        },
-        namespace: "bench".into(),
-        name: Some(name.into()),
-        max_attempts: 1,
-        ..Default::default()
-    }
 }
 
 /// VmHWM: the process's peak resident set, in KiB.

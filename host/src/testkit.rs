@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
+use crate::executor::TaskRequest;
 use crate::runtime::{Plugin, Runtime, RuntimeConfig, wit};
+use flytewasm_proto::flyteidl::core::{Container, TaskTemplate, task_template::Target};
 
 /// The workspace root.
 pub fn workspace_dir() -> PathBuf {
@@ -51,4 +53,21 @@ pub fn fixed_now() -> SystemTime {
 /// The phase context for `task` after a previous phase.
 pub fn phase_context(task: wit::TaskContext, previous: wit::Phase, version: u32, reason: &str) -> wit::PhaseContext {
     wit::PhaseContext { task, previous_phase: previous, previous_version: version, previous_reason: reason.into() }
+}
+
+/// A minimal Spark task (as flytekitplugins-spark writes one) named `name`
+/// in `namespace`.
+pub fn spark_task(namespace: &str, name: &str) -> TaskRequest {
+    TaskRequest {
+        template: TaskTemplate {
+            r#type: "spark".into(),
+            custom: Some(serde_json::from_value(serde_json::json!({ "mainApplicationFile": "local:///app.py" })).unwrap()),
+            target: Some(Target::Container(Container { image: "spark:3".into(), args: vec!["pyflyte-execute".into()], ..Default::default() })),
+            ..Default::default()
+        },
+        namespace: namespace.into(),
+        name: Some(name.into()),
+        max_attempts: 1,
+        ..Default::default()
+    }
 }

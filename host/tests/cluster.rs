@@ -15,7 +15,6 @@ use flytewasm::config::HostConfig;
 use flytewasm::executor::{Engine, Phase, PhaseEvent, TaskRequest, TaskState};
 use flytewasm::runtime::Plugin;
 use flytewasm::testkit;
-use flytewasm_proto::flyteidl::core::{Container, TaskTemplate, task_template::Target};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -99,20 +98,10 @@ async fn env(config: serde_json::Value) -> Env {
 }
 
 fn request(name: &str) -> TaskRequest {
-    TaskRequest {
-        template: TaskTemplate {
-            r#type: "spark".into(),
-            custom: Some(serde_json::from_value(json!({ "mainApplicationFile": "local:///app.py" })).unwrap()),
-            target: Some(Target::Container(Container { image: "spark:3".into(), ..Default::default() })),
-            ..Default::default()
-        },
-        namespace: namespace(),
-        name: Some(format!("{name}-{}", std::process::id())),
-        // On the sandbox, keep its simulator out of the way: this test is the operator.
-        annotations: [("sandbox.flytewasm.io/step-ms".to_owned(), "3600000".to_owned())].into(),
-        max_attempts: 1,
-        ..Default::default()
-    }
+    let mut request = testkit::spark_task(&namespace(), &format!("{name}-{}", std::process::id()));
+    // On the sandbox, keep its simulator out of the way: this test is the operator.
+    request.annotations.insert("sandbox.flytewasm.io/step-ms".into(), "3600000".into());
+    request
 }
 
 /// Act as spark-operator: set the application's state.

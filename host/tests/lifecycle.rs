@@ -13,7 +13,7 @@ use flytewasm::executor::{Engine, Phase, PhaseEvent, TaskRequest, TaskState};
 use flytewasm::runtime::Plugin;
 use flytewasm::sandbox::{Sandbox, SandboxConfig};
 use flytewasm::testkit;
-use flytewasm_proto::flyteidl::core::{Container, TaskTemplate, task_template::Target};
+use flytewasm_proto::flyteidl::core::TaskTemplate;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::json;
 
@@ -32,19 +32,9 @@ async fn env(config: serde_json::Value) -> Env {
 }
 
 fn spark_request(name: &str, outcome: &str) -> TaskRequest {
-    TaskRequest {
-        template: TaskTemplate {
-            r#type: "spark".into(),
-            custom: Some(serde_json::from_value(json!({ "mainApplicationFile": "local:///app.py" })).unwrap()),
-            target: Some(Target::Container(Container { image: "spark:3".into(), ..Default::default() })),
-            ..Default::default()
-        },
-        namespace: NS.into(),
-        name: Some(name.into()),
-        annotations: [("sandbox.flytewasm.io/outcome".to_owned(), outcome.to_owned())].into(),
-        max_attempts: 1,
-        ..Default::default()
-    }
+    let mut request = testkit::spark_task(NS, name);
+    request.annotations.insert("sandbox.flytewasm.io/outcome".into(), outcome.into());
+    request
 }
 
 fn testing_request(name: &str, behaviour: &str) -> TaskRequest {

@@ -8,10 +8,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use flytewasm::testkit;
-use flytewasm_proto::flyteidl::core::{Container, TaskTemplate, task_template::Target};
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
 use prost::Message;
-use serde_json::json;
 
 fn bin() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_flytewasm"));
@@ -24,14 +22,8 @@ fn plugins() -> String {
 }
 
 fn spark_task(dir: &Path) -> PathBuf {
-    let template = TaskTemplate {
-        r#type: "spark".into(),
-        custom: Some(serde_json::from_value(json!({ "mainApplicationFile": "local:///app.py" })).unwrap()),
-        target: Some(Target::Container(Container { image: "spark:3".into(), ..Default::default() })),
-        ..Default::default()
-    };
     let path = dir.join("spark.pb");
-    std::fs::write(&path, template.encode_to_vec()).unwrap();
+    std::fs::write(&path, testkit::spark_task("", "").template.encode_to_vec()).unwrap();
     path
 }
 

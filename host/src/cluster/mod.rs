@@ -91,13 +91,33 @@ impl Drop for KindWatch {
     }
 }
 
-/// Writes are retried this long on transient failures.
-fn backoff() -> ExponentialBuilder {
-    ExponentialBuilder::default()
+/// An API call, retried with back-off while it fails transiently.
+async fn retried<T, F>(call: impl FnMut() -> F) -> Result<T, ClusterError>
+where
+    F: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    let mut call = call;
+    let backoff = ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(50))
         .with_max_delay(Duration::from_secs(2))
         .with_max_times(8)
-        .with_jitter()
+        .with_jitter();
+    (|| {
+        let attempt = call();
+        async move { attempt.await.map_err(ClusterError::from_kube) }
+    })
+    .retry(backoff)
+    .when(ClusterError::is_transient)
+    .await
+}
+
+/// Deleting or patching an object that is already gone is fine.
+fn ok_if_gone<T>(result: Result<T, ClusterError>) -> Result<(), ClusterError> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(err) if err.is_not_found() => Ok(()),
+        Err(err) => Err(err),
+    }
 }
 
 impl Cluster {
@@ -130,11 +150,8 @@ impl Cluster {
         let api = self.api(kind, namespace);
         let object: DynamicObject = serde_json::from_value(object.clone())
             .map_err(|err| ClusterError { code: 400, reason: "BadRequest".into(), message: err.to_string() })?;
-        let result = (|| async { api.create(&PostParams::default(), &object).await.map_err(ClusterError::from_kube) })
-            .retry(backoff())
-            .when(ClusterError::is_transient)
-            .await;
-        match result {
+        let params = PostParams::default();
+        match retried(|| api.create(&params, &object)).await {
             Ok(_) => Ok(Created::New),
             Err(err) if err.reason == "AlreadyExists" || (err.code == 409 && err.message.contains("already exists")) => {
                 Ok(Created::AlreadyExisted)
@@ -156,11 +173,7 @@ impl Cluster {
 
     async fn get_from_api(&self, kind: &ResourceKind, namespace: &str, name: &str) -> Result<Option<Value>, ClusterError> {
         let api = self.api(kind, namespace);
-        let result = (|| async { api.get(name).await.map_err(ClusterError::from_kube) })
-            .retry(backoff())
-            .when(ClusterError::is_transient)
-            .await;
-        match result {
+        match retried(|| api.get(name)).await {
             Ok(object) => Ok(Some(serde_json::to_value(object).expect("objects serialize"))),
             Err(err) if err.is_not_found() => Ok(None),
             Err(err) => Err(err),
@@ -170,31 +183,15 @@ impl Cluster {
     /// Delete; an object already gone is fine.
     pub async fn delete(&self, kind: &ResourceKind, namespace: &str, name: &str) -> Result<(), ClusterError> {
         let api = self.api(kind, namespace);
-        let result = (|| async { api.delete(name, &DeleteParams::default()).await.map_err(ClusterError::from_kube) })
-            .retry(backoff())
-            .when(ClusterError::is_transient)
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if err.is_not_found() => Ok(()),
-            Err(err) => Err(err),
-        }
+        let params = DeleteParams::default();
+        ok_if_gone(retried(|| api.delete(name, &params)).await)
     }
 
     /// Apply a JSON merge patch; an object already gone is fine.
     pub async fn merge_patch(&self, kind: &ResourceKind, namespace: &str, name: &str, patch: &Value) -> Result<(), ClusterError> {
         let api = self.api(kind, namespace);
-        let result = (|| async {
-            api.patch(name, &PatchParams::default(), &Patch::Merge(patch)).await.map_err(ClusterError::from_kube)
-        })
-        .retry(backoff())
-        .when(ClusterError::is_transient)
-        .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(err) if err.is_not_found() => Ok(()),
-            Err(err) => Err(err),
-        }
+        let (params, patch) = (PatchParams::default(), Patch::Merge(patch));
+        ok_if_gone(retried(|| api.patch(name, &params, &patch)).await)
     }
 
     /// Remove `finalizer` with a merge patch that names the resourceVersion
