@@ -271,3 +271,36 @@ async fn fifty_tasks_share_one_watch_and_nobody_polls() {
     // saw its object reads the API. Polling would be dozens per task.
     assert!(total < 50 * 4, "no per-task polling: {counts:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_that_leaves_the_object_running_kills_it() {
+    let env = env(json!({})).await;
+    let (outcome, _) = run(&env, &testkit::plugin("testing"), &testing_request("stuck", "fail-with-cleanup"), None).await;
+    let Outcome::Failed(event) = outcome else { panic!("{outcome:?}") };
+    assert_eq!(event.error.unwrap().code, "ImagePullBackOff");
+    let maps = api(&env, "v1", "ConfigMap", "configmaps");
+    assert!(maps.get_opt("stuck").await.unwrap().is_none(), "cleaned up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_errors_are_classified_as_flyte_does() {
+    let env = env(json!({})).await;
+    let spark = testkit::plugin("spark");
+    for (code, phase, error) in [
+        (422, Phase::PermanentFailure, "BadTaskFormat"),
+        (400, Phase::PermanentFailure, "BadTaskFormat"),
+        (403, Phase::RetryableFailure, "RuntimeFailure"),
+        (413, Phase::PermanentFailure, "EntityTooLarge"),
+    ] {
+        env.sandbox.faults().fail_next("create", code, 1);
+        let (_, event) = env.engine.launch(&spark, &spark_request(&format!("refused-{code}"), "succeed")).await.unwrap();
+        assert_eq!(event.phase, phase, "{code}");
+        assert_eq!(event.error.unwrap().code, error, "{code}");
+    }
+    // A plugin that refuses the task fails it before anything is created.
+    let mut bad = spark_request("bad", "succeed");
+    bad.template.custom = None;
+    let (_, event) = env.engine.launch(&spark, &bad).await.unwrap();
+    assert_eq!((event.phase, event.error.unwrap().code.as_str()), (Phase::PermanentFailure, "FailedToBuildResource"));
+    assert_eq!(env.sandbox.faults().requests("create"), 4);
+}

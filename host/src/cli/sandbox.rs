@@ -35,7 +35,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let tokio = tokio::runtime::Runtime::new()?;
     tokio.block_on(async move {
         // Only what the plugins create: other CRDs are installed through the API.
-        let config = SandboxConfig { port: args.port, step: Duration::from_millis(args.step_ms), kinds: Vec::new() };
+        let config = SandboxConfig { port: args.port, step: Duration::from_millis(args.step_ms), kinds: Vec::new(), ..SandboxConfig::default() };
         let sandbox = Sandbox::start(config).await?;
         for kind in kinds {
             sandbox.register(Kind::new(&kind.api_version, &kind.kind, &kind.plural));

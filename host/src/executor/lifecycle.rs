@@ -437,3 +437,25 @@ fn classify_create_error(err: &ClusterError) -> Option<PhaseEvent> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error(code: u16, reason: &str, message: &str) -> ClusterError {
+        ClusterError { code, reason: reason.into(), message: message.into() }
+    }
+
+    #[test]
+    fn a_quota_refusal_waits_for_resources() {
+        let event = classify_create_error(&error(403, "Forbidden", "pods \"x\" is forbidden: exceeded quota: q")).unwrap();
+        assert_eq!(event.phase, Phase::WaitingForResources);
+        assert!(event.reason.starts_with("Exceeded resourcequota: "));
+    }
+
+    #[test]
+    fn server_errors_are_retried_not_reported() {
+        assert!(classify_create_error(&error(500, "InternalError", "boom")).is_none());
+        assert!(classify_create_error(&error(0, "Unreachable", "connection refused")).is_none());
+    }
+}

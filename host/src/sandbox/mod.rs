@@ -40,12 +40,14 @@ pub struct SandboxConfig {
     /// Kinds served from the start, besides Pods, ConfigMaps, Jobs and
     /// CustomResourceDefinitions (creating a CRD serves its kind too).
     pub kinds: Vec<Kind>,
+    /// Past events a watch can resume from; older versions are `410 Gone`.
+    pub event_history: usize,
 }
 
 impl Default for SandboxConfig {
     /// Serves SparkApplications from the start.
     fn default() -> Self {
-        SandboxConfig { port: 0, step: Duration::from_millis(500), kinds: vec![operators::spark_kind()] }
+        SandboxConfig { port: 0, step: Duration::from_millis(500), kinds: vec![operators::spark_kind()], event_history: 20_000 }
     }
 }
 
@@ -60,7 +62,7 @@ pub struct Sandbox {
 impl Sandbox {
     /// Start serving on loopback. Call within a tokio runtime.
     pub async fn start(config: SandboxConfig) -> anyhow::Result<Sandbox> {
-        let shared = Arc::new(Shared { store: Store::default(), faults: Faults::default(), step: config.step });
+        let shared = Arc::new(Shared { store: Store::new(config.event_history), faults: Faults::default(), step: config.step });
         let core = [operators::pod_kind(), Kind::new("v1", "ConfigMap", "configmaps"), Kind::new("batch/v1", "Job", "jobs"), api::crd_kind()];
         for kind in core.into_iter().chain(config.kinds) {
             shared.store.register(kind);

@@ -85,12 +85,11 @@ pub struct Event {
     pub object: Value,
 }
 
-/// How many past events watches can resume from; older is `410 Gone`.
-const EVENT_LOG: usize = 20_000;
-
 pub struct Store {
     inner: Mutex<Inner>,
     events: broadcast::Sender<Event>,
+    /// How many past events watches can resume from; older is `410 Gone`.
+    history: usize,
 }
 
 #[derive(Default)]
@@ -107,13 +106,11 @@ pub enum Patch {
     Json(json_patch::Patch),
 }
 
-impl Default for Store {
-    fn default() -> Self {
-        Store { inner: Mutex::new(Inner::default()), events: broadcast::channel(4096).0 }
-    }
-}
-
 impl Store {
+    pub fn new(history: usize) -> Self {
+        Store { inner: Mutex::new(Inner::default()), events: broadcast::channel(4096).0, history: history.max(1) }
+    }
+
     pub fn register(&self, kind: Kind) {
         let mut inner = self.inner.lock().unwrap();
         if !inner.kinds.contains(&kind) {
@@ -215,7 +212,7 @@ impl Store {
         if let Some(map) = object.as_object_mut() {
             map.remove("status");
         }
-        Ok(inner.commit(&self.events, kind, key, object, EventType::Added))
+        Ok(inner.commit(self, kind, key, object, EventType::Added))
     }
 
     /// PUT of the object or of its status subresource.
@@ -269,9 +266,9 @@ impl Store {
             }
             let mut next = current;
             next["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
-            return Ok(inner.commit(&self.events, kind, key, next, EventType::Modified));
+            return Ok(inner.commit(self, kind, key, next, EventType::Modified));
         }
-        Ok(inner.remove(&self.events, kind, key))
+        Ok(inner.remove(self, kind, key))
     }
 
     /// Apply a change computed from the current object (controllers use
@@ -291,16 +288,16 @@ impl Store {
             return Ok(current);
         }
         if !next["metadata"]["deletionTimestamp"].is_null() && !has_finalizers(&next) {
-            return Ok(inner.remove(&self.events, kind, key));
+            return Ok(inner.remove(self, kind, key));
         }
-        Ok(inner.commit(&self.events, kind, key, next, EventType::Modified))
+        Ok(inner.commit(self, kind, key, next, EventType::Modified))
     }
 }
 
 impl Inner {
     fn commit(
         &mut self,
-        events: &broadcast::Sender<Event>,
+        store: &Store,
         kind: &Kind,
         key: (String, String, String),
         mut object: Value,
@@ -309,25 +306,25 @@ impl Inner {
         self.resource_version += 1;
         object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
         self.objects.insert(key.clone(), object.clone());
-        self.record(events, kind, key.1, event, object.clone());
+        self.record(store, kind, key.1, event, object.clone());
         object
     }
 
-    fn remove(&mut self, events: &broadcast::Sender<Event>, kind: &Kind, key: (String, String, String)) -> Value {
+    fn remove(&mut self, store: &Store, kind: &Kind, key: (String, String, String)) -> Value {
         let mut object = self.objects.remove(&key).expect("checked by the caller");
         self.resource_version += 1;
         object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
-        self.record(events, kind, key.1, EventType::Deleted, object.clone());
+        self.record(store, kind, key.1, EventType::Deleted, object.clone());
         object
     }
 
-    fn record(&mut self, events: &broadcast::Sender<Event>, kind: &Kind, namespace: String, event: EventType, object: Value) {
+    fn record(&mut self, store: &Store, kind: &Kind, namespace: String, event: EventType, object: Value) {
         let event = Event { resource_version: self.resource_version, kind_key: kind.key(), namespace, kind: event, object };
-        if self.log.len() == EVENT_LOG {
+        if self.log.len() >= store.history {
             self.log.pop_front();
         }
         self.log.push_back(event.clone());
-        let _ = events.send(event);
+        let _ = store.events.send(event);
     }
 }
 

@@ -2,7 +2,8 @@
 //! `custom.behaviour` asks, so host tests can check every failure is
 //! contained: `panic`, `loop` (never returns), `allocate` (grows memory
 //! without bound), `wrong-kind`, `not-json`, `bad-task`; `patch-on-abort`
-//! patches the object instead of deleting it when aborted.
+//! patches the object instead of deleting it when aborted;
+//! `fail-with-cleanup` fails while the object still runs.
 
 use flytewasm_plugin_sdk::custom::struct_to_json;
 use flytewasm_plugin_sdk::prelude::*;
@@ -66,7 +67,12 @@ impl Plugin for Testing {
     }
 
     fn get_task_phase(ctx: &PhaseContext, observed: &Value) -> Result<PhaseInfo, PluginError> {
-        misbehave(&behaviour(ctx));
+        let what = behaviour(ctx);
+        misbehave(&what);
+        if what == "fail-with-cleanup" {
+            // Like a pod stuck in ImagePullBackOff: failed, but still there.
+            return Ok(PhaseInfo::retryable_failure("ImagePullBackOff", "the image cannot be pulled").with_cleanup());
+        }
         Ok(match observed["data"]["state"].as_str() {
             Some("done") => PhaseInfo::success(),
             _ => PhaseInfo::running(),
