@@ -26,9 +26,9 @@ build-plugins: setup
     cp target/wasm32-wasip2/plugin/flytewasm_spark.wasm {{plugins}}/spark.wasm
     cp target/wasm32-wasip2/plugin/flytewasm_testing_plugin.wasm {{test_plugins}}/testing.wasm
 
-# Serialize the example Python tasks to TaskTemplates in examples/.build
+# Serialize the example Python tasks to TaskTemplates (examples/<task>.pb, .json, .taskspec.pb)
 examples: setup
-    {{python}} scripts/serialize_tasks.py examples/spark_tasks.py examples/.build
+    {{python}} scripts/serialize_tasks.py examples/spark_tasks.py examples
 
 # Run every test: Rust (host, SDK, plugins in the wasm runtime), the cluster suite on a sandbox process, and Python
 test: build examples
@@ -50,9 +50,9 @@ test-cluster: build-plugins
 # The main job: a Spark task written with flytekit runs to SUCCEEDED on the embedded sandbox
 demo: build examples
     @echo "== the SparkApplication the Spark plugin builds for examples/spark_tasks.py:spark_pi"
-    target/debug/flytewasm render --plugins {{plugins}} examples/.build/spark_pi.pb | head -40
+    target/debug/flytewasm render --plugins {{plugins}} examples/spark_pi.pb | head -40
     @echo "== running it on the embedded sandbox cluster (a test double)"
-    target/debug/flytewasm run --sandbox --plugins {{plugins}} examples/.build/spark_pi.pb
+    target/debug/flytewasm run --sandbox --plugins {{plugins}} examples/spark_pi.pb
 
 # Benchmarks: plugin calls in wasm vs native, and 1,000 concurrent tasks on the sandbox
 bench: build-plugins

@@ -1,7 +1,8 @@
 """Spark tasks written for Flyte's own Spark plugin (flytekitplugins-spark).
 
 flytewasm runs them unchanged: `just examples` serializes them to
-TaskTemplates in examples/build/, and `flytewasm render` / `run` take those.
+TaskTemplates beside this file (examples/spark_pi.pb...), which
+`flytewasm render` and `flytewasm run` take.
 """
 
 import random

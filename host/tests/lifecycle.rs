@@ -226,6 +226,7 @@ async fn server_errors_and_dropped_watches_do_not_stop_a_task() {
     faults.fail_next("create", 500, 2);
     faults.fail_next("get", 503, 2);
     faults.fail_next("watch", 500, 1);
+    faults.set_latency(Duration::from_millis(20));
     let dropper = {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
