@@ -20,7 +20,7 @@ fn main() {
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
 
     let fds = <prost_types::FileDescriptorSet as prost::Message>::decode(bytes.as_slice())
-    .expect("the flyteidl descriptor set is not a valid FileDescriptorSet; rerun `just setup`");
+        .expect("the flyteidl descriptor set is not a valid FileDescriptorSet; rerun `just setup`");
 
     let mut config = prost_build::Config::new();
     config

@@ -14,9 +14,15 @@ use flytewasm::sandbox::{Sandbox, SandboxConfig};
 use flytewasm::testkit;
 
 fn main() {
-    let tasks: usize = std::env::var("FLYTEWASM_BENCH_TASKS").ok().and_then(|n| n.parse().ok()).unwrap_or(1000);
+    let tasks: usize = std::env::var("FLYTEWASM_BENCH_TASKS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1000);
     let plugin = testkit::plugin("spark");
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         let sandbox = Sandbox::start(SandboxConfig { step: Duration::from_millis(200), ..Default::default() }).await.unwrap();
         let engine = Engine::new(Arc::new(Cluster::new(sandbox.client().unwrap())), Arc::new(HostConfig::default()));
@@ -41,6 +47,10 @@ fn main() {
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }

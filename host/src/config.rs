@@ -55,7 +55,10 @@ pub struct K8sConfig {
 }
 
 fn default_annotations() -> BTreeMap<String, String> {
-    BTreeMap::from([("cluster-autoscaler.kubernetes.io/safe-to-evict".into(), "false".into())])
+    BTreeMap::from([(
+        "cluster-autoscaler.kubernetes.io/safe-to-evict".into(),
+        "false".into(),
+    )])
 }
 
 impl Default for K8sConfig {
@@ -75,7 +78,8 @@ impl HostConfig {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|err| anyhow::anyhow!("cannot read config file {}: {err}", path.display()))?;
-        serde_yaml::from_str(&text).map_err(|err| anyhow::anyhow!("invalid config file {}: {err}", path.display()))
+        serde_yaml::from_str(&text)
+            .map_err(|err| anyhow::anyhow!("invalid config file {}: {err}", path.display()))
     }
 
     /// The `k8s-defaults` JSON plugins receive. Environment taken from the
@@ -88,14 +92,27 @@ impl HostConfig {
             .iter()
             .map(|(name, host_var)| (name.clone(), std::env::var(host_var).unwrap_or_default()))
             .collect();
-        all.insert("default-env-vars-from-env".into(), serde_json::json!(from_env));
-        all.insert("default-annotations".into(), serde_json::json!(self.k8s.default_annotations));
-        all.insert("default-labels".into(), serde_json::json!(self.k8s.default_labels));
+        all.insert(
+            "default-env-vars-from-env".into(),
+            serde_json::json!(from_env),
+        );
+        all.insert(
+            "default-annotations".into(),
+            serde_json::json!(self.k8s.default_annotations),
+        );
+        all.insert(
+            "default-labels".into(),
+            serde_json::json!(self.k8s.default_labels),
+        );
         Value::Object(all).to_string()
     }
 
     /// The configuration of one plugin, as JSON (`null` when none).
     pub fn plugin_config_json(&self, plugin_id: &str) -> String {
-        self.plugins.get(plugin_id).cloned().unwrap_or(Value::Null).to_string()
+        self.plugins
+            .get(plugin_id)
+            .cloned()
+            .unwrap_or(Value::Null)
+            .to_string()
     }
 }

@@ -12,13 +12,19 @@ use flytewasm_proto::flyteidl::core::{Container, TaskTemplate, task_template::Ta
 
 /// The workspace root.
 pub fn workspace_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ is in the workspace").to_owned()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ is in the workspace")
+        .to_owned()
 }
 
 /// Runtime settings for tests: the default limits, and a precompiled
 /// artifact cache under `target/` so each component compiles once per build.
 pub fn runtime_config() -> RuntimeConfig {
-    RuntimeConfig { cache_dir: Some(workspace_dir().join("target/flytewasm-cache")), ..RuntimeConfig::default() }
+    RuntimeConfig {
+        cache_dir: Some(workspace_dir().join("target/flytewasm-cache")),
+        ..RuntimeConfig::default()
+    }
 }
 
 /// One runtime shared by the tests of a test binary.
@@ -35,14 +41,19 @@ pub fn component_path(name: &str) -> PathBuf {
         return served;
     }
     let test = root.join("test-plugins").join(format!("{name}.wasm"));
-    assert!(test.exists(), "no component for plugin `{name}` in target/plugins or target/test-plugins: run `just build-plugins`");
+    assert!(
+        test.exists(),
+        "no component for plugin `{name}` in target/plugins or target/test-plugins: run `just build-plugins`"
+    );
     test
 }
 
 /// Load a built plugin into the shared runtime.
 pub fn plugin(name: &str) -> Plugin {
     let path = component_path(name);
-    runtime().load(&path).unwrap_or_else(|err| panic!("loading {}: {err}", path.display()))
+    runtime()
+        .load(&path)
+        .unwrap_or_else(|err| panic!("loading {}: {err}", path.display()))
 }
 
 /// A fixed clock for deterministic outputs: 2024-01-02T03:04:05Z.
@@ -51,8 +62,18 @@ pub fn fixed_now() -> SystemTime {
 }
 
 /// The phase context for `task` after a previous phase.
-pub fn phase_context(task: wit::TaskContext, previous: wit::Phase, version: u32, reason: &str) -> wit::PhaseContext {
-    wit::PhaseContext { task, previous_phase: previous, previous_version: version, previous_reason: reason.into() }
+pub fn phase_context(
+    task: wit::TaskContext,
+    previous: wit::Phase,
+    version: u32,
+    reason: &str,
+) -> wit::PhaseContext {
+    wit::PhaseContext {
+        task,
+        previous_phase: previous,
+        previous_version: version,
+        previous_reason: reason.into(),
+    }
 }
 
 /// A minimal Spark task (as flytekitplugins-spark writes one) named `name`
@@ -61,8 +82,17 @@ pub fn spark_task(namespace: &str, name: &str) -> TaskRequest {
     TaskRequest {
         template: TaskTemplate {
             r#type: "spark".into(),
-            custom: Some(serde_json::from_value(serde_json::json!({ "mainApplicationFile": "local:///app.py" })).unwrap()),
-            target: Some(Target::Container(Container { image: "spark:3".into(), args: vec!["pyflyte-execute".into()], ..Default::default() })),
+            custom: Some(
+                serde_json::from_value(
+                    serde_json::json!({ "mainApplicationFile": "local:///app.py" }),
+                )
+                .unwrap(),
+            ),
+            target: Some(Target::Container(Container {
+                image: "spark:3".into(),
+                args: vec!["pyflyte-execute".into()],
+                ..Default::default()
+            })),
             ..Default::default()
         },
         namespace: namespace.into(),

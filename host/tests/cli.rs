@@ -13,13 +13,20 @@ use serde_json::{Value, json};
 fn flytewasm(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_flytewasm"))
         .args(args)
-        .env("FLYTEWASM_CACHE_DIR", testkit::workspace_dir().join("target/flytewasm-cache"))
+        .env(
+            "FLYTEWASM_CACHE_DIR",
+            testkit::workspace_dir().join("target/flytewasm-cache"),
+        )
         .output()
         .expect("running flytewasm")
 }
 
 fn plugins_dir() -> String {
-    testkit::component_path("spark").parent().unwrap().display().to_string()
+    testkit::component_path("spark")
+        .parent()
+        .unwrap()
+        .display()
+        .to_string()
 }
 
 fn render(task: &Path, extra: &[&str]) -> Output {
@@ -45,7 +52,11 @@ fn spark_template(custom: Option<Value>) -> TaskTemplate {
         custom: custom.map(|c| serde_json::from_value(c).unwrap()),
         target: Some(Target::Container(Container {
             image: "ghcr.io/example/spark:1".into(),
-            args: vec!["pyflyte-execute".into(), "--inputs".into(), "{{.input}}".into()],
+            args: vec![
+                "pyflyte-execute".into(),
+                "--inputs".into(),
+                "{{.input}}".into(),
+            ],
             ..Default::default()
         })),
         ..Default::default()
@@ -86,33 +97,67 @@ fn yaml(output: &Output) -> Value {
 #[test]
 fn renders_a_spark_task_from_protobuf_json_and_task_spec() {
     let files = Files::new();
-    let template = spark_template(Some(json!({ "mainApplicationFile": "local:///app.py", "sparkConf": { "spark.executor.instances": "2" } })));
+    let template = spark_template(Some(
+        json!({ "mainApplicationFile": "local:///app.py", "sparkConf": { "spark.executor.instances": "2" } }),
+    ));
     let pb = files.write("task.pb", &template.encode_to_vec());
-    let json_file = files.write("task.json", serde_json::to_string(&template).unwrap().as_bytes());
-    let spec = files.write("task_1.pb", &TaskSpec { template: Some(template), ..Default::default() }.encode_to_vec());
+    let json_file = files.write(
+        "task.json",
+        serde_json::to_string(&template).unwrap().as_bytes(),
+    );
+    let spec = files.write(
+        "task_1.pb",
+        &TaskSpec {
+            template: Some(template),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    );
     for task in [&pb, &json_file, &spec] {
         let object = yaml(&render(task, &[]));
         assert_eq!(object["kind"], "SparkApplication", "{}", task.display());
         assert_eq!(object["metadata"]["name"], "exec1-n0-0");
         assert_eq!(object["metadata"]["namespace"], "flytesnacks-development");
-        assert_eq!(object["metadata"]["labels"]["task-name"], "my.tasks.spark_job");
+        assert_eq!(
+            object["metadata"]["labels"]["task-name"],
+            "my.tasks.spark_job"
+        );
         assert_eq!(object["spec"]["executor"]["instances"], 2);
-        assert_eq!(object["spec"]["arguments"][2], "s3://flyte-data/metadata/flytesnacks-development-exec1/n0/data/inputs.pb");
+        assert_eq!(
+            object["spec"]["arguments"][2],
+            "s3://flyte-data/metadata/flytesnacks-development-exec1/n0/data/inputs.pb"
+        );
     }
 }
 
 #[test]
 fn name_namespace_and_config_flags_shape_the_object() {
     let files = Files::new();
-    let task = files.write("task.pb", &spark_template(Some(json!({ "mainClass": "org.Example" }))).encode_to_vec());
+    let task = files.write(
+        "task.pb",
+        &spark_template(Some(json!({ "mainClass": "org.Example" }))).encode_to_vec(),
+    );
     let config = files.write(
         "config.yaml",
         b"k8s:\n  inject-finalizer: true\n  default-labels: { team: data }\nplugins:\n  spark:\n    spark-config-default: { spark.ui.enabled: 'false' }\n",
     );
-    let object = yaml(&render(&task, &["--namespace", "ml", "--name", "MyJob_1", "--config", &config.display().to_string()]));
+    let object = yaml(&render(
+        &task,
+        &[
+            "--namespace",
+            "ml",
+            "--name",
+            "MyJob_1",
+            "--config",
+            &config.display().to_string(),
+        ],
+    ));
     assert_eq!(object["metadata"]["name"], "my-job-1", "made DNS-1123");
     assert_eq!(object["metadata"]["namespace"], "ml");
-    assert_eq!(object["metadata"]["finalizers"], json!(["flyte.org/finalizer-k8s"]));
+    assert_eq!(
+        object["metadata"]["finalizers"],
+        json!(["flyte.org/finalizer-k8s"])
+    );
     assert_eq!(object["metadata"]["labels"]["team"], "data");
     assert_eq!(object["spec"]["sparkConf"]["spark.ui.enabled"], "false");
     assert_eq!(object["spec"]["mainClass"], "org.Example");
@@ -122,20 +167,31 @@ fn name_namespace_and_config_flags_shape_the_object() {
 fn a_task_with_no_custom_fails_naming_it() {
     let files = Files::new();
     let task = files.write("task.pb", &spark_template(None).encode_to_vec());
-    assert_fails_with(&render(&task, &[]), "task type `spark` needs its configuration in TaskTemplate.custom");
+    assert_fails_with(
+        &render(&task, &[]),
+        "task type `spark` needs its configuration in TaskTemplate.custom",
+    );
 }
 
 #[test]
 fn a_task_with_neither_application_file_nor_class_fails() {
     let files = Files::new();
-    let task = files.write("task.pb", &spark_template(Some(json!({ "sparkConf": { "a": "b" } }))).encode_to_vec());
-    assert_fails_with(&render(&task, &[]), "either mainApplicationFile or mainClass must be set");
+    let task = files.write(
+        "task.pb",
+        &spark_template(Some(json!({ "sparkConf": { "a": "b" } }))).encode_to_vec(),
+    );
+    assert_fails_with(
+        &render(&task, &[]),
+        "either mainApplicationFile or mainClass must be set",
+    );
 }
 
 #[test]
 fn a_wrong_typed_field_fails_naming_the_field() {
     let files = Files::new();
-    let template = spark_template(Some(json!({ "mainClass": "x", "sparkConf": { "spark.executor.instances": 3 } })));
+    let template = spark_template(Some(
+        json!({ "mainClass": "x", "sparkConf": { "spark.executor.instances": 3 } }),
+    ));
     let task = files.write("task.pb", &template.encode_to_vec());
     assert_fails_with(&render(&task, &[]), "TaskTemplate.custom.sparkConf");
 }
@@ -145,19 +201,26 @@ fn a_truncated_protobuf_fails_cleanly() {
     let files = Files::new();
     let bytes = spark_template(Some(json!({ "mainClass": "x" }))).encode_to_vec();
     let task = files.write("task.pb", &bytes[..bytes.len() / 2]);
-    assert_fails_with(&render(&task, &[]), "is neither a TaskTemplate nor a TaskSpec protobuf");
+    assert_fails_with(
+        &render(&task, &[]),
+        "is neither a TaskTemplate nor a TaskSpec protobuf",
+    );
 }
 
 #[test]
 fn invalid_json_fails_cleanly() {
     let files = Files::new();
     let task = files.write("task.json", b"{\"type\": \"spark\", \"custom\": ");
-    assert_fails_with(&render(&task, &[]), "is not a TaskTemplate or TaskSpec in protobuf JSON");
+    assert_fails_with(
+        &render(&task, &[]),
+        "is not a TaskTemplate or TaskSpec in protobuf JSON",
+    );
 }
 
 #[test]
 fn a_task_type_no_plugin_serves_is_named() {
-    let fixture = testkit::workspace_dir().join("../shared/fixtures/flytekit/op_task.tasktemplate.pb");
+    let fixture =
+        testkit::workspace_dir().join("../shared/fixtures/flytekit/op_task.tasktemplate.pb");
     assert_fails_with(
         &render(&fixture, &[]),
         "no plugin serves task type `example_operator` (version 0)",
@@ -166,11 +229,20 @@ fn a_task_type_no_plugin_serves_is_named() {
 
 #[test]
 fn a_missing_file_and_a_bad_config_are_reported() {
-    assert_fails_with(&render(Path::new("/nonexistent/task.pb"), &[]), "cannot read /nonexistent/task.pb");
+    assert_fails_with(
+        &render(Path::new("/nonexistent/task.pb"), &[]),
+        "cannot read /nonexistent/task.pb",
+    );
     let files = Files::new();
-    let task = files.write("task.pb", &spark_template(Some(json!({ "mainClass": "x" }))).encode_to_vec());
+    let task = files.write(
+        "task.pb",
+        &spark_template(Some(json!({ "mainClass": "x" }))).encode_to_vec(),
+    );
     let config = files.write("config.yaml", b"k8s: [not, a, map]\n");
-    assert_fails_with(&render(&task, &["--config", &config.display().to_string()]), "invalid config file");
+    assert_fails_with(
+        &render(&task, &["--config", &config.display().to_string()]),
+        "invalid config file",
+    );
 }
 
 #[test]
@@ -196,5 +268,8 @@ fn inspect_shows_identity_kind_digest_and_imports() {
 fn inspect_of_a_broken_file_fails_cleanly() {
     let files = Files::new();
     let file = files.write("x.wasm", b"not wasm at all");
-    assert_fails_with(&flytewasm(&["plugin", "inspect", &file.display().to_string()]), "x.wasm is not a valid WebAssembly component");
+    assert_fails_with(
+        &flytewasm(&["plugin", "inspect", &file.display().to_string()]),
+        "x.wasm is not a valid WebAssembly component",
+    );
 }

@@ -16,13 +16,17 @@ use flytewasm::executor::{Engine, Phase, PhaseEvent, TaskRequest, TaskState};
 use flytewasm::runtime::Plugin;
 use flytewasm::testkit;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+};
 use serde_json::json;
 
 fn enabled() -> bool {
     let on = std::env::var("FLYTEWASM_TEST_CLUSTER").is_ok_and(|v| v == "1");
     if !on {
-        eprintln!("skipped: set FLYTEWASM_TEST_CLUSTER=1 (just test-cluster) to run against the KUBECONFIG cluster");
+        eprintln!(
+            "skipped: set FLYTEWASM_TEST_CLUSTER=1 (just test-cluster) to run against the KUBECONFIG cluster"
+        );
     }
     on
 }
@@ -65,7 +69,10 @@ async fn ensure_crd(client: &kube::Client) {
         },
     }))
     .unwrap();
-    match Api::<CustomResourceDefinition>::all(client.clone()).create(&PostParams::default(), &crd).await {
+    match Api::<CustomResourceDefinition>::all(client.clone())
+        .create(&PostParams::default(), &crd)
+        .await
+    {
         Ok(_) => eprintln!("installed the SparkApplication CRD"),
         // Another test of this suite installed it first.
         Err(kube::Error::Api(status)) if status.code == 409 => {}
@@ -87,7 +94,9 @@ struct Env {
 }
 
 async fn env(config: serde_json::Value) -> Env {
-    let client = kube::Client::try_default().await.expect("a cluster in KUBECONFIG");
+    let client = kube::Client::try_default()
+        .await
+        .expect("a cluster in KUBECONFIG");
     ensure_crd(&client).await;
     let config: HostConfig = serde_json::from_value(config).unwrap();
     Env {
@@ -100,17 +109,31 @@ async fn env(config: serde_json::Value) -> Env {
 fn request(name: &str) -> TaskRequest {
     let mut request = testkit::spark_task(&namespace(), &format!("{name}-{}", std::process::id()));
     // On the sandbox, keep its simulator out of the way: this test is the operator.
-    request.annotations.insert("sandbox.flytewasm.io/step-ms".into(), "3600000".into());
+    request
+        .annotations
+        .insert("sandbox.flytewasm.io/step-ms".into(), "3600000".into());
     request
 }
 
 /// Act as spark-operator: set the application's state.
 async fn set_state(env: &Env, state: &TaskState, status: serde_json::Value) {
-    env.apps.patch_status(&state.name, &PatchParams::default(), &Patch::Merge(json!({ "status": status }))).await.unwrap();
+    env.apps
+        .patch_status(
+            &state.name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": status })),
+        )
+        .await
+        .unwrap();
 }
 
 /// Check until the task reports `phase` (or ends).
-async fn until(env: &Env, request: &TaskRequest, state: &mut TaskState, phase: Phase) -> PhaseEvent {
+async fn until(
+    env: &Env,
+    request: &TaskRequest,
+    state: &mut TaskState,
+    phase: Phase,
+) -> PhaseEvent {
     let mut changes = env.engine.changes(state);
     for _ in 0..100 {
         if let Some(event) = env.engine.check(&env.spark, request, state).await.unwrap()
@@ -118,7 +141,9 @@ async fn until(env: &Env, request: &TaskRequest, state: &mut TaskState, phase: P
         {
             return event;
         }
-        env.engine.wait_for_change(state, &mut changes, Duration::from_millis(500)).await;
+        env.engine
+            .wait_for_change(state, &mut changes, Duration::from_millis(500))
+            .await;
     }
     panic!("never reached {phase:?}");
 }
@@ -132,15 +157,38 @@ async fn a_spark_application_moves_through_its_states_to_success() {
     let request = request("cluster-ok");
     let (mut state, event) = env.engine.launch(&env.spark, &request).await.unwrap();
     assert_eq!(event.phase, Phase::Queued);
-    set_state(&env, &state, json!({ "applicationState": { "state": "SUBMITTED" } })).await;
+    set_state(
+        &env,
+        &state,
+        json!({ "applicationState": { "state": "SUBMITTED" } }),
+    )
+    .await;
     until(&env, &request, &mut state, Phase::Initializing).await;
-    set_state(&env, &state, json!({ "applicationState": { "state": "RUNNING" }, "driverInfo": { "podName": "d" } })).await;
+    set_state(
+        &env,
+        &state,
+        json!({ "applicationState": { "state": "RUNNING" }, "driverInfo": { "podName": "d" } }),
+    )
+    .await;
     let running = until(&env, &request, &mut state, Phase::Running).await;
     assert_eq!(running.phase, Phase::Running);
-    set_state(&env, &state, json!({ "applicationState": { "state": "COMPLETED" } })).await;
-    assert_eq!(until(&env, &request, &mut state, Phase::Success).await.phase, Phase::Success);
+    set_state(
+        &env,
+        &state,
+        json!({ "applicationState": { "state": "COMPLETED" } }),
+    )
+    .await;
+    assert_eq!(
+        until(&env, &request, &mut state, Phase::Success)
+            .await
+            .phase,
+        Phase::Success
+    );
     env.engine.finalize(&env.spark, &state).await.unwrap();
-    env.engine.abort(&env.spark, &request, &state).await.unwrap(); // clean up
+    env.engine
+        .abort(&env.spark, &request, &state)
+        .await
+        .unwrap(); // clean up
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,11 +199,27 @@ async fn a_failed_application_is_a_retryable_failure() {
     let env = env(json!({})).await;
     let request = request("cluster-fail");
     let (mut state, _) = env.engine.launch(&env.spark, &request).await.unwrap();
-    set_state(&env, &state, json!({ "applicationState": { "state": "FAILED", "errorMessage": "boom" } })).await;
+    set_state(
+        &env,
+        &state,
+        json!({ "applicationState": { "state": "FAILED", "errorMessage": "boom" } }),
+    )
+    .await;
     let event = until(&env, &request, &mut state, Phase::RetryableFailure).await;
-    assert_eq!(event.error.unwrap().message, "Spark Job Failed with Error: boom");
-    env.engine.abort(&env.spark, &request, &state).await.unwrap();
-    assert!(env.engine.wait_gone(&state, Duration::from_secs(30)).await.unwrap());
+    assert_eq!(
+        event.error.unwrap().message,
+        "Spark Job Failed with Error: boom"
+    );
+    env.engine
+        .abort(&env.spark, &request, &state)
+        .await
+        .unwrap();
+    assert!(
+        env.engine
+            .wait_gone(&state, Duration::from_secs(30))
+            .await
+            .unwrap()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,10 +231,25 @@ async fn abort_and_finalize_remove_the_object_held_by_a_finalizer() {
     let request = request("cluster-abort");
     let (state, _) = env.engine.launch(&env.spark, &request).await.unwrap();
     let app = env.apps.get(&state.name).await.unwrap();
-    assert_eq!(app.metadata.finalizers.unwrap(), ["flyte.org/finalizer-k8s"]);
-    env.engine.abort(&env.spark, &request, &state).await.unwrap();
+    assert_eq!(
+        app.metadata.finalizers.unwrap(),
+        ["flyte.org/finalizer-k8s"]
+    );
+    env.engine
+        .abort(&env.spark, &request, &state)
+        .await
+        .unwrap();
     let held = env.apps.get(&state.name).await.unwrap();
-    assert!(held.metadata.deletion_timestamp.is_some(), "the finalizer holds it");
+    assert!(
+        held.metadata.deletion_timestamp.is_some(),
+        "the finalizer holds it"
+    );
     env.engine.finalize(&env.spark, &state).await.unwrap();
-    assert!(env.engine.wait_gone(&state, Duration::from_secs(30)).await.unwrap(), "gone after finalize");
+    assert!(
+        env.engine
+            .wait_gone(&state, Duration::from_secs(30))
+            .await
+            .unwrap(),
+        "gone after finalize"
+    );
 }

@@ -25,15 +25,25 @@ struct Env {
 }
 
 async fn env(config: serde_json::Value) -> Env {
-    let sandbox = Sandbox::start(SandboxConfig { step: Duration::from_millis(100), ..Default::default() }).await.unwrap();
+    let sandbox = Sandbox::start(SandboxConfig {
+        step: Duration::from_millis(100),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let cluster = Cluster::new(sandbox.client().unwrap());
     let config: HostConfig = serde_json::from_value(config).unwrap();
-    Env { engine: Engine::new(Arc::new(cluster), Arc::new(config)), sandbox }
+    Env {
+        engine: Engine::new(Arc::new(cluster), Arc::new(config)),
+        sandbox,
+    }
 }
 
 fn spark_request(name: &str, outcome: &str) -> TaskRequest {
     let mut request = testkit::spark_task(NS, name);
-    request.annotations.insert("sandbox.flytewasm.io/outcome".into(), outcome.into());
+    request
+        .annotations
+        .insert("sandbox.flytewasm.io/outcome".into(), outcome.into());
     request
 }
 
@@ -53,16 +63,27 @@ fn testing_request(name: &str, behaviour: &str) -> TaskRequest {
 /// The objects of a kind, read through a separate client (as kubectl would).
 fn api(env: &Env, api_version: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-    let resource = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
+    let resource =
+        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
     Api::namespaced_with(env.sandbox.client().unwrap(), NS, &resource)
 }
 
 fn spark_apps(env: &Env) -> Api<DynamicObject> {
-    api(env, "sparkoperator.k8s.io/v1beta2", "SparkApplication", "sparkapplications")
+    api(
+        env,
+        "sparkoperator.k8s.io/v1beta2",
+        "SparkApplication",
+        "sparkapplications",
+    )
 }
 
 /// Drive a task to its end (bounded), collecting its events.
-async fn run(env: &Env, plugin: &Plugin, request: &TaskRequest, stop_after: Option<Duration>) -> (Outcome, Vec<PhaseEvent>) {
+async fn run(
+    env: &Env,
+    plugin: &Plugin,
+    request: &TaskRequest,
+    stop_after: Option<Duration>,
+) -> (Outcome, Vec<PhaseEvent>) {
     let mut events = Vec::new();
     let stop = async move {
         match stop_after {
@@ -72,7 +93,13 @@ async fn run(env: &Env, plugin: &Plugin, request: &TaskRequest, stop_after: Opti
     };
     let outcome = tokio::time::timeout(
         Duration::from_secs(60),
-        run_to_completion(&env.engine, plugin, request, |_, e| events.push(e.clone()), stop),
+        run_to_completion(
+            &env.engine,
+            plugin,
+            request,
+            |_, e| events.push(e.clone()),
+            stop,
+        ),
     )
     .await
     .expect("the task ends within a minute")
@@ -85,7 +112,13 @@ fn phases(events: &[PhaseEvent]) -> Vec<&'static str> {
 }
 
 /// Check until the task reaches `phase` (or any terminal phase).
-async fn follow_until(env: &Env, plugin: &Plugin, request: &TaskRequest, state: &mut TaskState, phase: Phase) -> PhaseEvent {
+async fn follow_until(
+    env: &Env,
+    plugin: &Plugin,
+    request: &TaskRequest,
+    state: &mut TaskState,
+    phase: Phase,
+) -> PhaseEvent {
     let mut changes = env.engine.changes(state);
     let mut last = None;
     for _ in 0..200 {
@@ -96,7 +129,9 @@ async fn follow_until(env: &Env, plugin: &Plugin, request: &TaskRequest, state: 
                 return event;
             }
         }
-        env.engine.wait_for_change(state, &mut changes, Duration::from_millis(500)).await;
+        env.engine
+            .wait_for_change(state, &mut changes, Duration::from_millis(500))
+            .await;
     }
     panic!("never reached {phase:?}; last event {last:?}");
 }
@@ -104,16 +139,30 @@ async fn follow_until(env: &Env, plugin: &Plugin, request: &TaskRequest, state: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spark_task_runs_to_success() {
     let env = env(json!({})).await;
-    let (outcome, events) = run(&env, &testkit::plugin("spark"), &spark_request("ok", "succeed"), None).await;
+    let (outcome, events) = run(
+        &env,
+        &testkit::plugin("spark"),
+        &spark_request("ok", "succeed"),
+        None,
+    )
+    .await;
     assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
     let seen = phases(&events);
     assert_eq!(seen.first(), Some(&"QUEUED"));
     for phase in ["INITIALIZING", "RUNNING", "SUCCEEDED"] {
         assert!(seen.contains(&phase), "{seen:?}");
     }
-    assert!(events.iter().any(|e| e.logs.iter().any(|l| l.uri.contains("ok-driver"))), "driver log link");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.logs.iter().any(|l| l.uri.contains("ok-driver"))),
+        "driver log link"
+    );
     let app = spark_apps(&env).get("ok").await.unwrap();
-    assert_eq!(app.metadata.annotations.unwrap()["flytewasm.io/plugin"], "spark");
+    assert_eq!(
+        app.metadata.annotations.unwrap()["flytewasm.io/plugin"],
+        "spark"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,34 +170,79 @@ async fn failed_and_submission_failed_are_retryable_failures() {
     let env = env(json!({})).await;
     let spark = testkit::plugin("spark");
     for (name, outcome, message) in [
-        ("fails", "fail", "Spark Job Failed with Error: driver container failed"),
-        ("no-submit", "submission-fail", "Spark Job  Submission Failed with Error: failed to run spark-submit"),
+        (
+            "fails",
+            "fail",
+            "Spark Job Failed with Error: driver container failed",
+        ),
+        (
+            "no-submit",
+            "submission-fail",
+            "Spark Job  Submission Failed with Error: failed to run spark-submit",
+        ),
     ] {
         let (outcome, _) = run(&env, &spark, &spark_request(name, outcome), None).await;
-        let Outcome::Failed(event) = outcome else { panic!("{name}: {outcome:?}") };
+        let Outcome::Failed(event) = outcome else {
+            panic!("{name}: {outcome:?}")
+        };
         assert_eq!(event.phase, Phase::RetryableFailure);
         let error = event.error.unwrap();
-        assert_eq!((error.code.as_str(), error.kind.as_str()), ("DownstreamSystemError", "USER"));
-        assert!(error.message.starts_with(message), "{name}: {}", error.message);
+        assert_eq!(
+            (error.code.as_str(), error.kind.as_str()),
+            ("DownstreamSystemError", "USER")
+        );
+        assert!(
+            error.message.starts_with(message),
+            "{name}: {}",
+            error.message
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abort_deletes_the_object_and_it_is_gone() {
     let env = env(json!({})).await;
-    let (outcome, events) = run(&env, &testkit::plugin("spark"), &spark_request("endless", "run-forever"), Some(Duration::from_millis(800))).await;
-    assert!(matches!(outcome, Outcome::Aborted(Aborted::Deleted)), "{outcome:?}");
-    assert!(phases(&events).contains(&"RUNNING"), "{:?}", phases(&events));
+    let (outcome, events) = run(
+        &env,
+        &testkit::plugin("spark"),
+        &spark_request("endless", "run-forever"),
+        Some(Duration::from_millis(800)),
+    )
+    .await;
+    assert!(
+        matches!(outcome, Outcome::Aborted(Aborted::Deleted)),
+        "{outcome:?}"
+    );
+    assert!(
+        phases(&events).contains(&"RUNNING"),
+        "{:?}",
+        phases(&events)
+    );
     let err = spark_apps(&env).get("endless").await.unwrap_err();
-    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 404), "{err:?}");
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 404),
+        "{err:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abort_with_a_plugin_that_patches_keeps_the_object_patched() {
     let env = env(json!({})).await;
-    let (outcome, _) = run(&env, &testkit::plugin("testing"), &testing_request("patched", "patch-on-abort"), Some(Duration::from_millis(300))).await;
-    assert!(matches!(outcome, Outcome::Aborted(Aborted::Patched)), "{outcome:?}");
-    let object = api(&env, "v1", "ConfigMap", "configmaps").get("patched").await.unwrap();
+    let (outcome, _) = run(
+        &env,
+        &testkit::plugin("testing"),
+        &testing_request("patched", "patch-on-abort"),
+        Some(Duration::from_millis(300)),
+    )
+    .await;
+    assert!(
+        matches!(outcome, Outcome::Aborted(Aborted::Patched)),
+        "{outcome:?}"
+    );
+    let object = api(&env, "v1", "ConfigMap", "configmaps")
+        .get("patched")
+        .await
+        .unwrap();
     assert_eq!(object.metadata.annotations.unwrap()["aborted"], "true");
 }
 
@@ -161,7 +255,15 @@ async fn launching_twice_adopts_the_existing_object() {
     let (second, again) = env.engine.launch(&spark, &request).await.unwrap();
     assert_eq!((event.phase, again.phase), (Phase::Queued, Phase::Queued));
     assert_eq!(first, second);
-    assert_eq!(spark_apps(&env).list(&Default::default()).await.unwrap().items.len(), 1);
+    assert_eq!(
+        spark_apps(&env)
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,11 +273,17 @@ async fn an_object_deleted_behind_our_back_is_resource_deleted_externally() {
     let request = spark_request("vanishes", "run-forever");
     let (mut state, _) = env.engine.launch(&spark, &request).await.unwrap();
     follow_until(&env, &spark, &request, &mut state, Phase::Running).await;
-    spark_apps(&env).delete("vanishes", &Default::default()).await.unwrap();
+    spark_apps(&env)
+        .delete("vanishes", &Default::default())
+        .await
+        .unwrap();
     let event = follow_until(&env, &spark, &request, &mut state, Phase::RetryableFailure).await;
     assert_eq!(event.phase, Phase::RetryableFailure);
     let error = event.error.unwrap();
-    assert_eq!((error.code.as_str(), error.kind.as_str()), ("ResourceDeletedExternally", "SYSTEM"));
+    assert_eq!(
+        (error.code.as_str(), error.kind.as_str()),
+        ("ResourceDeletedExternally", "SYSTEM")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,11 +294,20 @@ async fn a_deletion_timestamp_while_running_is_unexpected_object_deletion() {
     let (mut state, _) = env.engine.launch(&spark, &request).await.unwrap();
     follow_until(&env, &spark, &request, &mut state, Phase::Running).await;
     // The finalizer holds the object: deleting only marks it.
-    spark_apps(&env).delete("doomed", &Default::default()).await.unwrap();
+    spark_apps(&env)
+        .delete("doomed", &Default::default())
+        .await
+        .unwrap();
     let event = follow_until(&env, &spark, &request, &mut state, Phase::RetryableFailure).await;
     assert_eq!(event.error.unwrap().code, "UnexpectedObjectDeletion");
     env.engine.finalize(&spark, &state).await.unwrap();
-    assert!(env.engine.wait_gone(&state, Duration::from_secs(10)).await.unwrap(), "gone once the finalizer is removed");
+    assert!(
+        env.engine
+            .wait_gone(&state, Duration::from_secs(10))
+            .await
+            .unwrap(),
+        "gone once the finalizer is removed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,21 +317,37 @@ async fn the_finalizer_is_injected_and_removed_despite_a_conflict() {
     let request = spark_request("held", "succeed");
     let (mut state, _) = env.engine.launch(&spark, &request).await.unwrap();
     let app = spark_apps(&env).get("held").await.unwrap();
-    assert_eq!(app.metadata.finalizers.unwrap(), ["flyte.org/finalizer-k8s"]);
+    assert_eq!(
+        app.metadata.finalizers.unwrap(),
+        ["flyte.org/finalizer-k8s"]
+    );
     follow_until(&env, &spark, &request, &mut state, Phase::Success).await;
 
     env.sandbox.faults().fail_next("patch", 409, 1);
     let patches_before = env.sandbox.faults().requests("patch");
     env.engine.finalize(&spark, &state).await.unwrap();
     let app = spark_apps(&env).get("held").await.unwrap();
-    assert!(app.metadata.finalizers.unwrap_or_default().is_empty(), "finalizer removed");
-    assert_eq!(env.sandbox.faults().requests("patch") - patches_before, 2, "the conflicting patch was retried once");
+    assert!(
+        app.metadata.finalizers.unwrap_or_default().is_empty(),
+        "finalizer removed"
+    );
+    assert_eq!(
+        env.sandbox.faults().requests("patch") - patches_before,
+        2,
+        "the conflicting patch was retried once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_on_finalize_removes_the_object() {
     let env = env(json!({ "k8s": { "delete-resource-on-finalize": true } })).await;
-    let (outcome, _) = run(&env, &testkit::plugin("spark"), &spark_request("cleaned", "succeed"), None).await;
+    let (outcome, _) = run(
+        &env,
+        &testkit::plugin("spark"),
+        &spark_request("cleaned", "succeed"),
+        None,
+    )
+    .await;
     assert!(matches!(outcome, Outcome::Succeeded(_)));
     assert!(spark_apps(&env).get_opt("cleaned").await.unwrap().is_none());
 }
@@ -241,7 +374,9 @@ async fn server_errors_and_dropped_watches_do_not_stop_a_task() {
     let (stop, drops) = dropper;
     // Slow steps, so watches are dropped while the task is running.
     let mut request = spark_request("bumpy", "succeed");
-    request.annotations.insert("sandbox.flytewasm.io/step-ms".into(), "600".into());
+    request
+        .annotations
+        .insert("sandbox.flytewasm.io/step-ms".into(), "600".into());
     let task = async {
         let result = run(&env, &testkit::plugin("spark"), &request, None).await;
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -251,23 +386,44 @@ async fn server_errors_and_dropped_watches_do_not_stop_a_task() {
     assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
     // One watch failed (500), one resumed after back-off, and at least one
     // more was opened because a running watch was dropped.
-    assert!(faults.requests("watch") >= 3, "the watch was re-established after a drop: {:?}", faults.request_counts());
+    assert!(
+        faults.requests("watch") >= 3,
+        "the watch was re-established after a drop: {:?}",
+        faults.request_counts()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_tasks_share_one_watch_and_nobody_polls() {
     let env = env(json!({})).await;
     let spark = testkit::plugin("spark");
-    let requests: Vec<TaskRequest> = (0..50).map(|i| spark_request(&format!("many-{i}"), "succeed")).collect();
-    let runs = requests.iter().map(|request| run(&env, &spark, request, None));
+    let requests: Vec<TaskRequest> = (0..50)
+        .map(|i| spark_request(&format!("many-{i}"), "succeed"))
+        .collect();
+    let runs = requests
+        .iter()
+        .map(|request| run(&env, &spark, request, None));
     let outcomes = futures::future::join_all(runs).await;
-    assert!(outcomes.iter().all(|(o, _)| matches!(o, Outcome::Succeeded(_))));
+    assert!(
+        outcomes
+            .iter()
+            .all(|(o, _)| matches!(o, Outcome::Succeeded(_)))
+    );
     let counts = env.sandbox.faults().request_counts();
     let total: u64 = counts.values().sum();
-    eprintln!("API requests for 50 tasks: {counts:?} ({:.1} per task)", total as f64 / 50.0);
+    eprintln!(
+        "API requests for 50 tasks: {counts:?} ({:.1} per task)",
+        total as f64 / 50.0
+    );
     assert_eq!(counts.get("create"), Some(&50));
-    assert!(counts.get("list").copied().unwrap_or(0) <= 2, "one shared list: {counts:?}");
-    assert!(counts.get("watch").copied().unwrap_or(0) <= 3, "one shared watch: {counts:?}");
+    assert!(
+        counts.get("list").copied().unwrap_or(0) <= 2,
+        "one shared list: {counts:?}"
+    );
+    assert!(
+        counts.get("watch").copied().unwrap_or(0) <= 3,
+        "one shared watch: {counts:?}"
+    );
     // Reads come from the watch cache; only a task checked before the watch
     // saw its object reads the API. Polling would be dozens per task.
     assert!(total < 50 * 4, "no per-task polling: {counts:?}");
@@ -276,8 +432,16 @@ async fn fifty_tasks_share_one_watch_and_nobody_polls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failure_that_leaves_the_object_running_kills_it() {
     let env = env(json!({})).await;
-    let (outcome, _) = run(&env, &testkit::plugin("testing"), &testing_request("stuck", "fail-with-cleanup"), None).await;
-    let Outcome::Failed(event) = outcome else { panic!("{outcome:?}") };
+    let (outcome, _) = run(
+        &env,
+        &testkit::plugin("testing"),
+        &testing_request("stuck", "fail-with-cleanup"),
+        None,
+    )
+    .await;
+    let Outcome::Failed(event) = outcome else {
+        panic!("{outcome:?}")
+    };
     assert_eq!(event.error.unwrap().code, "ImagePullBackOff");
     let maps = api(&env, "v1", "ConfigMap", "configmaps");
     assert!(maps.get_opt("stuck").await.unwrap().is_none(), "cleaned up");
@@ -294,7 +458,14 @@ async fn create_errors_are_classified_as_flyte_does() {
         (413, Phase::PermanentFailure, "EntityTooLarge"),
     ] {
         env.sandbox.faults().fail_next("create", code, 1);
-        let (_, event) = env.engine.launch(&spark, &spark_request(&format!("refused-{code}"), "succeed")).await.unwrap();
+        let (_, event) = env
+            .engine
+            .launch(
+                &spark,
+                &spark_request(&format!("refused-{code}"), "succeed"),
+            )
+            .await
+            .unwrap();
         assert_eq!(event.phase, phase, "{code}");
         assert_eq!(event.error.unwrap().code, error, "{code}");
     }
@@ -302,6 +473,9 @@ async fn create_errors_are_classified_as_flyte_does() {
     let mut bad = spark_request("bad", "succeed");
     bad.template.custom = None;
     let (_, event) = env.engine.launch(&spark, &bad).await.unwrap();
-    assert_eq!((event.phase, event.error.unwrap().code.as_str()), (Phase::PermanentFailure, "FailedToBuildResource"));
+    assert_eq!(
+        (event.phase, event.error.unwrap().code.as_str()),
+        (Phase::PermanentFailure, "FailedToBuildResource")
+    );
     assert_eq!(env.sandbox.faults().requests("create"), 4);
 }

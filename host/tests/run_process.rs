@@ -13,12 +13,19 @@ use prost::Message;
 
 fn bin() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_flytewasm"));
-    command.env("FLYTEWASM_CACHE_DIR", testkit::workspace_dir().join("target/flytewasm-cache"));
+    command.env(
+        "FLYTEWASM_CACHE_DIR",
+        testkit::workspace_dir().join("target/flytewasm-cache"),
+    );
     command
 }
 
 fn plugins() -> String {
-    testkit::component_path("spark").parent().unwrap().display().to_string()
+    testkit::component_path("spark")
+        .parent()
+        .unwrap()
+        .display()
+        .to_string()
 }
 
 fn spark_task(dir: &Path) -> PathBuf {
@@ -29,8 +36,18 @@ fn spark_task(dir: &Path) -> PathBuf {
 
 fn run_in_sandbox(task: &Path, outcome: &str) -> Output {
     bin()
-        .args(["run", "--sandbox", "--sandbox-step-ms", "100", "--plugins", &plugins()])
-        .args(["--annotation", &format!("sandbox.flytewasm.io/outcome={outcome}")])
+        .args([
+            "run",
+            "--sandbox",
+            "--sandbox-step-ms",
+            "100",
+            "--plugins",
+            &plugins(),
+        ])
+        .args([
+            "--annotation",
+            &format!("sandbox.flytewasm.io/outcome={outcome}"),
+        ])
         .arg(task)
         .output()
         .unwrap()
@@ -42,32 +59,64 @@ fn a_succeeding_task_exits_0_and_a_failing_one_exits_1_with_flytes_error() {
     let task = spark_task(dir.path());
     let ok = run_in_sandbox(&task, "succeed");
     let stdout = String::from_utf8_lossy(&ok.stdout);
-    assert_eq!(ok.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&ok.stderr));
-    for phase in ["QUEUED", "INITIALIZING", "RUNNING", "SUCCEEDED", "log: Kubernetes Logs(Driver Logs)"] {
+    assert_eq!(
+        ok.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    for phase in [
+        "QUEUED",
+        "INITIALIZING",
+        "RUNNING",
+        "SUCCEEDED",
+        "log: Kubernetes Logs(Driver Logs)",
+    ] {
         assert!(stdout.contains(phase), "{phase} missing in:\n{stdout}");
     }
-    assert!(String::from_utf8_lossy(&ok.stderr).contains("[sandbox]"), "sandbox output says it is the sandbox");
+    assert!(
+        String::from_utf8_lossy(&ok.stderr).contains("[sandbox]"),
+        "sandbox output says it is the sandbox"
+    );
 
     let failed = run_in_sandbox(&task, "fail");
     let stderr = String::from_utf8_lossy(&failed.stderr);
     assert_eq!(failed.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("task failed: [DownstreamSystemError] Spark Job Failed with Error"), "{stderr}");
+    assert!(
+        stderr.contains("task failed: [DownstreamSystemError] Spark Job Failed with Error"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn json_output_is_one_line_per_phase_change() {
     let dir = tempfile::tempdir().unwrap();
     let output = bin()
-        .args(["run", "--sandbox", "--sandbox-step-ms", "50", "--output", "json", "--plugins", &plugins()])
+        .args([
+            "run",
+            "--sandbox",
+            "--sandbox-step-ms",
+            "50",
+            "--output",
+            "json",
+            "--plugins",
+            &plugins(),
+        ])
         .arg(spark_task(dir.path()))
         .output()
         .unwrap();
     assert!(output.status.success());
-    let events: Vec<serde_json::Value> =
-        String::from_utf8_lossy(&output.stdout).lines().map(|l| serde_json::from_str(l).expect("JSON lines")).collect();
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON lines"))
+        .collect();
     assert_eq!(events.first().unwrap()["phase"], "QUEUED");
     assert_eq!(events.last().unwrap()["phase"], "SUCCEEDED");
-    assert!(events.iter().all(|e| e["occurredAt"].is_string() && e["version"].is_number()));
+    assert!(
+        events
+            .iter()
+            .all(|e| e["occurredAt"].is_string() && e["version"].is_number())
+    );
 }
 
 /// `flytewasm sandbox` in its own process; stopped when dropped.
@@ -80,14 +129,26 @@ impl SandboxProcess {
     fn start(dir: &Path) -> Self {
         let kubeconfig = dir.join("kubeconfig");
         let child = bin()
-            .args(["sandbox", "--port", "0", "--step-ms", "100", "--plugins", &plugins(), "--kubeconfig"])
+            .args([
+                "sandbox",
+                "--port",
+                "0",
+                "--step-ms",
+                "100",
+                "--plugins",
+                &plugins(),
+                "--kubeconfig",
+            ])
             .arg(&kubeconfig)
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
         let started = Instant::now();
         while !kubeconfig.exists() {
-            assert!(started.elapsed() < Duration::from_secs(30), "the sandbox did not start");
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "the sandbox did not start"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         SandboxProcess { child, kubeconfig }
@@ -106,7 +167,15 @@ fn ctrl_c_aborts_the_task_and_its_object_is_gone() {
     let dir = tempfile::tempdir().unwrap();
     let sandbox = SandboxProcess::start(dir.path());
     let mut run = bin()
-        .args(["run", "--plugins", &plugins(), "--namespace", "tests", "--name", "interrupted"])
+        .args([
+            "run",
+            "--plugins",
+            &plugins(),
+            "--namespace",
+            "tests",
+            "--name",
+            "interrupted",
+        ])
         .args(["--annotation", "sandbox.flytewasm.io/outcome=run-forever"])
         .arg(spark_task(dir.path()))
         .env("KUBECONFIG", &sandbox.kubeconfig)
@@ -121,25 +190,36 @@ fn ctrl_c_aborts_the_task_and_its_object_is_gone() {
         }
     }
     let drain = std::thread::spawn(move || stdout.count());
-    let status = Command::new("kill").args(["-INT", &run.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-INT", &run.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let output = run.wait_with_output().unwrap();
     drain.join().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(130), "{stderr}");
-    assert!(stderr.contains("task aborted; its object is gone"), "{stderr}");
+    assert!(
+        stderr.contains("task aborted; its object is gone"),
+        "{stderr}"
+    );
 
     // Seen from outside, through the same kubeconfig.
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let kubeconfig = kube::config::Kubeconfig::read_from(&sandbox.kubeconfig).unwrap();
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.unwrap();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+            .await
+            .unwrap();
         let client = kube::Client::try_from(config).unwrap();
         let resource = ApiResource::from_gvk_with_plural(
             &GroupVersionKind::gvk("sparkoperator.k8s.io", "v1beta2", "SparkApplication"),
             "sparkapplications",
         );
         let apps: Api<DynamicObject> = Api::namespaced_with(client, "tests", &resource);
-        assert!(apps.get_opt("interrupted").await.unwrap().is_none(), "the aborted object is gone");
+        assert!(
+            apps.get_opt("interrupted").await.unwrap().is_none(),
+            "the aborted object is gone"
+        );
     });
 }

@@ -27,14 +27,28 @@ pub fn inspect(args: Args) -> anyhow::Result<()> {
     for t in &info.task_types {
         println!("  - {} (version {})", t.name, t.version);
     }
-    println!("creates:       {} {} ({})", info.kind.api_version, info.kind.kind, info.kind.plural);
+    println!(
+        "creates:       {} {} ({})",
+        info.kind.api_version, info.kind.kind, info.kind.plural
+    );
     println!("properties:");
-    println!("  inject owner references:   {}", !props.disable_inject_owner_references);
-    println!("  inject finalizer:          {}", !props.disable_inject_finalizer);
-    println!("  delete resource on finalize: {}", !props.disable_delete_resource_on_finalize);
+    println!(
+        "  inject owner references:   {}",
+        !props.disable_inject_owner_references
+    );
+    println!(
+        "  inject finalizer:          {}",
+        !props.disable_inject_finalizer
+    );
+    println!(
+        "  delete resource on finalize: {}",
+        !props.disable_delete_resource_on_finalize
+    );
     println!(
         "  generated name max length: {}",
-        props.generated_name_max_length.map_or("50 (default)".to_owned(), |n| n.to_string())
+        props
+            .generated_name_max_length
+            .map_or("50 (default)".to_owned(), |n| n.to_string())
     );
     println!("imports:");
     for import in plugin.imports() {
@@ -43,18 +57,31 @@ pub fn inspect(args: Args) -> anyhow::Result<()> {
     let risky: Vec<&String> = plugin
         .imports()
         .iter()
-        .filter(|i| ["wasi:filesystem", "wasi:sockets", "wasi:http"].iter().any(|p| i.starts_with(p)))
+        .filter(|i| {
+            ["wasi:filesystem", "wasi:sockets", "wasi:http"]
+                .iter()
+                .any(|p| i.starts_with(p))
+        })
         .collect();
     if risky.is_empty() {
         println!("capabilities:  none (no filesystem, sockets or http imports)");
     } else {
-        println!("capabilities:  asks for {} (the host grants none of them)", risky.len());
+        println!(
+            "capabilities:  asks for {} (the host grants none of them)",
+            risky.len()
+        );
     }
     Ok(())
 }
 
 pub fn validate(args: Args) -> anyhow::Result<()> {
     let plugin = load(&args)?;
-    println!("{}: ok ({} {}, {})", args.file.display(), plugin.id(), plugin.info().version, plugin.digest());
+    println!(
+        "{}: ok ({} {}, {})",
+        args.file.display(),
+        plugin.id(),
+        plugin.info().version,
+        plugin.digest()
+    );
     Ok(())
 }

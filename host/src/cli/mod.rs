@@ -18,7 +18,11 @@ use crate::registry::Registry;
 use crate::runtime::{Runtime, RuntimeConfig};
 
 #[derive(Debug, Parser)]
-#[command(name = "flytewasm", version, about = "Flyte backend plugins as WebAssembly components")]
+#[command(
+    name = "flytewasm",
+    version,
+    about = "Flyte backend plugins as WebAssembly components"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

@@ -76,13 +76,19 @@ fn scalar_text(value: &Value) -> String {
 
 fn key_text(key: &str) -> String {
     let plain = !key.is_empty()
-        && key.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
         && key.starts_with(|c: char| c.is_ascii_alphabetic())
         && !matches!(
             key.to_ascii_lowercase().as_str(),
             "y" | "yes" | "n" | "no" | "on" | "off" | "true" | "false" | "null"
         );
-    if plain { key.to_owned() } else { Value::from(key).to_string() }
+    if plain {
+        key.to_owned()
+    } else {
+        Value::from(key).to_string()
+    }
 }
 
 #[cfg(test)]

@@ -48,7 +48,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = args.task.host.config()?;
     let runtime = super::runtime(&config.runtime)?;
     let registry = super::load_registry(&runtime, &args.task.host)?;
-    let plugin = registry.resolve(&template.r#type, template.task_type_version)?.clone();
+    let plugin = registry
+        .resolve(&template.r#type, template.task_type_version)?
+        .clone();
     let request = args.task.request(template, &plugin);
 
     let tokio = tokio::runtime::Runtime::new()?;
@@ -132,8 +134,17 @@ impl Printer {
                 say(format_args!("{line}"));
             }
             Format::Text => {
-                let version = if event.version > 0 { format!(" (v{})", event.version) } else { String::new() };
-                say(format_args!("{}  {:<22} {}{version}", event.occurred_at, event.phase.event_phase(), event.reason));
+                let version = if event.version > 0 {
+                    format!(" (v{})", event.version)
+                } else {
+                    String::new()
+                };
+                say(format_args!(
+                    "{}  {:<22} {}{version}",
+                    event.occurred_at,
+                    event.phase.event_phase(),
+                    event.reason
+                ));
                 for log in &event.logs {
                     if self.shown_logs.insert(log.uri.clone()) {
                         say(format_args!("{:>22}  log: {} {}", "", log.name, log.uri));

@@ -35,18 +35,29 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let tokio = tokio::runtime::Runtime::new()?;
     tokio.block_on(async move {
         // Only what the plugins create: other CRDs are installed through the API.
-        let config = SandboxConfig { port: args.port, step: Duration::from_millis(args.step_ms), kinds: Vec::new(), ..SandboxConfig::default() };
+        let config = SandboxConfig {
+            port: args.port,
+            step: Duration::from_millis(args.step_ms),
+            kinds: Vec::new(),
+            ..SandboxConfig::default()
+        };
         let sandbox = Sandbox::start(config).await?;
         for kind in kinds {
             sandbox.register(Kind::new(&kind.api_version, &kind.kind, &kind.plural));
         }
-        let path = args
-            .kubeconfig
-            .unwrap_or_else(|| std::env::temp_dir().join(format!("flytewasm-sandbox-{}.kubeconfig", args.port)));
+        let path = args.kubeconfig.unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("flytewasm-sandbox-{}.kubeconfig", args.port))
+        });
         std::fs::write(&path, sandbox.kubeconfig())?;
-        println!("[sandbox] embedded sandbox cluster (a test double) serving at {}", sandbox.url());
+        println!(
+            "[sandbox] embedded sandbox cluster (a test double) serving at {}",
+            sandbox.url()
+        );
         println!("[sandbox] kubeconfig: {}", path.display());
-        println!("[sandbox] export KUBECONFIG={}   # Ctrl-C stops the sandbox", path.display());
+        println!(
+            "[sandbox] export KUBECONFIG={}   # Ctrl-C stops the sandbox",
+            path.display()
+        );
         tokio::signal::ctrl_c().await?;
         println!("[sandbox] stopped");
         Ok(())

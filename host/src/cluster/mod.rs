@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use futures::StreamExt;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
@@ -25,8 +27,14 @@ pub struct ResourceKind {
 
 impl ResourceKind {
     fn api_resource(&self) -> ApiResource {
-        let (group, version) = self.api_version.rsplit_once('/').unwrap_or(("", &self.api_version));
-        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, &self.kind), &self.plural)
+        let (group, version) = self
+            .api_version
+            .rsplit_once('/')
+            .unwrap_or(("", &self.api_version));
+        ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk(group, version, &self.kind),
+            &self.plural,
+        )
     }
 }
 
@@ -49,7 +57,11 @@ impl ClusterError {
                 reason: status.reason.clone(),
                 message: format!("{} ({})", status.message, status.reason),
             },
-            other => ClusterError { code: 0, reason: "Unreachable".into(), message: format!("{other:#}") },
+            other => ClusterError {
+                code: 0,
+                reason: "Unreachable".into(),
+                message: format!("{other:#}"),
+            },
         }
     }
 
@@ -122,7 +134,10 @@ fn ok_if_gone<T>(result: Result<T, ClusterError>) -> Result<(), ClusterError> {
 
 impl Cluster {
     pub fn new(client: kube::Client) -> Self {
-        Cluster { client, watches: Mutex::new(HashMap::new()) }
+        Cluster {
+            client,
+            watches: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The cluster of the current kubeconfig context (or `context`), or the
@@ -130,7 +145,10 @@ impl Cluster {
     pub async fn from_kubeconfig(context: Option<String>) -> anyhow::Result<Self> {
         let config = match context {
             Some(context) => {
-                let options = kube::config::KubeConfigOptions { context: Some(context), ..Default::default() };
+                let options = kube::config::KubeConfigOptions {
+                    context: Some(context),
+                    ..Default::default()
+                };
                 kube::Config::from_kubeconfig(&options).await?
             }
             None => kube::Config::infer().await?,
@@ -146,14 +164,26 @@ impl Cluster {
         Api::namespaced_with(self.client.clone(), namespace, &kind.api_resource())
     }
 
-    pub async fn create(&self, kind: &ResourceKind, namespace: &str, object: &Value) -> Result<Created, ClusterError> {
+    pub async fn create(
+        &self,
+        kind: &ResourceKind,
+        namespace: &str,
+        object: &Value,
+    ) -> Result<Created, ClusterError> {
         let api = self.api(kind, namespace);
-        let object: DynamicObject = serde_json::from_value(object.clone())
-            .map_err(|err| ClusterError { code: 400, reason: "BadRequest".into(), message: err.to_string() })?;
+        let object: DynamicObject =
+            serde_json::from_value(object.clone()).map_err(|err| ClusterError {
+                code: 400,
+                reason: "BadRequest".into(),
+                message: err.to_string(),
+            })?;
         let params = PostParams::default();
         match retried(|| api.create(&params, &object)).await {
             Ok(_) => Ok(Created::New),
-            Err(err) if err.reason == "AlreadyExists" || (err.code == 409 && err.message.contains("already exists")) => {
+            Err(err)
+                if err.reason == "AlreadyExists"
+                    || (err.code == 409 && err.message.contains("already exists")) =>
+            {
                 Ok(Created::AlreadyExisted)
             }
             Err(err) => Err(err),
@@ -162,33 +192,58 @@ impl Cluster {
 
     /// The object as the watch cache has it, else from the API server;
     /// `None` when it does not exist.
-    pub async fn get(&self, kind: &ResourceKind, namespace: &str, name: &str) -> Result<Option<Value>, ClusterError> {
+    pub async fn get(
+        &self,
+        kind: &ResourceKind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Value>, ClusterError> {
         let watch = self.watch(kind, namespace);
         let key = ObjectRef::new_with(name, watch.api_resource.clone()).within(namespace);
         if let Some(object) = watch.cache.get(&key) {
-            return Ok(Some(serde_json::to_value(&*object).expect("objects serialize")));
+            return Ok(Some(
+                serde_json::to_value(&*object).expect("objects serialize"),
+            ));
         }
         self.get_from_api(kind, namespace, name).await
     }
 
-    async fn get_from_api(&self, kind: &ResourceKind, namespace: &str, name: &str) -> Result<Option<Value>, ClusterError> {
+    async fn get_from_api(
+        &self,
+        kind: &ResourceKind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Value>, ClusterError> {
         let api = self.api(kind, namespace);
         match retried(|| api.get(name)).await {
-            Ok(object) => Ok(Some(serde_json::to_value(object).expect("objects serialize"))),
+            Ok(object) => Ok(Some(
+                serde_json::to_value(object).expect("objects serialize"),
+            )),
             Err(err) if err.is_not_found() => Ok(None),
             Err(err) => Err(err),
         }
     }
 
     /// Delete; an object already gone is fine.
-    pub async fn delete(&self, kind: &ResourceKind, namespace: &str, name: &str) -> Result<(), ClusterError> {
+    pub async fn delete(
+        &self,
+        kind: &ResourceKind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<(), ClusterError> {
         let api = self.api(kind, namespace);
         let params = DeleteParams::default();
         ok_if_gone(retried(|| api.delete(name, &params)).await)
     }
 
     /// Apply a JSON merge patch; an object already gone is fine.
-    pub async fn merge_patch(&self, kind: &ResourceKind, namespace: &str, name: &str, patch: &Value) -> Result<(), ClusterError> {
+    pub async fn merge_patch(
+        &self,
+        kind: &ResourceKind,
+        namespace: &str,
+        name: &str,
+        patch: &Value,
+    ) -> Result<(), ClusterError> {
         let api = self.api(kind, namespace);
         let (params, patch) = (PatchParams::default(), Patch::Merge(patch));
         ok_if_gone(retried(|| api.patch(name, &params, &patch)).await)
@@ -197,15 +252,29 @@ impl Cluster {
     /// Remove `finalizer` with a merge patch that names the resourceVersion
     /// it was computed from, re-reading and retrying on conflict (Flyte's
     /// Finalize). An object already gone is fine.
-    pub async fn remove_finalizer(&self, kind: &ResourceKind, namespace: &str, name: &str, finalizer: &str) -> Result<(), ClusterError> {
+    pub async fn remove_finalizer(
+        &self,
+        kind: &ResourceKind,
+        namespace: &str,
+        name: &str,
+        finalizer: &str,
+    ) -> Result<(), ClusterError> {
         let mut from_cache = true;
         let mut conflicts = 0;
         loop {
-            let object = if from_cache { self.get(kind, namespace, name).await? } else { self.get_from_api(kind, namespace, name).await? };
+            let object = if from_cache {
+                self.get(kind, namespace, name).await?
+            } else {
+                self.get_from_api(kind, namespace, name).await?
+            };
             let Some(object) = object else { return Ok(()) };
             let finalizers: Vec<String> = object["metadata"]["finalizers"]
                 .as_array()
-                .map(|f| f.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+                .map(|f| {
+                    f.iter()
+                        .filter_map(|v| v.as_str().map(str::to_owned))
+                        .collect()
+                })
                 .unwrap_or_default();
             if !finalizers.iter().any(|f| f == finalizer) {
                 return Ok(());
@@ -271,6 +340,11 @@ impl Cluster {
                 }
             }
         });
-        KindWatch { cache, api_resource, changes, task }
+        KindWatch {
+            cache,
+            api_resource,
+            changes,
+            task,
+        }
     }
 }

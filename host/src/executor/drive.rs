@@ -69,11 +69,17 @@ pub async fn run_to_completion(
         retrying(|| engine.abort(plugin, request, &state)).await?;
     }
     retrying(|| engine.finalize(plugin, &state)).await?;
-    Ok(if last.phase.is_failure() { Outcome::Failed(last) } else { Outcome::Succeeded(last) })
+    Ok(if last.phase.is_failure() {
+        Outcome::Failed(last)
+    } else {
+        Outcome::Succeeded(last)
+    })
 }
 
 /// Retry a step that failed on the cluster (Flyte retries it next round).
-async fn retrying<T, F: Future<Output = Result<T, EngineError>>>(mut step: impl FnMut() -> F) -> Result<T, EngineError> {
+async fn retrying<T, F: Future<Output = Result<T, EngineError>>>(
+    mut step: impl FnMut() -> F,
+) -> Result<T, EngineError> {
     let mut attempt = 0;
     loop {
         match step().await {

@@ -48,7 +48,10 @@ pub enum Phase {
 
 impl Phase {
     pub fn is_terminal(self) -> bool {
-        matches!(self, Phase::Success | Phase::RetryableFailure | Phase::PermanentFailure)
+        matches!(
+            self,
+            Phase::Success | Phase::RetryableFailure | Phase::PermanentFailure
+        )
     }
 
     pub fn is_failure(self) -> bool {
@@ -145,7 +148,11 @@ impl PhaseEvent {
     fn failure(phase: Phase, kind: &str, code: &str, message: impl Into<String>) -> Self {
         let message = message.into();
         let mut event = PhaseEvent::new(phase, message.clone());
-        event.error = Some(TaskError { code: code.into(), message, kind: kind.into() });
+        event.error = Some(TaskError {
+            code: code.into(),
+            message,
+            kind: kind.into(),
+        });
         event
     }
 
@@ -153,7 +160,9 @@ impl PhaseEvent {
         let occurred_at = info
             .occurred_at
             .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos))
-            .map_or_else(now, |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            .map_or_else(now, |t| {
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            });
         PhaseEvent {
             phase: Phase::from_wit(info.phase),
             version: info.version,
@@ -169,7 +178,11 @@ impl PhaseEvent {
             logs: info
                 .logs
                 .into_iter()
-                .map(|l| LogLink { name: l.name, uri: l.uri, show_while_pending: l.show_while_pending })
+                .map(|l| LogLink {
+                    name: l.name,
+                    uri: l.uri,
+                    show_while_pending: l.show_while_pending,
+                })
                 .collect(),
             custom_info: info.custom_info.and_then(|c| serde_json::from_str(&c).ok()),
             occurred_at,
@@ -187,7 +200,11 @@ fn now() -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error("cluster error while {action} {name}: {source}")]
-    Cluster { action: &'static str, name: String, source: ClusterError },
+    Cluster {
+        action: &'static str,
+        name: String,
+        source: ClusterError,
+    },
     #[error("plugin call failed: {0}")]
     Plugin(#[from] CallError),
 }
@@ -218,7 +235,11 @@ impl Engine {
     /// Build the object with the plugin and create it. Returns the state to
     /// keep and the first event: Queued when created (or already there),
     /// else the failure Flyte would report.
-    pub async fn launch(&self, plugin: &Plugin, request: &TaskRequest) -> Result<(TaskState, PhaseEvent), EngineError> {
+    pub async fn launch(
+        &self,
+        plugin: &Plugin,
+        request: &TaskRequest,
+    ) -> Result<(TaskState, PhaseEvent), EngineError> {
         let kind = plugin_kind(plugin);
         let mut state = TaskState {
             plugin_id: plugin.id().into(),
@@ -232,17 +253,31 @@ impl Engine {
         };
         let prepared = {
             let (plugin, config, request) = (plugin.clone(), self.config.clone(), request.clone());
-            tokio::task::spawn_blocking(move || prepare(&plugin, &config, &request, SystemTime::now()))
-                .await
-                .expect("the plugin call does not panic")
+            tokio::task::spawn_blocking(move || {
+                prepare(&plugin, &config, &request, SystemTime::now())
+            })
+            .await
+            .expect("the plugin call does not panic")
         };
         let event = match prepared {
             Err(err) => build_failure(err),
-            Ok(prepared) => match self.cluster.create(&kind, &prepared.namespace, &prepared.object).await {
-                Ok(Created::New | Created::AlreadyExisted) => PhaseEvent::new(Phase::Queued, "task submitted to K8s"),
+            Ok(prepared) => match self
+                .cluster
+                .create(&kind, &prepared.namespace, &prepared.object)
+                .await
+            {
+                Ok(Created::New | Created::AlreadyExisted) => {
+                    PhaseEvent::new(Phase::Queued, "task submitted to K8s")
+                }
                 Err(err) => match classify_create_error(&err) {
                     Some(event) => event,
-                    None => return Err(EngineError::Cluster { action: "creating", name: state.name, source: err }),
+                    None => {
+                        return Err(EngineError::Cluster {
+                            action: "creating",
+                            name: state.name,
+                            source: err,
+                        });
+                    }
                 },
             },
         };
@@ -252,22 +287,31 @@ impl Engine {
 
     /// Look at the object and ask the plugin for its phase. `None` when
     /// nothing changed since the last event (same phase and version).
-    pub async fn check(&self, plugin: &Plugin, request: &TaskRequest, state: &mut TaskState) -> Result<Option<PhaseEvent>, EngineError> {
+    pub async fn check(
+        &self,
+        plugin: &Plugin,
+        request: &TaskRequest,
+        state: &mut TaskState,
+    ) -> Result<Option<PhaseEvent>, EngineError> {
         let object = self.get(state).await?;
         let event = match object {
             None => PhaseEvent::failure(
                 Phase::RetryableFailure,
                 "SYSTEM",
                 "ResourceDeletedExternally",
-                format!("resource not found, name [{}/{}]. reason: the object is gone from the cluster", state.namespace, state.name),
+                format!(
+                    "resource not found, name [{}/{}]. reason: the object is gone from the cluster",
+                    state.namespace, state.name
+                ),
             ),
             Some(object) => {
                 let ctx = self.phase_context(plugin, request, state);
                 let plugin = plugin.clone();
                 let observed = object.to_string();
-                let answer = tokio::task::spawn_blocking(move || plugin.get_task_phase(&ctx, &observed))
-                    .await
-                    .expect("the plugin call does not panic");
+                let answer =
+                    tokio::task::spawn_blocking(move || plugin.get_task_phase(&ctx, &observed))
+                        .await
+                        .expect("the plugin call does not panic");
                 let event = match answer {
                     Ok(info) => PhaseEvent::from_wit(info),
                     Err(err) => plugin_failure(&err),
@@ -278,7 +322,10 @@ impl Engine {
                         Phase::RetryableFailure,
                         "SYSTEM",
                         "UnexpectedObjectDeletion",
-                        format!("object [{}/{}] terminated in the background, manually", state.namespace, state.name),
+                        format!(
+                            "object [{}/{}] terminated in the background, manually",
+                            state.namespace, state.name
+                        ),
                     )
                 } else {
                     event
@@ -288,7 +335,10 @@ impl Engine {
         // Seen already: the same phase and version, or an older version of
         // the same phase and reason (a plugin only bumps on a new reason).
         let same_phase = event.phase == state.phase;
-        if same_phase && (event.version == state.version || (event.version < state.version && event.reason == state.reason)) {
+        if same_phase
+            && (event.version == state.version
+                || (event.version < state.version && event.reason == state.reason))
+        {
             return Ok(None);
         }
         state.record(&event);
@@ -297,15 +347,26 @@ impl Engine {
 
     /// Stop the task: the plugin chooses delete (default) or a patch.
     /// An object already gone is fine.
-    pub async fn abort(&self, plugin: &Plugin, request: &TaskRequest, state: &TaskState) -> Result<Aborted, EngineError> {
-        let Some(object) = self.get(state).await? else { return Ok(Aborted::Deleted) };
+    pub async fn abort(
+        &self,
+        plugin: &Plugin,
+        request: &TaskRequest,
+        state: &TaskState,
+    ) -> Result<Aborted, EngineError> {
+        let Some(object) = self.get(state).await? else {
+            return Ok(Aborted::Deleted);
+        };
         let ctx = self.phase_context(plugin, request, state);
         let call = plugin.clone();
         let observed = object.to_string();
         let action = tokio::task::spawn_blocking(move || call.on_abort(&ctx, &observed))
             .await
             .expect("the plugin call does not panic");
-        let cluster_error = |source| EngineError::Cluster { action: "aborting", name: state.name.clone(), source };
+        let cluster_error = |source| EngineError::Cluster {
+            action: "aborting",
+            name: state.name.clone(),
+            source,
+        };
         match action {
             Ok(wit::AbortAction::Patch(patch)) => {
                 let patch: Value = serde_json::from_str(&patch).map_err(|err| {
@@ -315,12 +376,18 @@ impl Engine {
                         reason: format!("the abort patch is not JSON: {err}"),
                     })
                 })?;
-                self.cluster.merge_patch(&state.kind, &state.namespace, &state.name, &patch).await.map_err(cluster_error)?;
+                self.cluster
+                    .merge_patch(&state.kind, &state.namespace, &state.name, &patch)
+                    .await
+                    .map_err(cluster_error)?;
                 Ok(Aborted::Patched)
             }
             // A plugin that cannot say how to abort still gets its object deleted.
             Ok(wit::AbortAction::Delete) | Err(_) => {
-                self.cluster.delete(&state.kind, &state.namespace, &state.name).await.map_err(cluster_error)?;
+                self.cluster
+                    .delete(&state.kind, &state.namespace, &state.name)
+                    .await
+                    .map_err(cluster_error)?;
                 Ok(Aborted::Deleted)
             }
         }
@@ -329,19 +396,33 @@ impl Engine {
     /// Release the object: remove Flyte's finalizer (whatever the current
     /// config says, as Flyte does) and delete it if configured to.
     pub async fn finalize(&self, plugin: &Plugin, state: &TaskState) -> Result<(), EngineError> {
-        let cluster_error = |source| EngineError::Cluster { action: "finalizing", name: state.name.clone(), source };
+        let cluster_error = |source| EngineError::Cluster {
+            action: "finalizing",
+            name: state.name.clone(),
+            source,
+        };
         self.cluster
             .remove_finalizer(&state.kind, &state.namespace, &state.name, FINALIZER)
             .await
             .map_err(cluster_error)?;
-        if self.config.k8s.delete_resource_on_finalize && !plugin.info().properties.disable_delete_resource_on_finalize {
-            self.cluster.delete(&state.kind, &state.namespace, &state.name).await.map_err(cluster_error)?;
+        if self.config.k8s.delete_resource_on_finalize
+            && !plugin.info().properties.disable_delete_resource_on_finalize
+        {
+            self.cluster
+                .delete(&state.kind, &state.namespace, &state.name)
+                .await
+                .map_err(cluster_error)?;
         }
         Ok(())
     }
 
     /// Wait until the object changes (or `max` passes, as a resync).
-    pub async fn wait_for_change(&self, state: &TaskState, changes: &mut tokio::sync::broadcast::Receiver<String>, max: Duration) {
+    pub async fn wait_for_change(
+        &self,
+        state: &TaskState,
+        changes: &mut tokio::sync::broadcast::Receiver<String>,
+        max: Duration,
+    ) {
         let deadline = tokio::time::sleep(max);
         tokio::pin!(deadline);
         loop {
@@ -373,7 +454,8 @@ impl Engine {
             if tokio::time::Instant::now() >= deadline {
                 return Ok(false);
             }
-            self.wait_for_change(state, &mut changes, Duration::from_secs(1)).await;
+            self.wait_for_change(state, &mut changes, Duration::from_secs(1))
+                .await;
         }
     }
 
@@ -381,10 +463,19 @@ impl Engine {
         self.cluster
             .get(&state.kind, &state.namespace, &state.name)
             .await
-            .map_err(|source| EngineError::Cluster { action: "reading", name: state.name.clone(), source })
+            .map_err(|source| EngineError::Cluster {
+                action: "reading",
+                name: state.name.clone(),
+                source,
+            })
     }
 
-    fn phase_context(&self, plugin: &Plugin, request: &TaskRequest, state: &TaskState) -> wit::PhaseContext {
+    fn phase_context(
+        &self,
+        plugin: &Plugin,
+        request: &TaskRequest,
+        state: &TaskState,
+    ) -> wit::PhaseContext {
         wit::PhaseContext {
             task: request.task_context(plugin, &self.config, SystemTime::now()),
             previous_phase: state.phase.to_wit(),
@@ -404,25 +495,45 @@ impl TaskState {
 
 pub fn plugin_kind(plugin: &Plugin) -> ResourceKind {
     let kind = &plugin.info().kind;
-    ResourceKind { api_version: kind.api_version.clone(), kind: kind.kind.clone(), plural: kind.plural.clone() }
+    ResourceKind {
+        api_version: kind.api_version.clone(),
+        kind: kind.kind.clone(),
+        plural: kind.plural.clone(),
+    }
 }
 
 /// A plugin that could not build the object: the user's task is wrong, or
 /// the plugin failed. Both fail the task permanently; the message says which.
 fn build_failure(err: PrepareError) -> PhaseEvent {
     let message = match &err {
-        PrepareError::Plugin(call) if call.is_bad_task() => format!("could not build resource for task: {call}"),
+        PrepareError::Plugin(call) if call.is_bad_task() => {
+            format!("could not build resource for task: {call}")
+        }
         other => other.to_string(),
     };
-    let kind = if matches!(&err, PrepareError::Plugin(call) if !call.is_bad_task()) { "SYSTEM" } else { "USER" };
+    let kind = if matches!(&err, PrepareError::Plugin(call) if !call.is_bad_task()) {
+        "SYSTEM"
+    } else {
+        "USER"
+    };
     PhaseEvent::failure(Phase::PermanentFailure, kind, err.code(), message)
 }
 
 fn plugin_failure(err: &CallError) -> PhaseEvent {
     if err.is_bad_task() {
-        PhaseEvent::failure(Phase::PermanentFailure, "USER", "BadTaskSpecification", err.to_string())
+        PhaseEvent::failure(
+            Phase::PermanentFailure,
+            "USER",
+            "BadTaskSpecification",
+            err.to_string(),
+        )
     } else {
-        PhaseEvent::failure(Phase::PermanentFailure, "SYSTEM", "PluginFailure", err.to_string())
+        PhaseEvent::failure(
+            Phase::PermanentFailure,
+            "SYSTEM",
+            "PluginFailure",
+            err.to_string(),
+        )
     }
 }
 
@@ -430,10 +541,28 @@ fn plugin_failure(err: &CallError) -> PhaseEvent {
 fn classify_create_error(err: &ClusterError) -> Option<PhaseEvent> {
     let quota = err.message.contains("exceeded quota");
     match (err.code, err.reason.as_str()) {
-        (403, _) if quota => Some(PhaseEvent::new(Phase::WaitingForResources, format!("Exceeded resourcequota: {}", err.message))),
-        (403, _) => Some(PhaseEvent::failure(Phase::RetryableFailure, "USER", "RuntimeFailure", err.message.clone())),
-        (400 | 422, _) => Some(PhaseEvent::failure(Phase::PermanentFailure, "USER", "BadTaskFormat", err.message.clone())),
-        (413, _) => Some(PhaseEvent::failure(Phase::PermanentFailure, "USER", "EntityTooLarge", err.message.clone())),
+        (403, _) if quota => Some(PhaseEvent::new(
+            Phase::WaitingForResources,
+            format!("Exceeded resourcequota: {}", err.message),
+        )),
+        (403, _) => Some(PhaseEvent::failure(
+            Phase::RetryableFailure,
+            "USER",
+            "RuntimeFailure",
+            err.message.clone(),
+        )),
+        (400 | 422, _) => Some(PhaseEvent::failure(
+            Phase::PermanentFailure,
+            "USER",
+            "BadTaskFormat",
+            err.message.clone(),
+        )),
+        (413, _) => Some(PhaseEvent::failure(
+            Phase::PermanentFailure,
+            "USER",
+            "EntityTooLarge",
+            err.message.clone(),
+        )),
         _ => None,
     }
 }
@@ -443,12 +572,21 @@ mod tests {
     use super::*;
 
     fn error(code: u16, reason: &str, message: &str) -> ClusterError {
-        ClusterError { code, reason: reason.into(), message: message.into() }
+        ClusterError {
+            code,
+            reason: reason.into(),
+            message: message.into(),
+        }
     }
 
     #[test]
     fn a_quota_refusal_waits_for_resources() {
-        let event = classify_create_error(&error(403, "Forbidden", "pods \"x\" is forbidden: exceeded quota: q")).unwrap();
+        let event = classify_create_error(&error(
+            403,
+            "Forbidden",
+            "pods \"x\" is forbidden: exceeded quota: q",
+        ))
+        .unwrap();
         assert_eq!(event.phase, Phase::WaitingForResources);
         assert!(event.reason.starts_with("Exceeded resourcequota: "));
     }

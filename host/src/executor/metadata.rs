@@ -22,11 +22,16 @@ pub fn generated_name(parts: &[&str], max_len: usize) -> String {
     if joined.len() <= max_len {
         return joined;
     }
-    format!("f{}", flyte_base32().encode(&fnv32a(joined.as_bytes()).to_be_bytes()))
+    format!(
+        "f{}",
+        flyte_base32().encode(&fnv32a(joined.as_bytes()).to_be_bytes())
+    )
 }
 
 fn fnv32a(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811c_9dc5_u32, |hash, b| (hash ^ u32::from(*b)).wrapping_mul(0x0100_0193))
+    bytes.iter().fold(0x811c_9dc5_u32, |hash, b| {
+        (hash ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 /// Base32 with Flyte's lower-case alphabet and no padding.
@@ -69,7 +74,9 @@ pub fn dns1123_name(name: &str) -> String {
 fn is_dns1123(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())
         && name.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
@@ -79,11 +86,21 @@ fn is_dns1123(name: &str) -> bool {
 pub fn label_value(value: &str) -> String {
     let cleaned: String = value
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
-    let mut cleaned = cleaned.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_owned();
+    let mut cleaned = cleaned
+        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_owned();
     cleaned.truncate(63);
-    cleaned.trim_end_matches(|c: char| !c.is_ascii_alphanumeric()).to_owned()
+    cleaned
+        .trim_end_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_owned()
 }
 
 /// The identity of one task execution attempt.
@@ -98,8 +115,16 @@ pub struct Execution {
 
 /// The labels propeller puts on a task's objects (from the workflow CR and
 /// the node), for front-ends that run tasks without propeller.
-pub fn propeller_labels(execution: &Execution, template: &TaskTemplate, interruptible: bool) -> BTreeMap<String, String> {
-    let task_name = template.id.as_ref().map(|id| id.name.as_str()).unwrap_or_default();
+pub fn propeller_labels(
+    execution: &Execution,
+    template: &TaskTemplate,
+    interruptible: bool,
+) -> BTreeMap<String, String> {
+    let task_name = template
+        .id
+        .as_ref()
+        .map(|id| id.name.as_str())
+        .unwrap_or_default();
     let mut labels = BTreeMap::from([
         ("execution-id".to_owned(), label_value(&execution.name)),
         ("project".to_owned(), label_value(&execution.project)),
@@ -116,10 +141,14 @@ pub fn propeller_labels(execution: &Execution, template: &TaskTemplate, interrup
 
 /// Labels and annotations the k8s PluginManager derives from the task's
 /// secrets (for Flyte's secret-injection webhook) and run-as identity.
-pub fn security_metadata(template: &TaskTemplate) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+pub fn security_metadata(
+    template: &TaskTemplate,
+) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
     let mut labels = BTreeMap::new();
     let mut annotations = BTreeMap::new();
-    let Some(security) = &template.security_context else { return (labels, annotations) };
+    let Some(security) = &template.security_context else {
+        return (labels, annotations);
+    };
     if !security.secrets.is_empty() {
         labels.insert("inject-flyte-secrets".to_owned(), "true".to_owned());
     }
@@ -127,7 +156,12 @@ pub fn security_metadata(template: &TaskTemplate) -> (BTreeMap<String, String>, 
         let encoded = data_encoding::BASE32_NOPAD.encode(secret_text(secret).as_bytes());
         annotations.insert(format!("flyte.secrets/s{i}"), encoded);
     }
-    if let Some(identity) = security.run_as.as_ref().map(|r| r.execution_identity.as_str()).filter(|i| !i.is_empty()) {
+    if let Some(identity) = security
+        .run_as
+        .as_ref()
+        .map(|r| r.execution_identity.as_str())
+        .filter(|i| !i.is_empty())
+    {
         labels.insert("execution-identity".to_owned(), label_value(identity));
     }
     (labels, annotations)
@@ -171,7 +205,10 @@ mod tests {
         let name = generated_name(&[&long, "n0", "0"], 50);
         assert_eq!(name.len(), 8);
         assert!(name.starts_with('f'));
-        assert!(name.chars().all(|c| c.is_ascii_lowercase() || ('1'..='6').contains(&c)));
+        assert!(
+            name.chars()
+                .all(|c| c.is_ascii_lowercase() || ('1'..='6').contains(&c))
+        );
         assert_eq!(name, generated_name(&[&long, "n0", "0"], 50), "stable");
     }
 

@@ -78,17 +78,29 @@ impl TaskRequest {
             Some(name) => name.clone(),
             None => {
                 let attempt = self.execution.retry_attempt.to_string();
-                metadata::generated_name(&[&self.execution.name, &self.execution.node_id, &attempt], max_len)
+                metadata::generated_name(
+                    &[&self.execution.name, &self.execution.node_id, &attempt],
+                    max_len,
+                )
             }
         };
         metadata::dns1123_name(&name)
     }
 
     /// The `task-context` handed to the plugin.
-    pub fn task_context(&self, plugin: &Plugin, config: &HostConfig, now: SystemTime) -> wit::TaskContext {
-        let pairs = |map: &BTreeMap<String, String>| map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    pub fn task_context(
+        &self,
+        plugin: &Plugin,
+        config: &HostConfig,
+        now: SystemTime,
+    ) -> wit::TaskContext {
+        let pairs = |map: &BTreeMap<String, String>| {
+            map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        };
         let id = self.template.id.clone().unwrap_or_default();
-        let now = now.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        let now = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
         wit::TaskContext {
             task_template: self.template.encode_to_vec(),
             metadata: wit::TaskExecutionMetadata {
@@ -118,7 +130,10 @@ impl TaskRequest {
             raw_output_prefix: self.raw_output_prefix.clone(),
             k8s_defaults: config.k8s_defaults_json(),
             plugin_config: config.plugin_config_json(plugin.id()),
-            now: wit::Timestamp { seconds: now.as_secs() as i64, nanos: now.subsec_nanos() },
+            now: wit::Timestamp {
+                seconds: now.as_secs() as i64,
+                nanos: now.subsec_nanos(),
+            },
         }
     }
 }
@@ -153,8 +168,13 @@ pub fn prepare(
 /// The answer must be one JSON object of the declared kind, in the task's
 /// namespace (or none).
 fn check_object(plugin: &Plugin, json: &str, namespace: &str) -> Result<Value, CallError> {
-    let invalid = |reason: String| CallError::InvalidOutput { plugin: plugin.id().into(), call: "build-resource", reason };
-    let object: Value = serde_json::from_str(json).map_err(|err| invalid(format!("not JSON: {err}")))?;
+    let invalid = |reason: String| CallError::InvalidOutput {
+        plugin: plugin.id().into(),
+        call: "build-resource",
+        reason,
+    };
+    let object: Value =
+        serde_json::from_str(json).map_err(|err| invalid(format!("not JSON: {err}")))?;
     if !object.is_object() {
         return Err(invalid("not a JSON object".into()));
     }
@@ -172,20 +192,37 @@ fn check_object(plugin: &Plugin, json: &str, namespace: &str) -> Result<Value, C
     if !object["metadata"].is_null() && !object["metadata"].is_object() {
         return Err(invalid("metadata is not an object".into()));
     }
-    if let Some(other) = object["metadata"]["namespace"].as_str().filter(|ns| !ns.is_empty() && *ns != namespace) {
-        return Err(invalid(format!("the object is for namespace `{other}`, the task runs in `{namespace}`")));
+    if let Some(other) = object["metadata"]["namespace"]
+        .as_str()
+        .filter(|ns| !ns.is_empty() && *ns != namespace)
+    {
+        return Err(invalid(format!(
+            "the object is for namespace `{other}`, the task runs in `{namespace}`"
+        )));
     }
     Ok(object)
 }
 
-fn inject_metadata(object: &mut Value, plugin: &Plugin, config: &HostConfig, request: &TaskRequest, name: &str) {
+fn inject_metadata(
+    object: &mut Value,
+    plugin: &Plugin,
+    config: &HostConfig,
+    request: &TaskRequest,
+    name: &str,
+) {
     let properties = &plugin.info().properties;
-    let template_meta = request.template.metadata.as_ref().and_then(|m| m.metadata.as_ref());
+    let template_meta = request
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.metadata.as_ref());
     let (secret_labels, secret_annotations) = metadata::security_metadata(&request.template);
 
     let meta = object["metadata"].take();
     let own = |field: &str| -> BTreeMap<String, String> {
-        meta.get(field).and_then(|v| serde_json::from_value(v.clone()).ok()).unwrap_or_default()
+        meta.get(field)
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default()
     };
     // Later sources win: platform defaults, the plugin's, the task's, the execution's.
     let mut labels = config.k8s.default_labels.clone();
@@ -195,7 +232,11 @@ fn inject_metadata(object: &mut Value, plugin: &Plugin, config: &HostConfig, req
     labels.extend(secret_labels);
     let mut annotations = config.k8s.default_annotations.clone();
     annotations.extend(own("annotations"));
-    annotations.extend(template_meta.map(|m| m.annotations.clone()).unwrap_or_default());
+    annotations.extend(
+        template_meta
+            .map(|m| m.annotations.clone())
+            .unwrap_or_default(),
+    );
     annotations.extend(request.annotations.clone());
     annotations.extend(secret_annotations);
     annotations.insert(metadata::PLUGIN_ANNOTATION.into(), plugin.id().into());
@@ -206,7 +247,11 @@ fn inject_metadata(object: &mut Value, plugin: &Plugin, config: &HostConfig, req
     out.insert("namespace".into(), json!(request.namespace));
     out.insert("labels".into(), json!(labels));
     out.insert("annotations".into(), json!(annotations));
-    if let Some(owner) = request.owner.as_ref().filter(|_| !properties.disable_inject_owner_references) {
+    if let Some(owner) = request
+        .owner
+        .as_ref()
+        .filter(|_| !properties.disable_inject_owner_references)
+    {
         out.insert("ownerReferences".into(), json!([owner]));
     }
     if config.k8s.inject_finalizer && !properties.disable_inject_finalizer {

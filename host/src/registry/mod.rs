@@ -15,14 +15,19 @@ impl Registry {
     /// Load every `.wasm` file in `dir`. A file that fails is recorded and
     /// the others still serve; two plugins claiming one task type is an error.
     pub fn load_dir(runtime: &Runtime, dir: &Path) -> anyhow::Result<Self> {
-        let entries = std::fs::read_dir(dir)
-            .map_err(|err| anyhow::anyhow!("cannot read plugin directory {}: {err}", dir.display()))?;
+        let entries = std::fs::read_dir(dir).map_err(|err| {
+            anyhow::anyhow!("cannot read plugin directory {}: {err}", dir.display())
+        })?;
         let mut files: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|ext| ext == "wasm"))
             .collect();
         files.sort();
-        let mut registry = Registry { plugins: Vec::new(), failures: Vec::new(), dir: dir.into() };
+        let mut registry = Registry {
+            plugins: Vec::new(),
+            failures: Vec::new(),
+            dir: dir.into(),
+        };
         for file in files {
             match runtime.load(&file) {
                 Ok(plugin) => registry.add(plugin)?,

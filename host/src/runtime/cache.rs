@@ -11,7 +11,8 @@ use super::Runtime;
 
 pub(super) fn compile(runtime: &Runtime, bytes: &[u8], digest: &str) -> anyhow::Result<Component> {
     // Parse fully first: malformed input is an error, never a panic.
-    wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all()).validate_all(bytes)?;
+    wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
+        .validate_all(bytes)?;
     let Some(path) = artifact_path(runtime, digest) else {
         return Ok(Component::new(&runtime.engine, bytes)?);
     };
@@ -23,7 +24,9 @@ pub(super) fn compile(runtime: &Runtime, bytes: &[u8], digest: &str) -> anyhow::
         // wasmtime checks the engine compatibility before using one.
         match unsafe { Component::deserialize(&runtime.engine, &artifact) } {
             Ok(component) => return Ok(component),
-            Err(err) => tracing::warn!(path = %path.display(), "ignoring unusable precompiled artifact: {err:#}"),
+            Err(err) => {
+                tracing::warn!(path = %path.display(), "ignoring unusable precompiled artifact: {err:#}")
+            }
         }
     }
     let component = Component::new(&runtime.engine, bytes)?;
@@ -36,7 +39,10 @@ pub(super) fn compile(runtime: &Runtime, bytes: &[u8], digest: &str) -> anyhow::
 fn artifact_path(runtime: &Runtime, digest: &str) -> Option<PathBuf> {
     let dir = runtime.config.cache_dir.as_ref()?;
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    runtime.engine.precompile_compatibility_hash().hash(&mut hasher);
+    runtime
+        .engine
+        .precompile_compatibility_hash()
+        .hash(&mut hasher);
     let engine = format!("{:016x}", hasher.finish());
     let digest = digest.trim_start_matches("sha256:");
     Some(dir.join(format!("{digest}-{engine}.cwasm")))

@@ -20,7 +20,10 @@ pub struct CallState {
 
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
     }
 }
 
@@ -32,35 +35,61 @@ struct MemoryCap {
 }
 
 impl ResourceLimiter for MemoryCap {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         let allowed = desired <= self.limit;
         self.exceeded |= !allowed;
         Ok(allowed)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }
 
 impl Plugin {
     pub fn describe(&self) -> Result<wit::PluginInfo, CallError> {
-        self.call("describe", |plugin, store| plugin.call_describe(store).map(Ok))
+        self.call("describe", |plugin, store| {
+            plugin.call_describe(store).map(Ok)
+        })
     }
 
     /// The object for this task, as JSON text (checked by the caller).
     pub fn build_resource(&self, ctx: &wit::TaskContext) -> Result<String, CallError> {
-        let json = self.call("build-resource", |plugin, store| plugin.call_build_resource(store, ctx))?;
+        let json = self.call("build-resource", |plugin, store| {
+            plugin.call_build_resource(store, ctx)
+        })?;
         self.check_size("build-resource", &json)?;
         Ok(json)
     }
 
-    pub fn get_task_phase(&self, ctx: &wit::PhaseContext, observed: &str) -> Result<wit::PhaseInfo, CallError> {
-        self.call("get-task-phase", |plugin, store| plugin.call_get_task_phase(store, ctx, observed))
+    pub fn get_task_phase(
+        &self,
+        ctx: &wit::PhaseContext,
+        observed: &str,
+    ) -> Result<wit::PhaseInfo, CallError> {
+        self.call("get-task-phase", |plugin, store| {
+            plugin.call_get_task_phase(store, ctx, observed)
+        })
     }
 
-    pub fn on_abort(&self, ctx: &wit::PhaseContext, observed: &str) -> Result<wit::AbortAction, CallError> {
-        let action = self.call("on-abort", |plugin, store| plugin.call_on_abort(store, ctx, observed))?;
+    pub fn on_abort(
+        &self,
+        ctx: &wit::PhaseContext,
+        observed: &str,
+    ) -> Result<wit::AbortAction, CallError> {
+        let action = self.call("on-abort", |plugin, store| {
+            plugin.call_on_abort(store, ctx, observed)
+        })?;
         if let wit::AbortAction::Patch(patch) = &action {
             self.check_size("on-abort", patch)?;
         }
@@ -83,7 +112,10 @@ impl Plugin {
     fn call<R>(
         &self,
         call: &'static str,
-        f: impl FnOnce(&wit::Plugin, &mut Store<CallState>) -> wasmtime::Result<Result<R, wit::PluginError>>,
+        f: impl FnOnce(
+            &wit::Plugin,
+            &mut Store<CallState>,
+        ) -> wasmtime::Result<Result<R, wit::PluginError>>,
     ) -> Result<R, CallError> {
         let runtime = &self.inner.runtime;
         let plugin_id: std::sync::Arc<str> = self.id().into();
@@ -92,11 +124,15 @@ impl Plugin {
             plugin: plugin_id.clone(),
             wasi,
             table: ResourceTable::new(),
-            limiter: MemoryCap { limit: runtime.config.memory_limit_bytes, exceeded: false },
+            limiter: MemoryCap {
+                limit: runtime.config.memory_limit_bytes,
+                exceeded: false,
+            },
         };
         let mut store = Store::new(&runtime.engine, state);
         store.limiter(|state| &mut state.limiter);
-        let ticks = (runtime.config.call_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        let ticks =
+            (runtime.config.call_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
         store.set_epoch_deadline(ticks);
 
         let started = Instant::now();
@@ -108,7 +144,11 @@ impl Plugin {
             .and_then(|plugin| f(&plugin, &mut store).map_err(|err| (false, err)));
         forward_output(&plugin_id, "stdout", &stdout);
         let panic_text = forward_output(&plugin_id, "stderr", &stderr);
-        tracing::trace!(plugin = &*plugin_id, call, elapsed_us = started.elapsed().as_micros() as u64);
+        tracing::trace!(
+            plugin = &*plugin_id,
+            call,
+            elapsed_us = started.elapsed().as_micros() as u64
+        );
 
         let plugin = self.id().to_owned();
         match result {
@@ -116,21 +156,39 @@ impl Plugin {
             Ok(Err(error)) => Err(CallError::from_plugin(&plugin, call, error)),
             Err((instantiating, error)) => {
                 if store.data().limiter.exceeded {
-                    return Err(CallError::OutOfMemory { plugin, call, limit_bytes: runtime.config.memory_limit_bytes });
+                    return Err(CallError::OutOfMemory {
+                        plugin,
+                        call,
+                        limit_bytes: runtime.config.memory_limit_bytes,
+                    });
                 }
                 match error.downcast_ref::<Trap>() {
-                    Some(Trap::Interrupt) => {
-                        Err(CallError::Timeout { plugin, call, limit_ms: runtime.config.call_timeout.as_millis() })
-                    }
+                    Some(Trap::Interrupt) => Err(CallError::Timeout {
+                        plugin,
+                        call,
+                        limit_ms: runtime.config.call_timeout.as_millis(),
+                    }),
                     Some(trap) => {
                         let message = match panic_text {
                             Some(text) => format!("{text} ({trap})"),
                             None => trap.to_string(),
                         };
-                        Err(CallError::Trap { plugin, call, message })
+                        Err(CallError::Trap {
+                            plugin,
+                            call,
+                            message,
+                        })
                     }
-                    None if instantiating => Err(CallError::Instantiate { plugin, call, message: format!("{error:#}") }),
-                    None => Err(CallError::Trap { plugin, call, message: format!("{error:#}") }),
+                    None if instantiating => Err(CallError::Instantiate {
+                        plugin,
+                        call,
+                        message: format!("{error:#}"),
+                    }),
+                    None => Err(CallError::Trap {
+                        plugin,
+                        call,
+                        message: format!("{error:#}"),
+                    }),
                 }
             }
         }

@@ -8,13 +8,26 @@ use super::wit;
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("cannot read plugin {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is not a valid WebAssembly component: {source:#}")]
-    Compile { path: PathBuf, source: anyhow::Error },
-    #[error("{path} was built for the contract {found}, this host serves {}@{}", super::WIT_PACKAGE, super::WIT_VERSION)]
+    Compile {
+        path: PathBuf,
+        source: anyhow::Error,
+    },
+    #[error(
+        "{path} was built for the contract {found}, this host serves {}@{}",
+        super::WIT_PACKAGE,
+        super::WIT_VERSION
+    )]
     WitVersion { path: PathBuf, found: String },
     #[error("{path} does not fit the flytewasm:plugin contract: {source:#}")]
-    Link { path: PathBuf, source: wasmtime::Error },
+    Link {
+        path: PathBuf,
+        source: wasmtime::Error,
+    },
     #[error("{path}: describe() failed: {source}")]
     Describe { path: PathBuf, source: CallError },
     #[error("{path}: invalid plugin info: {reason}")]
@@ -26,30 +39,66 @@ pub enum LoadError {
 pub enum CallError {
     /// The user's task is wrong (the plugin said so). Not the plugin's fault.
     #[error("{message}")]
-    BadTask { plugin: String, call: &'static str, message: String },
+    BadTask {
+        plugin: String,
+        call: &'static str,
+        message: String,
+    },
     /// The plugin reported an error of its own.
     #[error("plugin `{plugin}` failed in {call}: {message}")]
-    Internal { plugin: String, call: &'static str, message: String },
+    Internal {
+        plugin: String,
+        call: &'static str,
+        message: String,
+    },
     /// The plugin trapped (a panic, an unreachable, a stack overflow...).
     #[error("plugin `{plugin}` crashed in {call}: {message}")]
-    Trap { plugin: String, call: &'static str, message: String },
+    Trap {
+        plugin: String,
+        call: &'static str,
+        message: String,
+    },
     #[error("plugin `{plugin}` ran past its {limit_ms} ms deadline in {call}")]
-    Timeout { plugin: String, call: &'static str, limit_ms: u128 },
+    Timeout {
+        plugin: String,
+        call: &'static str,
+        limit_ms: u128,
+    },
     #[error("plugin `{plugin}` ran out of memory in {call} (limit {limit_bytes} bytes)")]
-    OutOfMemory { plugin: String, call: &'static str, limit_bytes: usize },
+    OutOfMemory {
+        plugin: String,
+        call: &'static str,
+        limit_bytes: usize,
+    },
     /// The plugin answered, but the answer breaks the contract.
     #[error("plugin `{plugin}` returned an invalid answer from {call}: {reason}")]
-    InvalidOutput { plugin: String, call: &'static str, reason: String },
+    InvalidOutput {
+        plugin: String,
+        call: &'static str,
+        reason: String,
+    },
     /// The host could not start the call (e.g. every slot busy).
     #[error("plugin `{plugin}` could not be started for {call}: {message}")]
-    Instantiate { plugin: String, call: &'static str, message: String },
+    Instantiate {
+        plugin: String,
+        call: &'static str,
+        message: String,
+    },
 }
 
 impl CallError {
     pub(super) fn from_plugin(plugin: &str, call: &'static str, error: wit::PluginError) -> Self {
         match error {
-            wit::PluginError::BadTask(message) => CallError::BadTask { plugin: plugin.into(), call, message },
-            wit::PluginError::Internal(message) => CallError::Internal { plugin: plugin.into(), call, message },
+            wit::PluginError::BadTask(message) => CallError::BadTask {
+                plugin: plugin.into(),
+                call,
+                message,
+            },
+            wit::PluginError::Internal(message) => CallError::Internal {
+                plugin: plugin.into(),
+                call,
+                message,
+            },
         }
     }
 

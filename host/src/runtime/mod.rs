@@ -116,7 +116,11 @@ impl Runtime {
 
         let mut linker = Linker::new(&engine);
         sandbox::add_to_linker(&mut linker)?;
-        Ok(Runtime { engine, linker: Arc::new(linker), config: Arc::new(config) })
+        Ok(Runtime {
+            engine,
+            linker: Arc::new(linker),
+            config: Arc::new(config),
+        })
     }
 
     pub fn config(&self) -> &RuntimeConfig {
@@ -130,24 +134,39 @@ impl Runtime {
     /// Load a component file: digest, compile (or reuse the precompiled
     /// artifact), type-check it against the contract, and ask who it is.
     pub fn load(&self, path: &Path) -> Result<Plugin, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read { path: path.into(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.into(),
+            source,
+        })?;
         self.load_bytes(&bytes, path)
     }
 
     pub fn load_bytes(&self, bytes: &[u8], path: &Path) -> Result<Plugin, LoadError> {
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
-        let component = cache::compile(self, bytes, &digest)
-            .map_err(|source| LoadError::Compile { path: path.into(), source })?;
+        let component =
+            cache::compile(self, bytes, &digest).map_err(|source| LoadError::Compile {
+                path: path.into(),
+                source,
+            })?;
         let imports = imports_of(&self.engine, &component);
-        check_wit_version(&imports).map_err(|found| LoadError::WitVersion { path: path.into(), found })?;
+        check_wit_version(&imports).map_err(|found| LoadError::WitVersion {
+            path: path.into(),
+            found,
+        })?;
         let pre = self
             .linker
             .instantiate_pre(&component)
             .and_then(wit::PluginPre::new)
-            .map_err(|source| LoadError::Link { path: path.into(), source })?;
+            .map_err(|source| LoadError::Link {
+                path: path.into(),
+                source,
+            })?;
         let mut plugin = Plugin {
             inner: Arc::new(Loaded {
-                id: path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+                id: path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
                 info: None,
                 digest,
                 path: path.into(),
@@ -157,8 +176,14 @@ impl Runtime {
                 runtime: self.clone(),
             }),
         };
-        let info = plugin.describe().map_err(|source| LoadError::Describe { path: path.into(), source })?;
-        validate_info(&info).map_err(|reason| LoadError::Invalid { path: path.into(), reason })?;
+        let info = plugin.describe().map_err(|source| LoadError::Describe {
+            path: path.into(),
+            source,
+        })?;
+        validate_info(&info).map_err(|reason| LoadError::Invalid {
+            path: path.into(),
+            reason,
+        })?;
         let inner = Arc::get_mut(&mut plugin.inner).expect("not shared yet");
         inner.id = info.id.clone();
         inner.info = Some(info);
@@ -200,13 +225,18 @@ fn check_wit_version(imports: &[String]) -> Result<(), String> {
     match ours {
         Some(name) if name.ends_with(&format!("@{WIT_VERSION}")) => Ok(()),
         Some(name) => Err(name.clone()),
-        None => Err(format!("no import of {WIT_PACKAGE} (not a flytewasm plugin)")),
+        None => Err(format!(
+            "no import of {WIT_PACKAGE} (not a flytewasm plugin)"
+        )),
     }
 }
 
 fn validate_info(info: &wit::PluginInfo) -> Result<(), String> {
     if info.id.is_empty() || info.id != info.id.to_lowercase() {
-        return Err(format!("plugin id `{}` must be non-empty and lower case", info.id));
+        return Err(format!(
+            "plugin id `{}` must be non-empty and lower case",
+            info.id
+        ));
     }
     if info.task_types.is_empty() {
         return Err("the plugin serves no task type".into());
@@ -218,7 +248,9 @@ fn validate_info(info: &wit::PluginInfo) -> Result<(), String> {
     if let Some(len) = info.properties.generated_name_max_length
         && len < 8
     {
-        return Err(format!("generated-name-max-length is {len}; it must be at least 8"));
+        return Err(format!(
+            "generated-name-max-length is {len}; it must be at least 8"
+        ));
     }
     Ok(())
 }
@@ -267,6 +299,9 @@ impl Plugin {
     }
 
     pub fn serves(&self, task_type: &str, version: i32) -> bool {
-        self.info().task_types.iter().any(|t| t.name == task_type && t.version == version)
+        self.info()
+            .task_types
+            .iter()
+            .any(|t| t.name == task_type && t.version == version)
     }
 }

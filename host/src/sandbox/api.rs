@@ -28,9 +28,20 @@ pub(super) fn router(shared: Arc<Shared>) -> axum::Router {
 enum Target {
     Versions,
     Groups,
-    Resources { group: String, version: String },
-    Collection { kind: Kind, namespace: Option<String> },
-    Object { kind: Kind, namespace: String, name: String, status: bool },
+    Resources {
+        group: String,
+        version: String,
+    },
+    Collection {
+        kind: Kind,
+        namespace: Option<String>,
+    },
+    Object {
+        kind: Kind,
+        namespace: String,
+        name: String,
+        status: bool,
+    },
 }
 
 async fn handle(
@@ -54,7 +65,13 @@ async fn handle(
         (&Method::PUT, _) => "update",
         (&Method::PATCH, _) => "patch",
         (&Method::DELETE, _) => "delete",
-        _ => return error(ApiError::new(405, "MethodNotAllowed", format!("{method} is not supported"))),
+        _ => {
+            return error(ApiError::new(
+                405,
+                "MethodNotAllowed",
+                format!("{method} is not supported"),
+            ));
+        }
     };
     if let Some(err) = shared.faults.on_request(verb) {
         return error(err);
@@ -66,10 +83,14 @@ async fn handle(
     let store = &shared.store;
     let ok = |value: Value| (StatusCode::OK, value);
     let result: Result<(StatusCode, Value), ApiError> = match (verb, target) {
-        (_, Target::Versions) => Ok(ok(json!({ "kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [] }))),
+        (_, Target::Versions) => Ok(ok(
+            json!({ "kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [] }),
+        )),
         (_, Target::Groups) => Ok(ok(groups(&shared))),
         (_, Target::Resources { group, version }) => Ok(ok(resources(&shared, &group, &version))),
-        ("watch", Target::Collection { kind, namespace }) => return watch_stream(shared.clone(), kind, namespace, &query),
+        ("watch", Target::Collection { kind, namespace }) => {
+            return watch_stream(shared.clone(), kind, namespace, &query);
+        }
         ("list", Target::Collection { kind, namespace }) => {
             let selector = query.get("labelSelector").map_or("", String::as_str);
             store.list(&kind, namespace.as_deref(), selector).map(|(items, rv)| {
@@ -78,22 +99,60 @@ async fn handle(
             })
         }
         ("create", Target::Collection { kind, namespace }) => json_body(&body)
-            .and_then(|object| store.create(&kind, namespace.as_deref().unwrap_or_default(), object))
+            .and_then(|object| {
+                store.create(&kind, namespace.as_deref().unwrap_or_default(), object)
+            })
             .inspect(|object| {
                 if kind == crd_kind() {
                     register_crd(&shared, object);
                 }
             })
             .map(|o| (StatusCode::CREATED, o)),
-        ("get", Target::Object { kind, namespace, name, .. }) => store.get(&kind, &namespace, &name).map(ok),
-        ("update", Target::Object { kind, namespace, name, status }) => {
-            json_body(&body).and_then(|object| store.replace(&kind, &namespace, &name, object, status)).map(ok)
-        }
-        ("patch", Target::Object { kind, namespace, name, status }) => {
-            patch_body(&headers, &body).and_then(|patch| store.patch(&kind, &namespace, &name, &patch, status)).map(ok)
-        }
-        ("delete", Target::Object { kind, namespace, name, status: false }) => store.delete(&kind, &namespace, &name).map(ok),
-        (verb, _) => Err(ApiError::new(405, "MethodNotAllowed", format!("{verb} is not supported on this path"))),
+        (
+            "get",
+            Target::Object {
+                kind,
+                namespace,
+                name,
+                ..
+            },
+        ) => store.get(&kind, &namespace, &name).map(ok),
+        (
+            "update",
+            Target::Object {
+                kind,
+                namespace,
+                name,
+                status,
+            },
+        ) => json_body(&body)
+            .and_then(|object| store.replace(&kind, &namespace, &name, object, status))
+            .map(ok),
+        (
+            "patch",
+            Target::Object {
+                kind,
+                namespace,
+                name,
+                status,
+            },
+        ) => patch_body(&headers, &body)
+            .and_then(|patch| store.patch(&kind, &namespace, &name, &patch, status))
+            .map(ok),
+        (
+            "delete",
+            Target::Object {
+                kind,
+                namespace,
+                name,
+                status: false,
+            },
+        ) => store.delete(&kind, &namespace, &name).map(ok),
+        (verb, _) => Err(ApiError::new(
+            405,
+            "MethodNotAllowed",
+            format!("{verb} is not supported on this path"),
+        )),
     };
     match result {
         Ok((code, value)) => (code, axum::Json(value)).into_response(),
@@ -108,7 +167,13 @@ fn parse(shared: &Shared, path: &str) -> Result<Target, ApiError> {
         ["apis"] => return Ok(Target::Groups),
         ["api", version, rest @ ..] => ("", *version, rest),
         ["apis", group, version, rest @ ..] => (*group, *version, rest),
-        _ => return Err(ApiError::new(404, "NotFound", format!("the sandbox does not serve {path}"))),
+        _ => {
+            return Err(ApiError::new(
+                404,
+                "NotFound",
+                format!("the sandbox does not serve {path}"),
+            ));
+        }
     };
     let kind = |plural: &str| {
         shared.store.find_kind(group, version, plural).ok_or_else(|| {
@@ -116,28 +181,56 @@ fn parse(shared: &Shared, path: &str) -> Result<Target, ApiError> {
         })
     };
     match rest {
-        [] => Ok(Target::Resources { group: group.into(), version: version.into() }),
-        [plural] => Ok(Target::Collection { kind: kind(plural)?, namespace: None }),
-        ["namespaces", ns, plural] => Ok(Target::Collection { kind: kind(plural)?, namespace: Some((*ns).into()) }),
-        ["namespaces", ns, plural, name] => {
-            Ok(Target::Object { kind: kind(plural)?, namespace: (*ns).into(), name: (*name).into(), status: false })
-        }
-        ["namespaces", ns, plural, name, "status"] => {
-            Ok(Target::Object { kind: kind(plural)?, namespace: (*ns).into(), name: (*name).into(), status: true })
-        }
-        _ => Err(ApiError::new(404, "NotFound", format!("the sandbox does not serve {path}"))),
+        [] => Ok(Target::Resources {
+            group: group.into(),
+            version: version.into(),
+        }),
+        [plural] => Ok(Target::Collection {
+            kind: kind(plural)?,
+            namespace: None,
+        }),
+        ["namespaces", ns, plural] => Ok(Target::Collection {
+            kind: kind(plural)?,
+            namespace: Some((*ns).into()),
+        }),
+        ["namespaces", ns, plural, name] => Ok(Target::Object {
+            kind: kind(plural)?,
+            namespace: (*ns).into(),
+            name: (*name).into(),
+            status: false,
+        }),
+        ["namespaces", ns, plural, name, "status"] => Ok(Target::Object {
+            kind: kind(plural)?,
+            namespace: (*ns).into(),
+            name: (*name).into(),
+            status: true,
+        }),
+        _ => Err(ApiError::new(
+            404,
+            "NotFound",
+            format!("the sandbox does not serve {path}"),
+        )),
     }
 }
 
 /// CustomResourceDefinitions (cluster-scoped): creating one serves its kind.
 pub(super) fn crd_kind() -> Kind {
-    Kind::new("apiextensions.k8s.io/v1", "CustomResourceDefinition", "customresourcedefinitions")
+    Kind::new(
+        "apiextensions.k8s.io/v1",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+    )
 }
 
 fn register_crd(shared: &Shared, crd: &Value) {
     let spec = &crd["spec"];
     let group = spec["group"].as_str().unwrap_or_default();
-    for version in spec["versions"].as_array().into_iter().flatten().filter(|v| v["served"] != false) {
+    for version in spec["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|v| v["served"] != false)
+    {
         let version = version["name"].as_str().unwrap_or_default();
         let kind = Kind::new(
             &format!("{group}/{version}"),
@@ -151,7 +244,12 @@ fn register_crd(shared: &Shared, crd: &Value) {
 
 fn groups(shared: &Shared) -> Value {
     let mut groups: Vec<Value> = Vec::new();
-    for kind in shared.store.kinds().into_iter().filter(|k| !k.group.is_empty()) {
+    for kind in shared
+        .store
+        .kinds()
+        .into_iter()
+        .filter(|k| !k.group.is_empty())
+    {
         let version = json!({ "groupVersion": kind.api_version(), "version": kind.version });
         match groups.iter_mut().find(|g| g["name"] == kind.group) {
             Some(group) => {
@@ -159,36 +257,67 @@ fn groups(shared: &Shared) -> Value {
                     group["versions"].as_array_mut().unwrap().push(version);
                 }
             }
-            None => groups.push(json!({ "name": kind.group, "versions": [version], "preferredVersion": version })),
+            None => groups.push(
+                json!({ "name": kind.group, "versions": [version], "preferredVersion": version }),
+            ),
         }
     }
     json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups })
 }
 
 fn resources(shared: &Shared, group: &str, version: &str) -> Value {
-    let verbs = ["create", "delete", "get", "list", "patch", "update", "watch"];
+    let verbs = [
+        "create", "delete", "get", "list", "patch", "update", "watch",
+    ];
     let mut resources = Vec::new();
-    for kind in shared.store.kinds().into_iter().filter(|k| k.group == group && k.version == version) {
+    for kind in shared
+        .store
+        .kinds()
+        .into_iter()
+        .filter(|k| k.group == group && k.version == version)
+    {
         resources.push(json!({ "name": kind.plural, "singularName": "", "namespaced": true, "kind": kind.kind, "verbs": verbs }));
         resources.push(json!({ "name": format!("{}/status", kind.plural), "singularName": "", "namespaced": true, "kind": kind.kind, "verbs": ["get", "patch", "update"] }));
     }
-    let group_version = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
+    let group_version = if group.is_empty() {
+        version.to_owned()
+    } else {
+        format!("{group}/{version}")
+    };
     json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources })
 }
 
 fn json_body(body: &Bytes) -> Result<Value, ApiError> {
-    serde_json::from_slice(body).map_err(|err| ApiError::new(400, "BadRequest", format!("the body is not JSON: {err}")))
+    serde_json::from_slice(body)
+        .map_err(|err| ApiError::new(400, "BadRequest", format!("the body is not JSON: {err}")))
 }
 
 fn patch_body(headers: &HeaderMap, body: &Bytes) -> Result<Patch, ApiError> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
     match content_type.split(';').next().unwrap_or_default().trim() {
         // The sandbox treats a strategic merge patch as a JSON merge patch.
-        "application/merge-patch+json" | "application/strategic-merge-patch+json" => json_body(body).map(Patch::Merge),
-        "application/json-patch+json" => serde_json::from_slice(body)
-            .map(Patch::Json)
-            .map_err(|err| ApiError::new(400, "BadRequest", format!("the body is not a JSON patch: {err}"))),
-        other => Err(ApiError::new(415, "UnsupportedMediaType", format!("the sandbox does not accept {other:?} patches"))),
+        "application/merge-patch+json" | "application/strategic-merge-patch+json" => {
+            json_body(body).map(Patch::Merge)
+        }
+        "application/json-patch+json" => {
+            serde_json::from_slice(body)
+                .map(Patch::Json)
+                .map_err(|err| {
+                    ApiError::new(
+                        400,
+                        "BadRequest",
+                        format!("the body is not a JSON patch: {err}"),
+                    )
+                })
+        }
+        other => Err(ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!("the sandbox does not accept {other:?} patches"),
+        )),
     }
 }
 
@@ -200,11 +329,25 @@ fn error(err: ApiError) -> Response {
 /// A watch: replays events after the requested resourceVersion (or the
 /// current objects when none), then streams changes, bookmarks, and ends on
 /// timeout or when faults drop it. A version no longer kept is `410 Gone`.
-fn watch_stream(shared: Arc<Shared>, kind: Kind, namespace: Option<String>, query: &HashMap<String, String>) -> Response {
-    let since: Option<u64> = query.get("resourceVersion").and_then(|v| v.parse().ok()).filter(|v| *v > 0);
-    let bookmarks = query.get("allowWatchBookmarks").is_some_and(|v| v == "true");
-    let timeout = query.get("timeoutSeconds").and_then(|v| v.parse().ok()).map_or(Duration::from_secs(1800), Duration::from_secs);
-    let selector = match LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str)) {
+fn watch_stream(
+    shared: Arc<Shared>,
+    kind: Kind,
+    namespace: Option<String>,
+    query: &HashMap<String, String>,
+) -> Response {
+    let since: Option<u64> = query
+        .get("resourceVersion")
+        .and_then(|v| v.parse().ok())
+        .filter(|v| *v > 0);
+    let bookmarks = query
+        .get("allowWatchBookmarks")
+        .is_some_and(|v| v == "true");
+    let timeout = query
+        .get("timeoutSeconds")
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::from_secs(1800), Duration::from_secs);
+    let selector = match LabelSelector::parse(query.get("labelSelector").map_or("", String::as_str))
+    {
         Ok(selector) => selector,
         Err(err) => return error(err),
     };
@@ -218,7 +361,10 @@ fn watch_stream(shared: Arc<Shared>, kind: Kind, namespace: Option<String>, quer
         let line = |value: Value| Bytes::from(format!("{value}\n"));
         let matching = |object: &Value| selector.matches(object);
         let mut last = match since {
-            Some(since) => match shared.store.events_since(&kind, namespace.as_deref(), since) {
+            Some(since) => match shared
+                .store
+                .events_since(&kind, namespace.as_deref(), since)
+            {
                 Some(backlog) => {
                     for event in backlog.iter().filter(|e| matching(&e.object)) {
                         if tx.try_send(line(event_json(event))).is_err() {
@@ -228,16 +374,23 @@ fn watch_stream(shared: Arc<Shared>, kind: Kind, namespace: Option<String>, quer
                     backlog.last().map_or(since, |e| e.resource_version)
                 }
                 None => {
-                    let gone = ApiError::new(410, "Expired", format!("too old resource version: {since}"));
+                    let gone =
+                        ApiError::new(410, "Expired", format!("too old resource version: {since}"));
                     let _ = tx.try_send(line(json!({ "type": "ERROR", "object": gone.status() })));
                     return;
                 }
             },
             None => {
-                let (items, rv) = shared.store.list(&kind, namespace.as_deref(), "").unwrap_or_default();
+                let (items, rv) = shared
+                    .store
+                    .list(&kind, namespace.as_deref(), "")
+                    .unwrap_or_default();
                 let items: Vec<Value> = items.into_iter().filter(|o| matching(o)).collect();
                 for object in items {
-                    if tx.try_send(line(json!({ "type": "ADDED", "object": object }))).is_err() {
+                    if tx
+                        .try_send(line(json!({ "type": "ADDED", "object": object })))
+                        .is_err()
+                    {
                         return;
                     }
                 }

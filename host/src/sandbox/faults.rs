@@ -11,7 +11,9 @@ use tokio::sync::watch;
 use super::store::ApiError;
 
 /// The API verbs, as Kubernetes names them.
-pub const VERBS: [&str; 7] = ["get", "list", "watch", "create", "update", "patch", "delete"];
+pub const VERBS: [&str; 7] = [
+    "get", "list", "watch", "create", "update", "patch", "delete",
+];
 
 pub struct Faults {
     rules: Mutex<Vec<Rule>>,
@@ -42,7 +44,11 @@ impl Faults {
     /// (500, 503, 429, 409...).
     pub fn fail_next(&self, verb: &'static str, code: u16, times: u32) {
         assert!(VERBS.contains(&verb), "unknown verb {verb}");
-        self.rules.lock().unwrap().push(Rule { verb, code, remaining: times });
+        self.rules.lock().unwrap().push(Rule {
+            verb,
+            code,
+            remaining: times,
+        });
     }
 
     /// Delay every response.
@@ -77,7 +83,9 @@ impl Faults {
     pub(super) fn on_request(&self, verb: &'static str) -> Option<ApiError> {
         *self.counts.lock().unwrap().entry(verb).or_default() += 1;
         let mut rules = self.rules.lock().unwrap();
-        let rule = rules.iter_mut().find(|r| r.verb == verb && r.remaining > 0)?;
+        let rule = rules
+            .iter_mut()
+            .find(|r| r.verb == verb && r.remaining > 0)?;
         rule.remaining -= 1;
         let code = rule.code;
         rules.retain(|r| r.remaining > 0);
@@ -88,6 +96,10 @@ impl Faults {
             504 => "Timeout",
             _ => "InternalError",
         };
-        Some(ApiError::new(code, reason, format!("injected by the sandbox: {code} on {verb}")))
+        Some(ApiError::new(
+            code,
+            reason,
+            format!("injected by the sandbox: {code} on {verb}"),
+        ))
     }
 }

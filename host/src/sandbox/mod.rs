@@ -47,7 +47,12 @@ pub struct SandboxConfig {
 impl Default for SandboxConfig {
     /// Serves SparkApplications from the start.
     fn default() -> Self {
-        SandboxConfig { port: 0, step: Duration::from_millis(500), kinds: vec![operators::spark_kind()], event_history: 20_000 }
+        SandboxConfig {
+            port: 0,
+            step: Duration::from_millis(500),
+            kinds: vec![operators::spark_kind()],
+            event_history: 20_000,
+        }
     }
 }
 
@@ -62,14 +67,28 @@ pub struct Sandbox {
 impl Sandbox {
     /// Start serving on loopback. Call within a tokio runtime.
     pub async fn start(config: SandboxConfig) -> anyhow::Result<Sandbox> {
-        let shared = Arc::new(Shared { store: Store::new(config.event_history), faults: Faults::default(), step: config.step });
-        let core = [operators::pod_kind(), Kind::new("v1", "ConfigMap", "configmaps"), Kind::new("batch/v1", "Job", "jobs"), api::crd_kind()];
+        let shared = Arc::new(Shared {
+            store: Store::new(config.event_history),
+            faults: Faults::default(),
+            step: config.step,
+        });
+        let core = [
+            operators::pod_kind(),
+            Kind::new("v1", "ConfigMap", "configmaps"),
+            Kind::new("batch/v1", "Job", "jobs"),
+            api::crd_kind(),
+        ];
         for kind in core.into_iter().chain(config.kinds) {
             shared.store.register(kind);
         }
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port))
             .await
-            .map_err(|err| anyhow::anyhow!("[sandbox] cannot listen on 127.0.0.1:{}: {err}", config.port))?;
+            .map_err(|err| {
+                anyhow::anyhow!(
+                    "[sandbox] cannot listen on 127.0.0.1:{}: {err}",
+                    config.port
+                )
+            })?;
         let addr = listener.local_addr()?;
         let router = api::router(shared.clone());
         let server = tokio::spawn(async move {
@@ -79,7 +98,12 @@ impl Sandbox {
         });
         let operators = operators::start(shared.clone());
         tracing::info!(target: "sandbox", "[sandbox] test-double Kubernetes API serving on http://{addr}");
-        Ok(Sandbox { addr, shared, server, operators })
+        Ok(Sandbox {
+            addr,
+            shared,
+            server,
+            operators,
+        })
     }
 
     pub fn url(&self) -> String {

@@ -22,7 +22,11 @@ pub const OUTCOME_ANNOTATION: &str = "sandbox.flytewasm.io/outcome";
 pub const STEP_ANNOTATION: &str = "sandbox.flytewasm.io/step-ms";
 
 pub fn spark_kind() -> Kind {
-    Kind::new("sparkoperator.k8s.io/v1beta2", "SparkApplication", "sparkapplications")
+    Kind::new(
+        "sparkoperator.k8s.io/v1beta2",
+        "SparkApplication",
+        "sparkapplications",
+    )
 }
 
 pub fn pod_kind() -> Kind {
@@ -52,22 +56,47 @@ pub(super) fn start(shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {
             } else {
                 continue;
             };
-            let kind = if event.kind_key == spark_kind().key() { spark_kind() } else { pod_kind() };
+            let kind = if event.kind_key == spark_kind().key() {
+                spark_kind()
+            } else {
+                pod_kind()
+            };
             let step = step(&event.object, shared.step);
-            let name = event.object["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+            let name = event.object["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
             let uid = event.object["metadata"]["uid"].clone();
-            tokio::spawn(advance(shared.clone(), kind, event.namespace, name, uid, states, step));
+            tokio::spawn(advance(
+                shared.clone(),
+                kind,
+                event.namespace,
+                name,
+                uid,
+                states,
+                step,
+            ));
         }
     })
 }
 
 /// Apply each status in turn, `step` apart, while the object lives.
-async fn advance(shared: Arc<Shared>, kind: Kind, namespace: String, name: String, uid: Value, states: Vec<Value>, step: Duration) {
+async fn advance(
+    shared: Arc<Shared>,
+    kind: Kind,
+    namespace: String,
+    name: String,
+    uid: Value,
+    states: Vec<Value>,
+    step: Duration,
+) {
     for status in states {
         tokio::time::sleep(step).await;
         let updated = shared.store.update(&kind, &namespace, &name, |current| {
             let mut next = current.clone();
-            if current["metadata"]["uid"] != uid || !current["metadata"]["deletionTimestamp"].is_null() {
+            if current["metadata"]["uid"] != uid
+                || !current["metadata"]["deletionTimestamp"].is_null()
+            {
                 return Ok(next); // replaced or being deleted: the controller stops
             }
             next["status"] = status.clone();
@@ -80,7 +109,9 @@ async fn advance(shared: Arc<Shared>, kind: Kind, namespace: String, name: Strin
 }
 
 fn outcome(object: &Value) -> &str {
-    object["metadata"]["annotations"][OUTCOME_ANNOTATION].as_str().unwrap_or("succeed")
+    object["metadata"]["annotations"][OUTCOME_ANNOTATION]
+        .as_str()
+        .unwrap_or("succeed")
 }
 
 fn step(object: &Value, default: Duration) -> Duration {
@@ -111,7 +142,14 @@ fn spark_states(app: &Value) -> Vec<Value> {
     match outcome(app) {
         "submission-fail" => vec![json!({ "applicationState": { "state": "SUBMISSION_FAILED",
             "errorMessage": "failed to run spark-submit: the sandbox was asked to fail the submission" }, "submissionAttempts": 1 })],
-        "fail" => vec![submitted, state("RUNNING", None), state("FAILED", Some("driver container failed with ExitCode: 1, Reason: Error"))],
+        "fail" => vec![
+            submitted,
+            state("RUNNING", None),
+            state(
+                "FAILED",
+                Some("driver container failed with ExitCode: 1, Reason: Error"),
+            ),
+        ],
         "run-forever" => vec![submitted, state("RUNNING", None)],
         _ => vec![submitted, state("RUNNING", None), state("COMPLETED", None)],
     }
@@ -120,15 +158,21 @@ fn spark_states(app: &Value) -> Vec<Value> {
 fn pod_states(pod: &Value) -> Vec<Value> {
     let containers: Vec<String> = pod["spec"]["containers"]
         .as_array()
-        .map(|c| c.iter().filter_map(|c| c["name"].as_str().map(str::to_owned)).collect())
+        .map(|c| {
+            c.iter()
+                .filter_map(|c| c["name"].as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
     let statuses = |state: Value| -> Value {
         containers.iter().map(|name| json!({ "name": name, "ready": false, "restartCount": 0, "image": "", "imageID": "", "state": state })).collect()
     };
     let running = json!({ "phase": "Running", "startTime": now_rfc3339(),
                           "containerStatuses": statuses(json!({ "running": { "startedAt": now_rfc3339() } })) });
-    let exit = |code: i32, phase: &str| json!({ "phase": phase, "containerStatuses": statuses(json!({ "terminated": {
-        "exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" }, "finishedAt": now_rfc3339() } })) });
+    let exit = |code: i32, phase: &str| {
+        json!({ "phase": phase, "containerStatuses": statuses(json!({ "terminated": {
+        "exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" }, "finishedAt": now_rfc3339() } })) })
+    };
     match outcome(pod) {
         "fail" => vec![json!({ "phase": "Pending" }), running, exit(1, "Failed")],
         "run-forever" => vec![json!({ "phase": "Pending" }), running],

@@ -22,11 +22,20 @@ pub struct Kind {
 impl Kind {
     pub fn new(api_version: &str, kind: &str, plural: &str) -> Self {
         let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-        Kind { group: group.into(), version: version.into(), kind: kind.into(), plural: plural.into() }
+        Kind {
+            group: group.into(),
+            version: version.into(),
+            kind: kind.into(),
+            plural: plural.into(),
+        }
     }
 
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
     }
 
     /// `group/plural`, the key objects are stored under.
@@ -45,10 +54,18 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: u16, reason: &'static str, message: impl Into<String>) -> Self {
-        ApiError { code, reason, message: message.into() }
+        ApiError {
+            code,
+            reason,
+            message: message.into(),
+        }
     }
     pub fn not_found(kind: &Kind, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{}.{} \"{name}\" not found", kind.plural, kind.group))
+        Self::new(
+            404,
+            "NotFound",
+            format!("{}.{} \"{name}\" not found", kind.plural, kind.group),
+        )
     }
     pub fn status(&self) -> Value {
         json!({
@@ -108,7 +125,11 @@ pub enum Patch {
 
 impl Store {
     pub fn new(history: usize) -> Self {
-        Store { inner: Mutex::new(Inner::default()), events: broadcast::channel(4096).0, history: history.max(1) }
+        Store {
+            inner: Mutex::new(Inner::default()),
+            events: broadcast::channel(4096).0,
+            history: history.max(1),
+        }
     }
 
     pub fn register(&self, kind: Kind) {
@@ -124,7 +145,11 @@ impl Store {
 
     pub fn find_kind(&self, group: &str, version: &str, plural: &str) -> Option<Kind> {
         let inner = self.inner.lock().unwrap();
-        inner.kinds.iter().find(|k| k.group == group && k.version == version && k.plural == plural).cloned()
+        inner
+            .kinds
+            .iter()
+            .find(|k| k.group == group && k.version == version && k.plural == plural)
+            .cloned()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
@@ -136,9 +161,17 @@ impl Store {
     }
 
     /// Events after `since`, or `None` when they are no longer kept (410).
-    pub fn events_since(&self, kind: &Kind, namespace: Option<&str>, since: u64) -> Option<Vec<Event>> {
+    pub fn events_since(
+        &self,
+        kind: &Kind,
+        namespace: Option<&str>,
+        since: u64,
+    ) -> Option<Vec<Event>> {
         let inner = self.inner.lock().unwrap();
-        let oldest = inner.log.front().map_or(inner.resource_version + 1, |e| e.resource_version);
+        let oldest = inner
+            .log
+            .front()
+            .map_or(inner.resource_version + 1, |e| e.resource_version);
         if since + 1 < oldest && since < inner.resource_version {
             return None;
         }
@@ -164,7 +197,12 @@ impl Store {
     }
 
     /// Objects of a kind (in one namespace or all), filtered by a label selector.
-    pub fn list(&self, kind: &Kind, namespace: Option<&str>, selector: &str) -> Result<(Vec<Value>, u64), ApiError> {
+    pub fn list(
+        &self,
+        kind: &Kind,
+        namespace: Option<&str>,
+        selector: &str,
+    ) -> Result<(Vec<Value>, u64), ApiError> {
         let selector = LabelSelector::parse(selector)?;
         let inner = self.inner.lock().unwrap();
         let key = kind.key();
@@ -179,25 +217,51 @@ impl Store {
         Ok((items, inner.resource_version))
     }
 
-    pub fn create(&self, kind: &Kind, namespace: &str, mut object: Value) -> Result<Value, ApiError> {
-        let name = object["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+    pub fn create(
+        &self,
+        kind: &Kind,
+        namespace: &str,
+        mut object: Value,
+    ) -> Result<Value, ApiError> {
+        let name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         if name.is_empty() {
-            return Err(ApiError::new(422, "Invalid", format!("{} is invalid: metadata.name: Required value", kind.kind)));
+            return Err(ApiError::new(
+                422,
+                "Invalid",
+                format!("{} is invalid: metadata.name: Required value", kind.kind),
+            ));
         }
         if !object.is_object() || !object["metadata"].is_object() {
-            return Err(ApiError::new(400, "BadRequest", "the object is not a JSON object with metadata"));
+            return Err(ApiError::new(
+                400,
+                "BadRequest",
+                "the object is not a JSON object with metadata",
+            ));
         }
         if object["apiVersion"] != kind.api_version() || object["kind"] != kind.kind {
             return Err(ApiError::new(
                 400,
                 "BadRequest",
-                format!("the object is a {} {}, not a {} {}", object["apiVersion"], object["kind"], kind.api_version(), kind.kind),
+                format!(
+                    "the object is a {} {}, not a {} {}",
+                    object["apiVersion"],
+                    object["kind"],
+                    kind.api_version(),
+                    kind.kind
+                ),
             ));
         }
         let mut inner = self.inner.lock().unwrap();
         let key = (kind.key(), namespace.to_owned(), name.clone());
         if inner.objects.contains_key(&key) {
-            return Err(ApiError::new(409, "AlreadyExists", format!("{}.{} \"{name}\" already exists", kind.plural, kind.group)));
+            return Err(ApiError::new(
+                409,
+                "AlreadyExists",
+                format!("{}.{} \"{name}\" already exists", kind.plural, kind.group),
+            ));
         }
         inner.next_uid += 1;
         let meta = &mut object["metadata"];
@@ -216,7 +280,14 @@ impl Store {
     }
 
     /// PUT of the object or of its status subresource.
-    pub fn replace(&self, kind: &Kind, namespace: &str, name: &str, object: Value, status: bool) -> Result<Value, ApiError> {
+    pub fn replace(
+        &self,
+        kind: &Kind,
+        namespace: &str,
+        name: &str,
+        object: Value,
+        status: bool,
+    ) -> Result<Value, ApiError> {
         self.update(kind, namespace, name, |current| {
             check_resource_version(&object, current)?;
             let mut next = current.clone();
@@ -232,7 +303,14 @@ impl Store {
         })
     }
 
-    pub fn patch(&self, kind: &Kind, namespace: &str, name: &str, patch: &Patch, status: bool) -> Result<Value, ApiError> {
+    pub fn patch(
+        &self,
+        kind: &Kind,
+        namespace: &str,
+        name: &str,
+        patch: &Patch,
+        status: bool,
+    ) -> Result<Value, ApiError> {
         self.update(kind, namespace, name, |current| {
             let mut next = current.clone();
             match patch {
@@ -240,8 +318,13 @@ impl Store {
                     check_resource_version(body, current)?;
                     json_patch::merge(&mut next, body);
                 }
-                Patch::Json(ops) => json_patch::patch(&mut next, ops)
-                    .map_err(|err| ApiError::new(422, "Invalid", format!("the JSON patch does not apply: {err}")))?,
+                Patch::Json(ops) => json_patch::patch(&mut next, ops).map_err(|err| {
+                    ApiError::new(
+                        422,
+                        "Invalid",
+                        format!("the JSON patch does not apply: {err}"),
+                    )
+                })?,
             }
             if status {
                 let status = next["status"].clone();
@@ -259,7 +342,11 @@ impl Store {
     pub fn delete(&self, kind: &Kind, namespace: &str, name: &str) -> Result<Value, ApiError> {
         let mut inner = self.inner.lock().unwrap();
         let key = (kind.key(), namespace.to_owned(), name.to_owned());
-        let current = inner.objects.get(&key).cloned().ok_or_else(|| ApiError::not_found(kind, name))?;
+        let current = inner
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(kind, name))?;
         if has_finalizers(&current) {
             if !current["metadata"]["deletionTimestamp"].is_null() {
                 return Ok(current);
@@ -282,7 +369,11 @@ impl Store {
     ) -> Result<Value, ApiError> {
         let mut inner = self.inner.lock().unwrap();
         let key = (kind.key(), namespace.to_owned(), name.to_owned());
-        let current = inner.objects.get(&key).cloned().ok_or_else(|| ApiError::not_found(kind, name))?;
+        let current = inner
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(kind, name))?;
         let next = change(&current)?;
         if next == current {
             return Ok(current);
@@ -318,8 +409,21 @@ impl Inner {
         object
     }
 
-    fn record(&mut self, store: &Store, kind: &Kind, namespace: String, event: EventType, object: Value) {
-        let event = Event { resource_version: self.resource_version, kind_key: kind.key(), namespace, kind: event, object };
+    fn record(
+        &mut self,
+        store: &Store,
+        kind: &Kind,
+        namespace: String,
+        event: EventType,
+        object: Value,
+    ) {
+        let event = Event {
+            resource_version: self.resource_version,
+            kind_key: kind.key(),
+            namespace,
+            kind: event,
+            object,
+        };
         if self.log.len() >= store.history {
             self.log.pop_front();
         }
@@ -329,27 +433,37 @@ impl Inner {
 }
 
 fn has_finalizers(object: &Value) -> bool {
-    object["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty())
+    object["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|f| !f.is_empty())
 }
 
 /// A write naming a resourceVersion must name the current one.
 fn check_resource_version(body: &Value, current: &Value) -> Result<(), ApiError> {
     match body["metadata"]["resourceVersion"].as_str() {
-        Some(wanted) if Some(wanted) != current["metadata"]["resourceVersion"].as_str() => Err(ApiError::new(
-            409,
-            "Conflict",
-            format!(
-                "Operation cannot be fulfilled on \"{}\": the object has been modified; please apply your changes to the latest version and try again",
-                current["metadata"]["name"].as_str().unwrap_or_default()
-            ),
-        )),
+        Some(wanted) if Some(wanted) != current["metadata"]["resourceVersion"].as_str() => {
+            Err(ApiError::new(
+                409,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on \"{}\": the object has been modified; please apply your changes to the latest version and try again",
+                    current["metadata"]["name"].as_str().unwrap_or_default()
+                ),
+            ))
+        }
         _ => Ok(()),
     }
 }
 
 /// Fields clients cannot change.
 fn preserve_system_metadata(next: &mut Value, current: &Value) {
-    for field in ["uid", "creationTimestamp", "namespace", "name", "deletionTimestamp"] {
+    for field in [
+        "uid",
+        "creationTimestamp",
+        "namespace",
+        "name",
+        "deletionTimestamp",
+    ] {
         next["metadata"][field] = current["metadata"][field].clone();
     }
     if let Some(meta) = next["metadata"].as_object_mut() {
@@ -378,7 +492,11 @@ impl LabelSelector {
                 (term.to_owned(), None, true)
             };
             if parsed.0.is_empty() || parsed.0.contains(' ') {
-                return Err(ApiError::new(400, "BadRequest", format!("unable to parse requirement: {term:?}")));
+                return Err(ApiError::new(
+                    400,
+                    "BadRequest",
+                    format!("unable to parse requirement: {term:?}"),
+                ));
             }
             terms.push(parsed);
         }

@@ -40,7 +40,10 @@ impl TaskContext {
             raw_output_prefix: String::new(),
             k8s_defaults,
             plugin_config,
-            now: Timestamp { seconds: 0, nanos: 0 },
+            now: Timestamp {
+                seconds: 0,
+                nanos: 0,
+            },
         }
     }
 
@@ -48,7 +51,9 @@ impl TaskContext {
     /// user's problem; unreadable JSON from the host is not.
     pub fn from_wit(ctx: wit::TaskContext) -> Result<Self, PluginError> {
         let template = TaskTemplate::decode(ctx.task_template.as_slice()).map_err(|err| {
-            PluginError::bad_task(format!("the task template is not a valid flyteidl.core.TaskTemplate: {err}"))
+            PluginError::bad_task(format!(
+                "the task template is not a valid flyteidl.core.TaskTemplate: {err}"
+            ))
         })?;
         let k8s_defaults = serde_json::from_str(&ctx.k8s_defaults).map_err(|err| {
             PluginError::internal(format!("the host's k8s defaults are not valid: {err}"))

@@ -33,7 +33,11 @@ pub fn from_struct<T: DeserializeOwned>(value: &Struct) -> Result<T, PluginError
 /// fields of the target message accept them (a Struct only has doubles).
 pub fn struct_to_json(value: &Struct) -> serde_json::Value {
     serde_json::Value::Object(
-        value.fields.iter().map(|(key, value)| (key.clone(), value_to_json(value))).collect(),
+        value
+            .fields
+            .iter()
+            .map(|(key, value)| (key.clone(), value_to_json(value)))
+            .collect(),
     )
 }
 
@@ -47,7 +51,9 @@ fn value_to_json(value: &PbValue) -> serde_json::Value {
             if n.fract() == 0.0 && n.abs() < 9.007_199_254_740_992e15 {
                 J::from(*n as i64)
             } else {
-                serde_json::Number::from_f64(*n).map(J::Number).unwrap_or(J::Null)
+                serde_json::Number::from_f64(*n)
+                    .map(J::Number)
+                    .unwrap_or(J::Null)
             }
         }
         Some(Kind::StructValue(s)) => struct_to_json(s),
@@ -57,10 +63,16 @@ fn value_to_json(value: &PbValue) -> serde_json::Value {
 
 /// Deserialize, naming the path of the first field that does not fit
 /// (e.g. `custom.sparkConf: invalid type: integer, expected a string`).
-fn deserialize_naming_the_field<T: DeserializeOwned>(json: serde_json::Value) -> Result<T, PluginError> {
+fn deserialize_naming_the_field<T: DeserializeOwned>(
+    json: serde_json::Value,
+) -> Result<T, PluginError> {
     serde_path_to_error::deserialize(json).map_err(|err| {
         let path = err.path().to_string();
-        let at = if path == "." { String::new() } else { format!(".{path}") };
+        let at = if path == "." {
+            String::new()
+        } else {
+            format!(".{path}")
+        };
         PluginError::bad_task(format!("TaskTemplate.custom{at}: {}", err.inner()))
     })
 }

@@ -117,7 +117,11 @@ impl LogConfig {
 
 impl LogTemplate {
     fn single(display_name: &str, uri: String) -> Self {
-        LogTemplate { display_name: display_name.into(), template_uris: vec![uri], show_while_pending: false }
+        LogTemplate {
+            display_name: display_name.into(),
+            template_uris: vec![uri],
+            show_while_pending: false,
+        }
     }
 
     fn render(&self, input: &LogInput) -> Vec<TaskLog> {
@@ -136,7 +140,9 @@ impl LogTemplate {
 /// empty values are left as they are, as Flyte does.
 pub fn render_template(template: &str, input: &LogInput) -> String {
     crate::template::replace_placeholders(template, |name| {
-        name.strip_prefix('.').and_then(|name| variable(name, input)).filter(|value| !value.is_empty())
+        name.strip_prefix('.')
+            .and_then(|name| variable(name, input))
+            .filter(|value| !value.is_empty())
     })
 }
 
@@ -152,9 +158,11 @@ fn variable(name: &str, input: &LogInput) -> Option<String> {
         "podUID" => input.pod_uid.clone(),
         "namespace" => input.namespace.clone(),
         "containerName" => input.container_name.clone(),
-        "containerId" | "containerID" => {
-            input.container_id.split_once("://").map_or(&*input.container_id, |(_, id)| id).to_owned()
-        }
+        "containerId" | "containerID" => input
+            .container_id
+            .split_once("://")
+            .map_or(&*input.container_id, |(_, id)| id)
+            .to_owned(),
         "hostname" => input.hostname.clone(),
         "nodeName" => input.node_name.clone(),
         "podUnixStartTime" => input.pod_unix_start_time.to_string(),
@@ -180,23 +188,40 @@ mod tests {
     use super::*;
 
     fn input() -> LogInput {
-        LogInput { pod_name: "p".into(), namespace: "ns".into(), ..Default::default() }
+        LogInput {
+            pod_name: "p".into(),
+            namespace: "ns".into(),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn placeholders_with_or_without_spaces_are_rendered() {
-        assert_eq!(render_template("a/{{.podName}}/{{ .namespace }}", &input()), "a/p/ns");
+        assert_eq!(
+            render_template("a/{{.podName}}/{{ .namespace }}", &input()),
+            "a/p/ns"
+        );
     }
 
     #[test]
     fn unknown_and_empty_placeholders_stay() {
-        assert_eq!(render_template("{{ .nope }}-{{ .hostname }}", &input()), "{{ .nope }}-{{ .hostname }}");
+        assert_eq!(
+            render_template("{{ .nope }}-{{ .hostname }}", &input()),
+            "{{ .nope }}-{{ .hostname }}"
+        );
     }
 
     #[test]
     fn kubernetes_links_use_the_dashboard_url() {
-        let config = LogConfig { kubernetes_enabled: true, kubernetes_url: "k8s.com".into(), ..Default::default() };
-        let links = config.links(&LogInput { log_name: "(x)".into(), ..input() });
+        let config = LogConfig {
+            kubernetes_enabled: true,
+            kubernetes_url: "k8s.com".into(),
+            ..Default::default()
+        };
+        let links = config.links(&LogInput {
+            log_name: "(x)".into(),
+            ..input()
+        });
         assert_eq!(links[0].uri, "k8s.com/#!/log/ns/p/pod?namespace=ns");
         assert_eq!(links[0].name, "Kubernetes Logs(x)");
     }

@@ -42,7 +42,12 @@ pub trait PhaseInfoExt: Sized {
     fn system_retryable_failure(code: impl Into<String>, message: impl Into<String>) -> Self {
         Self::failure(Phase::RetryableFailure, ErrorKind::System, code, message)
     }
-    fn failure(phase: Phase, kind: ErrorKind, code: impl Into<String>, message: impl Into<String>) -> Self;
+    fn failure(
+        phase: Phase,
+        kind: ErrorKind,
+        code: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self;
 
     fn with_version(self, version: u32) -> Self;
     fn with_logs(self, logs: Vec<TaskLog>) -> Self;
@@ -74,10 +79,19 @@ impl PhaseInfoExt for PhaseInfo {
         }
     }
 
-    fn failure(phase: Phase, kind: ErrorKind, code: impl Into<String>, message: impl Into<String>) -> Self {
+    fn failure(
+        phase: Phase,
+        kind: ErrorKind,
+        code: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         let message = message.into();
         let mut info = Self::new(phase, message.clone());
-        info.error = Some(ExecutionError { code: code.into(), message, kind });
+        info.error = Some(ExecutionError {
+            code: code.into(),
+            message,
+            kind,
+        });
         info
     }
 
@@ -118,7 +132,10 @@ impl PhaseInfoExt for PhaseInfo {
     }
 
     fn is_terminal(&self) -> bool {
-        matches!(self.phase, Phase::Success | Phase::RetryableFailure | Phase::PermanentFailure)
+        matches!(
+            self.phase,
+            Phase::Success | Phase::RetryableFailure | Phase::PermanentFailure
+        )
     }
 }
 
@@ -127,20 +144,30 @@ mod tests {
     use super::*;
 
     fn previous(phase: Phase, version: u32, reason: &str) -> PreviousPhase {
-        PreviousPhase { phase, version, reason: reason.into() }
+        PreviousPhase {
+            phase,
+            version,
+            reason: reason.into(),
+        }
     }
 
     #[test]
     fn a_new_reason_in_the_same_phase_bumps_the_version() {
-        let info = PhaseInfo::initializing("job submitted")
-            .bumped_if_reason_changed(&previous(Phase::Initializing, 0, "task submitted to K8s"));
+        let info = PhaseInfo::initializing("job submitted").bumped_if_reason_changed(&previous(
+            Phase::Initializing,
+            0,
+            "task submitted to K8s",
+        ));
         assert_eq!(info.version, 1);
     }
 
     #[test]
     fn the_same_reason_keeps_the_version() {
-        let info = PhaseInfo::initializing("job submitted")
-            .bumped_if_reason_changed(&previous(Phase::Initializing, 3, "job submitted"));
+        let info = PhaseInfo::initializing("job submitted").bumped_if_reason_changed(&previous(
+            Phase::Initializing,
+            3,
+            "job submitted",
+        ));
         assert_eq!(info.version, 0);
     }
 
@@ -154,7 +181,10 @@ mod tests {
     fn failures_carry_a_user_error() {
         let info = PhaseInfo::retryable_failure("DownstreamSystemError", "boom");
         let error = info.error.unwrap();
-        assert_eq!((error.code.as_str(), error.kind), ("DownstreamSystemError", ErrorKind::User));
+        assert_eq!(
+            (error.code.as_str(), error.kind),
+            ("DownstreamSystemError", ErrorKind::User)
+        );
         assert_eq!(info.phase, Phase::RetryableFailure);
     }
 }

@@ -73,27 +73,44 @@ fn raw_pod(ctx: &TaskContext) -> Result<TaskPod, PluginError> {
                 image: Some(container.image.clone()).filter(|i| !i.is_empty()),
                 command: Some(container.command.clone()).filter(|c| !c.is_empty()),
                 args: Some(container.args.clone()).filter(|a| !a.is_empty()),
-                env: Some(container.env.iter().map(|kv| env(&kv.key, &kv.value)).collect())
-                    .filter(|e: &Vec<EnvVar>| !e.is_empty()),
+                env: Some(
+                    container
+                        .env
+                        .iter()
+                        .map(|kv| env(&kv.key, &kv.value))
+                        .collect(),
+                )
+                .filter(|e: &Vec<EnvVar>| !e.is_empty()),
                 resources: container.resources.as_ref().map(resources).transpose()?,
                 ..Default::default()
             };
             Ok(TaskPod {
-                spec: PodSpec { containers: vec![container], ..Default::default() },
+                spec: PodSpec {
+                    containers: vec![container],
+                    ..Default::default()
+                },
                 labels: BTreeMap::new(),
                 annotations: BTreeMap::new(),
                 primary_container_name: name,
             })
         }
         Some(Target::K8sPod(k8s_pod)) => {
-            let spec_struct = k8s_pod.pod_spec.as_ref().ok_or_else(|| {
-                PluginError::bad_task("TaskTemplate.k8sPod.podSpec is empty")
-            })?;
+            let spec_struct = k8s_pod
+                .pod_spec
+                .as_ref()
+                .ok_or_else(|| PluginError::bad_task("TaskTemplate.k8sPod.podSpec is empty"))?;
             let spec: PodSpec = serde_path_to_error::deserialize(struct_to_json(spec_struct))
                 .map_err(|err| {
-                    PluginError::bad_task(format!("TaskTemplate.k8sPod.podSpec.{}: {}", err.path(), err.inner()))
+                    PluginError::bad_task(format!(
+                        "TaskTemplate.k8sPod.podSpec.{}: {}",
+                        err.path(),
+                        err.inner()
+                    ))
                 })?;
-            let primary = ctx.template_config("primary_container_name").unwrap_or_default().to_owned();
+            let primary = ctx
+                .template_config("primary_container_name")
+                .unwrap_or_default()
+                .to_owned();
             if primary.is_empty() {
                 return Err(PluginError::bad_task(
                     "TaskTemplate.config.primary_container_name is required with a k8sPod target",
@@ -124,7 +141,11 @@ fn raw_pod(ctx: &TaskContext) -> Result<TaskPod, PluginError> {
 }
 
 fn env(name: &str, value: &str) -> EnvVar {
-    EnvVar { name: name.into(), value: Some(value.into()), ..Default::default() }
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..Default::default()
+    }
 }
 
 /// flyteidl resources → Kubernetes requirements. A missing limit defaults to
@@ -153,10 +174,14 @@ fn resources(res: &core::Resources) -> Result<ResourceRequirements, PluginError>
     let mut requests = to_map(&res.requests, "requests")?;
     let mut limits = to_map(&res.limits, "limits")?;
     for (name, quantity) in &requests {
-        limits.entry(name.clone()).or_insert_with(|| quantity.clone());
+        limits
+            .entry(name.clone())
+            .or_insert_with(|| quantity.clone());
     }
     for (name, quantity) in &limits {
-        requests.entry(name.clone()).or_insert_with(|| quantity.clone());
+        requests
+            .entry(name.clone())
+            .or_insert_with(|| quantity.clone());
     }
     Ok(ResourceRequirements {
         requests: Some(requests).filter(|m| !m.is_empty()),
@@ -197,8 +222,18 @@ fn flyte_env(ctx: &TaskContext) -> Vec<EnvVar> {
         vars.push(env("FLYTE_INTERNAL_TASK_VERSION", &id.task_version));
     }
     vars.extend(ctx.metadata.environment.iter().map(|(k, v)| env(k, v)));
-    vars.extend(ctx.k8s_defaults.default_env_vars.iter().map(|(k, v)| env(k, v)));
-    vars.extend(ctx.k8s_defaults.default_env_vars_from_env.iter().map(|(k, v)| env(k, v)));
+    vars.extend(
+        ctx.k8s_defaults
+            .default_env_vars
+            .iter()
+            .map(|(k, v)| env(k, v)),
+    );
+    vars.extend(
+        ctx.k8s_defaults
+            .default_env_vars_from_env
+            .iter()
+            .map(|(k, v)| env(k, v)),
+    );
     vars
 }
 
@@ -237,7 +272,14 @@ fn apply_platform_defaults(ctx: &TaskContext, pod: &mut TaskPod, interruptible: 
 
     let mut tolerations: Vec<Toleration> = Vec::new();
     for name in requested_resources(spec) {
-        tolerations.extend(defaults.resource_tolerations.get(&name).into_iter().flatten().cloned());
+        tolerations.extend(
+            defaults
+                .resource_tolerations
+                .get(&name)
+                .into_iter()
+                .flatten()
+                .cloned(),
+        );
     }
     if interruptible {
         tolerations.extend(defaults.interruptible_tolerations.iter().cloned());
@@ -246,12 +288,22 @@ fn apply_platform_defaults(ctx: &TaskContext, pod: &mut TaskPod, interruptible: 
     tolerations.extend(spec.tolerations.take().into_iter().flatten());
     spec.tolerations = Some(tolerations).filter(|t| !t.is_empty());
 
-    if spec.service_account_name.as_deref().unwrap_or_default().is_empty()
+    if spec
+        .service_account_name
+        .as_deref()
+        .unwrap_or_default()
+        .is_empty()
         && !ctx.metadata.service_account.is_empty()
     {
         spec.service_account_name = Some(ctx.metadata.service_account.clone());
     }
-    if spec.scheduler_name.as_deref().unwrap_or_default().is_empty() && !defaults.scheduler_name.is_empty() {
+    if spec
+        .scheduler_name
+        .as_deref()
+        .unwrap_or_default()
+        .is_empty()
+        && !defaults.scheduler_name.is_empty()
+    {
         spec.scheduler_name = Some(defaults.scheduler_name.clone());
     }
 
@@ -271,7 +323,10 @@ fn apply_platform_defaults(ctx: &TaskContext, pod: &mut TaskPod, interruptible: 
         &defaults.non_interruptible_node_selector_requirement
     };
     if let Some(requirement) = requirement {
-        add_required_node_requirement(spec.affinity.get_or_insert_with(Affinity::default), requirement);
+        add_required_node_requirement(
+            spec.affinity.get_or_insert_with(Affinity::default),
+            requirement,
+        );
     }
 
     if spec.security_context.is_none() {
@@ -286,7 +341,9 @@ fn apply_platform_defaults(ctx: &TaskContext, pod: &mut TaskPod, interruptible: 
     if let Some(security) = &defaults.default_security_context {
         let primary = pod.primary_container_name.clone();
         for container in spec.containers.iter_mut().filter(|c| c.name == primary) {
-            container.security_context.get_or_insert_with(|| security.clone());
+            container
+                .security_context
+                .get_or_insert_with(|| security.clone());
         }
     }
 }
@@ -296,7 +353,12 @@ fn requested_resources(spec: &PodSpec) -> Vec<String> {
         .containers
         .iter()
         .filter_map(|c| c.resources.as_ref())
-        .flat_map(|r| r.requests.iter().chain(r.limits.iter()).flat_map(|m| m.keys().cloned()))
+        .flat_map(|r| {
+            r.requests
+                .iter()
+                .chain(r.limits.iter())
+                .flat_map(|m| m.keys().cloned())
+        })
         .collect();
     names.sort();
     names.dedup();
@@ -308,15 +370,23 @@ fn add_required_node_requirement(
     affinity: &mut Affinity,
     requirement: &k8s_openapi::api::core::v1::NodeSelectorRequirement,
 ) {
-    let node = affinity.node_affinity.get_or_insert_with(NodeAffinity::default);
+    let node = affinity
+        .node_affinity
+        .get_or_insert_with(NodeAffinity::default);
     let required = node
         .required_during_scheduling_ignored_during_execution
-        .get_or_insert_with(|| NodeSelector { node_selector_terms: Vec::new() });
+        .get_or_insert_with(|| NodeSelector {
+            node_selector_terms: Vec::new(),
+        });
     if required.node_selector_terms.is_empty() {
-        required.node_selector_terms.push(NodeSelectorTerm::default());
+        required
+            .node_selector_terms
+            .push(NodeSelectorTerm::default());
     }
     for term in &mut required.node_selector_terms {
-        term.match_expressions.get_or_insert_with(Vec::new).push(requirement.clone());
+        term.match_expressions
+            .get_or_insert_with(Vec::new)
+            .push(requirement.clone());
     }
 }
 
@@ -325,17 +395,24 @@ fn add_required_node_requirement(
 /// level are appended; overlay containers merge only into base containers
 /// of the same name (others are dropped), their lists appended too.
 pub fn merge_overlay(base: &PodSpec, overlay: &Value, field: &str) -> Result<PodSpec, PluginError> {
-    let mut merged = serde_json::to_value(base).map_err(|e| PluginError::internal(e.to_string()))?;
+    let mut merged =
+        serde_json::to_value(base).map_err(|e| PluginError::internal(e.to_string()))?;
     let Value::Object(overlay) = overlay else {
         return Err(PluginError::bad_task(format!("{field} must be an object")));
     };
-    let Value::Object(target) = &mut merged else { unreachable!("a PodSpec serializes to an object") };
+    let Value::Object(target) = &mut merged else {
+        unreachable!("a PodSpec serializes to an object")
+    };
     for (key, value) in overlay {
         match key.as_str() {
             "containers" | "initContainers" => {
-                let Some(Value::Array(base_containers)) = target.get_mut(key) else { continue };
+                let Some(Value::Array(base_containers)) = target.get_mut(key) else {
+                    continue;
+                };
                 let Value::Array(overlay_containers) = value else {
-                    return Err(PluginError::bad_task(format!("{field}.{key} must be a list")));
+                    return Err(PluginError::bad_task(format!(
+                        "{field}.{key} must be a list"
+                    )));
                 };
                 for overlay_container in overlay_containers {
                     let name = overlay_container.get("name");

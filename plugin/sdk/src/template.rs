@@ -7,7 +7,9 @@ pub fn replace_placeholders(text: &str, value: impl Fn(&str) -> Option<String>) 
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("{{") {
-        let Some(len) = rest[start..].find("}}") else { break };
+        let Some(len) = rest[start..].find("}}") else {
+            break;
+        };
         let placeholder = &rest[start..start + len + 2];
         out.push_str(&rest[..start]);
         match value(placeholder[2..placeholder.len() - 2].trim()) {
@@ -26,7 +28,9 @@ mod tests {
 
     #[test]
     fn known_placeholders_are_replaced_and_others_kept() {
-        let out = replace_placeholders("a {{ .x }} b {{.y}} c {{ open", |name| (name == ".x").then(|| "X".into()));
+        let out = replace_placeholders("a {{ .x }} b {{.y}} c {{ open", |name| {
+            (name == ".x").then(|| "X".into())
+        });
         assert_eq!(out, "a X b {{.y}} c {{ open");
     }
 }

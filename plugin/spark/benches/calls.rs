@@ -45,7 +45,8 @@ fn main() {
         "default-env-vars": { "foo": "bar" },
     } })).unwrap();
     let ctx = request.task_context(&plugin, &config, testkit::fixed_now());
-    let phase_ctx = testkit::phase_context(ctx.clone(), host::Phase::Initializing, 0, "job submitted");
+    let phase_ctx =
+        testkit::phase_context(ctx.clone(), host::Phase::Initializing, 0, "job submitted");
     let observed = json!({
         "metadata": { "name": "bench-n0-0", "namespace": "flytesnacks-development", "creationTimestamp": "2024-01-02T03:00:00Z" },
         "status": { "applicationState": { "state": "RUNNING" }, "driverInfo": { "podName": "bench-driver", "webUIIngressAddress": "ui" } },
@@ -55,7 +56,10 @@ fn main() {
     // Same answers both ways, or the comparison means nothing.
     let wasm_object = plugin.build_resource(&ctx).unwrap();
     let native_object = Native::build_resource(to_guest(&ctx)).unwrap();
-    assert_eq!(wasm_object, native_object, "wasm and native build different objects");
+    assert_eq!(
+        wasm_object, native_object,
+        "wasm and native build different objects"
+    );
 
     println!("Spark plugin, median per call over {BATCHES} batches of {PER_BATCH} calls");
     report(
@@ -138,6 +142,9 @@ fn to_guest(ctx: &host::TaskContext) -> guest::TaskContext {
         raw_output_prefix: ctx.raw_output_prefix.clone(),
         k8s_defaults: ctx.k8s_defaults.clone(),
         plugin_config: ctx.plugin_config.clone(),
-        now: guest::Timestamp { seconds: ctx.now.seconds, nanos: ctx.now.nanos },
+        now: guest::Timestamp {
+            seconds: ctx.now.seconds,
+            nanos: ctx.now.nanos,
+        },
     }
 }

@@ -2,11 +2,11 @@
 
 use std::collections::BTreeMap;
 
+use flytewasm_plugin_sdk::custom::struct_to_json;
+use flytewasm_plugin_sdk::flyteidl::core::K8sPod;
 use flytewasm_plugin_sdk::flyteidl::plugins::{SparkJob, spark_application};
 use flytewasm_plugin_sdk::pod::{self, TaskPod};
 use flytewasm_plugin_sdk::prelude::*;
-use flytewasm_plugin_sdk::custom::struct_to_json;
-use flytewasm_plugin_sdk::flyteidl::core::K8sPod;
 use k8s_openapi::api::core::v1::EnvVar;
 
 use crate::config::SparkConfig;
@@ -23,15 +23,32 @@ pub fn build(ctx: &TaskContext) -> Result<Value, PluginError> {
 
     // The driver never runs on interruptible nodes; executors follow the task.
     let driver = role_pod(ctx, false, job.driver_pod.as_ref(), "driverPod")?;
-    let executor = role_pod(ctx, ctx.metadata.interruptible, job.executor_pod.as_ref(), "executorPod")?;
+    let executor = role_pod(
+        ctx,
+        ctx.metadata.interruptible,
+        job.executor_pod.as_ref(),
+        "executorPod",
+    )?;
 
     let mut driver_spec = spark_pod_spec(ctx, &driver, job.driver_pod.as_ref());
     put_int(&mut driver_spec, "cores", conf.get("spark.driver.cores"));
     put_str(&mut driver_spec, "memory", conf.get("spark.driver.memory"));
     let mut executor_spec = spark_pod_spec(ctx, &executor, job.executor_pod.as_ref());
-    put_int(&mut executor_spec, "cores", conf.get("spark.executor.cores"));
-    put_int(&mut executor_spec, "instances", conf.get("spark.executor.instances"));
-    put_str(&mut executor_spec, "memory", conf.get("spark.executor.memory"));
+    put_int(
+        &mut executor_spec,
+        "cores",
+        conf.get("spark.executor.cores"),
+    );
+    put_int(
+        &mut executor_spec,
+        "instances",
+        conf.get("spark.executor.instances"),
+    );
+    put_str(
+        &mut executor_spec,
+        "memory",
+        conf.get("spark.executor.memory"),
+    );
 
     let executor_primary = executor.primary();
     let mut spec = json!({
@@ -73,11 +90,18 @@ fn application_type(t: i32) -> &'static str {
 
 /// Flyte's `getSparkConfig`: platform defaults, the interpreter, the task's
 /// conf with feature flags expanded, core limits, and Flyte's bookkeeping.
-pub fn spark_conf(ctx: &TaskContext, job: &SparkJob, config: &SparkConfig) -> BTreeMap<String, String> {
+pub fn spark_conf(
+    ctx: &TaskContext,
+    job: &SparkJob,
+    config: &SparkConfig,
+) -> BTreeMap<String, String> {
     let mut conf = config.spark_config_default.clone();
     if !job.executor_path.is_empty() {
         conf.insert("spark.pyspark.python".into(), job.executor_path.clone());
-        conf.insert("spark.pyspark.driver.python".into(), job.executor_path.clone());
+        conf.insert(
+            "spark.pyspark.driver.python".into(),
+            job.executor_path.clone(),
+        );
     }
     let user_conf: BTreeMap<_, _> = job.spark_conf.iter().collect();
     for (key, value) in user_conf {
@@ -103,8 +127,14 @@ pub fn spark_conf(ctx: &TaskContext, job: &SparkJob, config: &SparkConfig) -> BT
             }
         }
     }
-    conf.insert("spark.kubernetes.executor.podNamePrefix".into(), ctx.metadata.generated_name.clone());
-    conf.insert("spark.kubernetes.driverEnv.FLYTE_START_TIME".into(), ctx.now_millis().to_string());
+    conf.insert(
+        "spark.kubernetes.executor.podNamePrefix".into(),
+        ctx.metadata.generated_name.clone(),
+    );
+    conf.insert(
+        "spark.kubernetes.driverEnv.FLYTE_START_TIME".into(),
+        ctx.now_millis().to_string(),
+    );
     conf
 }
 
@@ -113,7 +143,9 @@ pub fn spark_conf(ctx: &TaskContext, job: &SparkJob, config: &SparkConfig) -> BT
 fn feature_name(key: &str) -> Option<&str> {
     let rest = key.strip_prefix("spark")?;
     let rest = rest.get(1..)?;
-    let rest = rest.strip_prefix("flyteorg").or_else(|| rest.strip_prefix("flyte"))?;
+    let rest = rest
+        .strip_prefix("flyteorg")
+        .or_else(|| rest.strip_prefix("flyte"))?;
     let rest = rest.get(1..)?;
     let name = rest.strip_suffix("enabled")?;
     let name = &name[..name.len().checked_sub(1)?];
@@ -126,7 +158,12 @@ fn feature_name(key: &str) -> Option<&str> {
 /// container-target task's container is named after the object; flytekit
 /// means the overlay's primary to be the task's, so it is merged into the
 /// task's primary container.
-fn role_pod(ctx: &TaskContext, interruptible: bool, role: Option<&K8sPod>, field: &str) -> Result<TaskPod, PluginError> {
+fn role_pod(
+    ctx: &TaskContext,
+    interruptible: bool,
+    role: Option<&K8sPod>,
+    field: &str,
+) -> Result<TaskPod, PluginError> {
     let mut pod = pod::build(ctx, pod::Options { interruptible })?;
     let Some(role) = role else { return Ok(pod) };
     let role_primary = role.primary_container_name.as_str();
@@ -141,7 +178,11 @@ fn role_pod(ctx: &TaskContext, interruptible: bool, role: Option<&K8sPod>, field
                 }
             }
         }
-        pod.spec = pod::merge_overlay(&pod.spec, &overlay, &format!("TaskTemplate.custom.{field}.podSpec"))?;
+        pod.spec = pod::merge_overlay(
+            &pod.spec,
+            &overlay,
+            &format!("TaskTemplate.custom.{field}.podSpec"),
+        )?;
     }
     if !role_primary.is_empty() && !renames_primary {
         pod.primary_container_name = role_primary.to_owned();
@@ -163,9 +204,18 @@ fn spark_pod_spec(ctx: &TaskContext, pod: &TaskPod, role: Option<&K8sPod>) -> Va
         all
     };
     let defaults = &ctx.k8s_defaults;
-    let annotations =
-        union(&defaults.default_annotations, &pod.annotations, &ctx.metadata.annotations, &role_meta.annotations);
-    let labels = union(&defaults.default_labels, &pod.labels, &ctx.metadata.labels, &role_meta.labels);
+    let annotations = union(
+        &defaults.default_annotations,
+        &pod.annotations,
+        &ctx.metadata.annotations,
+        &role_meta.annotations,
+    );
+    let labels = union(
+        &defaults.default_labels,
+        &pod.labels,
+        &ctx.metadata.labels,
+        &role_meta.labels,
+    );
 
     let primary = pod.primary();
     let mut env = primary.env.clone().unwrap_or_default();
@@ -175,7 +225,11 @@ fn spark_pod_spec(ctx: &TaskContext, pod: &TaskPod, role: Option<&K8sPod>) -> Va
         ..Default::default()
     });
     let spec = &pod.spec;
-    let service_account = spec.service_account_name.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| "spark".into());
+    let service_account = spec
+        .service_account_name
+        .clone()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "spark".into());
 
     let mut out = json!({
         "image": primary.image,
@@ -197,14 +251,20 @@ fn spark_pod_spec(ctx: &TaskContext, pod: &TaskPod, role: Option<&K8sPod>) -> Va
     put("securityContext", json!(primary.security_context));
     put("dnsConfig", json!(spec.dns_config));
     put("hostNetwork", json!(spec.host_network));
-    put("priorityClassName", json!(spec.priority_class_name.clone().filter(|p| !p.is_empty())));
+    put(
+        "priorityClassName",
+        json!(spec.priority_class_name.clone().filter(|p| !p.is_empty())),
+    );
     out
 }
 
 /// Spark's integer settings (cores, instances) go in only when they parse
 /// and are not zero, as in Flyte.
 fn put_int(spec: &mut Value, key: &str, value: Option<&String>) {
-    if let Some(n) = value.and_then(|v| v.trim().parse::<i32>().ok()).filter(|n| *n != 0) {
+    if let Some(n) = value
+        .and_then(|v| v.trim().parse::<i32>().ok())
+        .filter(|n| *n != 0)
+    {
         spec[key] = json!(n);
     }
 }
@@ -221,8 +281,14 @@ mod tests {
 
     #[test]
     fn feature_flags_are_recognised_like_flytes_regex() {
-        assert_eq!(feature_name("spark.flyte.feature1.enabled"), Some("feature1"));
-        assert_eq!(feature_name("spark.flyteorg.feature2.enabled"), Some("feature2"));
+        assert_eq!(
+            feature_name("spark.flyte.feature1.enabled"),
+            Some("feature1")
+        );
+        assert_eq!(
+            feature_name("spark.flyteorg.feature2.enabled"),
+            Some("feature2")
+        );
         assert_eq!(feature_name("spark.flyte.a.b.enabled"), Some("a.b"));
         assert_eq!(feature_name("spark.executor.cores"), None);
         assert_eq!(feature_name("spark.flyte..enabled"), None);

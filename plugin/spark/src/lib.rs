@@ -15,7 +15,10 @@ impl Plugin for Spark {
         PluginInfo {
             id: "spark".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            task_types: vec![TaskType { name: "spark".into(), version: 0 }],
+            task_types: vec![TaskType {
+                name: "spark".into(),
+                version: 0,
+            }],
             kind: ResourceKind {
                 api_version: "sparkoperator.k8s.io/v1beta2".into(),
                 kind: "SparkApplication".into(),

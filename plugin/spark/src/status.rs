@@ -12,8 +12,12 @@ use crate::config::SparkConfig;
 pub fn phase(ctx: &PhaseContext, app: &Value) -> Result<PhaseInfo, PluginError> {
     let config: SparkConfig = ctx.plugin_config()?;
     let status = &app["status"];
-    let state = status["applicationState"]["state"].as_str().unwrap_or_default();
-    let error = status["applicationState"]["errorMessage"].as_str().unwrap_or_default();
+    let state = status["applicationState"]["state"]
+        .as_str()
+        .unwrap_or_default();
+    let error = status["applicationState"]["errorMessage"]
+        .as_str()
+        .unwrap_or_default();
 
     let (logs, custom_info) = event_info(ctx, &config, app, state);
     let info = match state {
@@ -24,19 +28,28 @@ pub fn phase(ctx: &PhaseContext, app: &Value) -> Result<PhaseInfo, PluginError> 
             "DownstreamSystemError",
             format!("Spark Job  Submission Failed with Error: {error}"),
         ),
-        "FAILED" => {
-            PhaseInfo::retryable_failure("DownstreamSystemError", format!("Spark Job Failed with Error: {error}"))
-        }
+        "FAILED" => PhaseInfo::retryable_failure(
+            "DownstreamSystemError",
+            format!("Spark Job Failed with Error: {error}"),
+        ),
         "COMPLETED" => PhaseInfo::success(),
         // RUNNING, PENDING_RERUN, INVALIDATING, SUCCEEDING, FAILING, UNKNOWN...
         _ => PhaseInfo::running(),
     };
-    Ok(info.with_logs(logs).with_custom_info(&custom_info).bumped_if_reason_changed(&ctx.previous))
+    Ok(info
+        .with_logs(logs)
+        .with_custom_info(&custom_info)
+        .bumped_if_reason_changed(&ctx.previous))
 }
 
 /// Log links in Flyte's order (mixed, user, system, all-user), then the
 /// Spark UI: the history server once finished, the driver UI while running.
-fn event_info(ctx: &PhaseContext, config: &SparkConfig, app: &Value, state: &str) -> (Vec<TaskLog>, Value) {
+fn event_info(
+    ctx: &PhaseContext,
+    config: &SparkConfig,
+    app: &Value,
+    state: &str,
+) -> (Vec<TaskLog>, Value) {
     let status = &app["status"];
     let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
     let app_name = text(&app["metadata"]["name"]);
@@ -45,7 +58,11 @@ fn event_info(ctx: &PhaseContext, config: &SparkConfig, app: &Value, state: &str
     let base = LogInput {
         namespace: text(&app["metadata"]["namespace"]),
         pod_unix_start_time: unix(&app["metadata"]["creationTimestamp"]),
-        pod_unix_finish_time: if finished { unix(&status["terminationTime"]) } else { 0 },
+        pod_unix_finish_time: if finished {
+            unix(&status["terminationTime"])
+        } else {
+            0
+        },
         generated_name: ctx.metadata.generated_name.clone(),
         task_id: Some(ctx.metadata.id.clone()),
         ..Default::default()
@@ -58,20 +75,35 @@ fn event_info(ctx: &PhaseContext, config: &SparkConfig, app: &Value, state: &str
 
     let mut logs = Vec::new();
     if !driver_pod.is_empty() {
-        let task_config: BTreeMap<_, _> =
-            ctx.template.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        let input = LogInput { task_config, ..for_pod(&driver_pod, "(Driver Logs)") };
+        let task_config: BTreeMap<_, _> = ctx
+            .template
+            .config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let input = LogInput {
+            task_config,
+            ..for_pod(&driver_pod, "(Driver Logs)")
+        };
         logs.extend(config.logs.mixed.links(&input));
     }
     logs.extend(config.logs.user.links(&for_pod(&driver_pod, "(User Logs)")));
-    logs.extend(config.logs.system.links(&for_pod(&app_name, "(System Logs)")));
     logs.extend(
-        config.logs.all_user.links(&for_pod(&app_name, "(Spark-Submit/All User Logs)")).into_iter().map(
-            |mut log| {
+        config
+            .logs
+            .system
+            .links(&for_pod(&app_name, "(System Logs)")),
+    );
+    logs.extend(
+        config
+            .logs
+            .all_user
+            .links(&for_pod(&app_name, "(Spark-Submit/All User Logs)"))
+            .into_iter()
+            .map(|mut log| {
                 log.show_while_pending = true;
                 log
-            },
-        ),
+            }),
     );
 
     let app_id = text(&status["sparkApplicationId"]);
@@ -79,11 +111,23 @@ fn event_info(ctx: &PhaseContext, config: &SparkConfig, app: &Value, state: &str
     let mut custom = serde_json::Map::new();
     if finished && !app_id.is_empty() && !config.spark_history_server_url.is_empty() {
         let url = format!("{}/history/{app_id}", config.spark_history_server_url);
-        logs.push(TaskLog { name: "Spark History UI".into(), uri: url.clone(), show_while_pending: false });
+        logs.push(TaskLog {
+            name: "Spark History UI".into(),
+            uri: url.clone(),
+            show_while_pending: false,
+        });
         custom.insert("sparkHistoryUI".into(), json!(url));
     } else if state == "RUNNING" && !driver_ui.is_empty() {
-        let url = if driver_ui.contains("://") { driver_ui } else { format!("https://{driver_ui}") };
-        logs.push(TaskLog { name: "Spark Driver UI".into(), uri: url.clone(), show_while_pending: false });
+        let url = if driver_ui.contains("://") {
+            driver_ui
+        } else {
+            format!("https://{driver_ui}")
+        };
+        logs.push(TaskLog {
+            name: "Spark Driver UI".into(),
+            uri: url.clone(),
+            show_while_pending: false,
+        });
         custom.insert("sparkDriverUI".into(), json!(url));
     }
     (logs, Value::Object(custom))
@@ -91,5 +135,8 @@ fn event_info(ctx: &PhaseContext, config: &SparkConfig, app: &Value, state: &str
 
 /// An RFC 3339 timestamp as Unix seconds; 0 when absent or unreadable.
 fn unix(value: &Value) -> i64 {
-    value.as_str().and_then(|t| t.parse::<Timestamp>().ok()).map_or(0, |t| t.as_second())
+    value
+        .as_str()
+        .and_then(|t| t.parse::<Timestamp>().ok())
+        .map_or(0, |t| t.as_second())
 }

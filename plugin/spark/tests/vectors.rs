@@ -8,7 +8,9 @@ use flytewasm::config::HostConfig;
 use flytewasm::executor::TaskRequest;
 use flytewasm::runtime::{CallError, Plugin, wit};
 use flytewasm::testkit;
-use flytewasm_proto::flyteidl::core::{Container, K8sObjectMetadata, K8sPod, TaskTemplate, task_template::Target};
+use flytewasm_proto::flyteidl::core::{
+    Container, K8sObjectMetadata, K8sPod, TaskTemplate, task_template::Target,
+};
 use pbjson_types::Struct;
 use serde_json::{Value, json};
 
@@ -150,41 +152,69 @@ fn build(request: &TaskRequest, config: &HostConfig) -> Result<Value, CallError>
 }
 
 fn names(list: &Value) -> Vec<String> {
-    list.as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap().to_owned()).collect()
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 fn toleration_values(list: &Value) -> Vec<&str> {
-    list.as_array().unwrap().iter().map(|t| t["value"].as_str().unwrap()).collect()
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["value"].as_str().unwrap())
+        .collect()
 }
 
 /// The values of the required node-affinity term's expressions, as `key op`.
 fn affinity_keys(affinity: &Value) -> Vec<String> {
-    affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"][0]["matchExpressions"]
+    affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+        [0]["matchExpressions"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| format!("{} {}", e["key"].as_str().unwrap(), e["operator"].as_str().unwrap()))
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["key"].as_str().unwrap(),
+                e["operator"].as_str().unwrap()
+            )
+        })
         .collect()
 }
 
 /// Compare with the golden file, or write it when `UPDATE_GOLDEN=1`.
 fn assert_golden(name: &str, actual: &Value) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(format!("{name}.json"));
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{name}.json"));
     let text = serde_json::to_string_pretty(actual).unwrap() + "\n";
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, text).unwrap();
         return;
     }
-    let golden = std::fs::read_to_string(&path)
-        .unwrap_or_else(|_| panic!("missing {}: run with UPDATE_GOLDEN=1 to create it", path.display()));
-    assert_eq!(text, golden, "{name} differs from its golden file (UPDATE_GOLDEN=1 rewrites it)");
+    let golden = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "missing {}: run with UPDATE_GOLDEN=1 to create it",
+            path.display()
+        )
+    });
+    assert_eq!(
+        text, golden,
+        "{name} differs from its golden file (UPDATE_GOLDEN=1 rewrites it)"
+    );
 }
 
 // Vector 7: container target, interruptible task.
 #[test]
 fn builds_the_spark_application_from_a_container_task() {
-    let app = build(&request(template(custom(), container_target()), true), &config()).unwrap();
+    let app = build(
+        &request(template(custom(), container_target()), true),
+        &config(),
+    )
+    .unwrap();
     let spec = &app["spec"];
     assert_eq!(app["apiVersion"], "sparkoperator.k8s.io/v1beta2");
     assert_eq!(app["kind"], "SparkApplication");
@@ -195,46 +225,95 @@ fn builds_the_spark_application_from_a_container_task() {
     assert_eq!(spec["arguments"], json!(["execute-spark-task"]));
     assert_eq!(spec["image"], "image://");
     assert_eq!(spec["batchScheduler"], "volcano");
-    assert_eq!(spec["restartPolicy"], json!({ "type": "OnFailure", "onSubmissionFailureRetries": 14 }));
+    assert_eq!(
+        spec["restartPolicy"],
+        json!({ "type": "OnFailure", "onSubmissionFailureRetries": 14 })
+    );
 
     let (driver, executor) = (&spec["driver"], &spec["executor"]);
-    assert_eq!((&driver["cores"], &driver["memory"]), (&json!(1), &json!("200M")));
-    assert_eq!((&executor["cores"], &executor["instances"], &executor["memory"]), (&json!(2), &json!(3), &json!("500M")));
+    assert_eq!(
+        (&driver["cores"], &driver["memory"]),
+        (&json!(1), &json!("200M"))
+    );
+    assert_eq!(
+        (
+            &executor["cores"],
+            &executor["instances"],
+            &executor["memory"]
+        ),
+        (&json!(2), &json!(3), &json!("500M"))
+    );
     for pod in [driver, executor] {
         assert_eq!(pod["serviceAccount"], "new-val");
         assert_eq!(pod["schedulerName"], "custom-scheduler");
         assert_eq!(pod["hostNetwork"], true);
         assert_eq!(pod["podSecurityContext"]["runAsUser"], 1000);
-        assert_eq!(pod["dnsConfig"]["nameservers"], json!(["8.8.8.8", "8.8.4.4"]));
+        assert_eq!(
+            pod["dnsConfig"]["nameservers"],
+            json!(["8.8.8.8", "8.8.4.4"])
+        );
         assert_eq!(pod["image"], "image://");
     }
 
     let conf = &spec["sparkConf"];
     assert_eq!(conf["spark.hadoop.feature1"], "true");
     assert_eq!(conf["spark.hadoop.feature2"], "true");
-    assert_eq!(conf["spark.flyteorg.feature3.enabled"], "true", "no such feature: kept verbatim");
-    assert!(conf.get("spark.flyte.feature1.enabled").is_none(), "an expanded flag is not kept");
+    assert_eq!(
+        conf["spark.flyteorg.feature3.enabled"], "true",
+        "no such feature: kept verbatim"
+    );
+    assert!(
+        conf.get("spark.flyte.feature1.enabled").is_none(),
+        "an expanded flag is not kept"
+    );
     assert_eq!(conf["spark.executor.instances"], "3");
     assert_eq!(conf["spark.kubernetes.driver.limit.cores"], "1");
     assert_eq!(conf["spark.kubernetes.executor.limit.cores"], "2");
-    assert_eq!(conf["spark.kubernetes.executor.podNamePrefix"], "some-acceptable-name");
-    assert_eq!(conf["spark.kubernetes.driverEnv.FLYTE_START_TIME"], "1704164645000");
+    assert_eq!(
+        conf["spark.kubernetes.executor.podNamePrefix"],
+        "some-acceptable-name"
+    );
+    assert_eq!(
+        conf["spark.kubernetes.driverEnv.FLYTE_START_TIME"],
+        "1704164645000"
+    );
 
     // The driver is never interruptible; executors follow the task.
     assert_eq!(toleration_values(&driver["tolerations"]), ["default"]);
     assert_eq!(driver["nodeSelector"], json!({ "x/default": "true" }));
-    assert_eq!(affinity_keys(&driver["affinity"]), ["x/default In", "x/interruptible DoesNotExist"]);
-    assert_eq!(toleration_values(&executor["tolerations"]), ["interruptible", "default"]);
-    assert_eq!(executor["nodeSelector"], json!({ "x/default": "true", "x/interruptible": "true" }));
-    assert_eq!(affinity_keys(&executor["affinity"]), ["x/default In", "x/interruptible In"]);
+    assert_eq!(
+        affinity_keys(&driver["affinity"]),
+        ["x/default In", "x/interruptible DoesNotExist"]
+    );
+    assert_eq!(
+        toleration_values(&executor["tolerations"]),
+        ["interruptible", "default"]
+    );
+    assert_eq!(
+        executor["nodeSelector"],
+        json!({ "x/default": "true", "x/interruptible": "true" })
+    );
+    assert_eq!(
+        affinity_keys(&executor["affinity"]),
+        ["x/default In", "x/interruptible In"]
+    );
 
     let env = |pod: &Value, name: &str| {
-        pod["env"].as_array().unwrap().iter().find(|e| e["name"] == name).map(|e| e["value"].clone())
+        pod["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["value"].clone())
     };
     assert_eq!(env(driver, "FLYTE_MAX_ATTEMPTS"), Some(json!("1")));
     assert_eq!(env(driver, "foo"), Some(json!("bar")));
     assert_eq!(env(executor, "foo"), Some(json!("bar")));
-    assert_eq!(env(driver, "fooEnv"), Some(json!("flytewasm-spark")), "resolved by the host");
+    assert_eq!(
+        env(driver, "fooEnv"),
+        Some(json!("flytewasm-spark")),
+        "resolved by the host"
+    );
     assert_golden("container_interruptible", &app);
 }
 
@@ -244,14 +323,27 @@ fn request_cores_set_the_core_limits_and_nothing_is_interruptible() {
     let mut custom = custom();
     custom["sparkConf"]["spark.kubernetes.driver.request.cores"] = json!("3");
     custom["sparkConf"]["spark.kubernetes.executor.request.cores"] = json!("4");
-    let app = build(&request(template(custom, container_target()), false), &config()).unwrap();
+    let app = build(
+        &request(template(custom, container_target()), false),
+        &config(),
+    )
+    .unwrap();
     let spec = &app["spec"];
-    assert_eq!(spec["sparkConf"]["spark.kubernetes.driver.limit.cores"], "3");
-    assert_eq!(spec["sparkConf"]["spark.kubernetes.executor.limit.cores"], "4");
+    assert_eq!(
+        spec["sparkConf"]["spark.kubernetes.driver.limit.cores"],
+        "3"
+    );
+    assert_eq!(
+        spec["sparkConf"]["spark.kubernetes.executor.limit.cores"],
+        "4"
+    );
     for pod in [&spec["driver"], &spec["executor"]] {
         assert_eq!(toleration_values(&pod["tolerations"]), ["default"]);
         assert_eq!(pod["nodeSelector"], json!({ "x/default": "true" }));
-        assert_eq!(affinity_keys(&pod["affinity"]), ["x/default In", "x/interruptible DoesNotExist"]);
+        assert_eq!(
+            affinity_keys(&pod["affinity"]),
+            ["x/default In", "x/interruptible DoesNotExist"]
+        );
     }
 }
 
@@ -267,32 +359,63 @@ fn a_task_without_custom_is_a_bad_task() {
 
 #[test]
 fn a_task_without_application_file_or_class_is_a_bad_task() {
-    let err = build(&request(template(json!({ "sparkConf": {} }), container_target()), false), &config()).unwrap_err();
+    let err = build(
+        &request(
+            template(json!({ "sparkConf": {} }), container_target()),
+            false,
+        ),
+        &config(),
+    )
+    .unwrap_err();
     assert!(err.is_bad_task());
-    assert!(err.to_string().contains("either mainApplicationFile or mainClass must be set"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("either mainApplicationFile or mainClass must be set"),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_wrong_typed_field_is_named() {
     let mut custom = custom();
     custom["sparkConf"] = json!(["not", "a", "map"]);
-    let err = build(&request(template(custom, container_target()), false), &config()).unwrap_err();
+    let err = build(
+        &request(template(custom, container_target()), false),
+        &config(),
+    )
+    .unwrap_err();
     assert!(err.is_bad_task());
-    assert!(err.to_string().contains("TaskTemplate.custom.sparkConf"), "{err}");
+    assert!(
+        err.to_string().contains("TaskTemplate.custom.sparkConf"),
+        "{err}"
+    );
 }
 
 // Vector 10: a K8sPod target.
 #[test]
 fn builds_from_a_k8s_pod_task() {
-    let app = build(&request(template(custom(), k8s_pod_target(json!({}))), true), &config()).unwrap();
+    let app = build(
+        &request(template(custom(), k8s_pod_target(json!({}))), true),
+        &config(),
+    )
+    .unwrap();
     let spec = &app["spec"];
-    assert_eq!(spec["restartPolicy"], json!({ "type": "OnFailure", "onSubmissionFailureRetries": 14 }));
+    assert_eq!(
+        spec["restartPolicy"],
+        json!({ "type": "OnFailure", "onSubmissionFailureRetries": 14 })
+    );
     let (driver, executor) = (&spec["driver"], &spec["executor"]);
     for pod in [driver, executor] {
         assert_eq!(pod["annotations"]["annotation-1"], "val1");
         assert_eq!(pod["annotations"]["annotation-2"], "val2");
-        assert_eq!(pod["annotations"]["cluster-autoscaler.kubernetes.io/safe-to-evict"], "false");
-        assert_eq!(pod["labels"], json!({ "label-1": "val1", "label-2": "val2" }));
+        assert_eq!(
+            pod["annotations"]["cluster-autoscaler.kubernetes.io/safe-to-evict"],
+            "false"
+        );
+        assert_eq!(
+            pod["labels"],
+            json!({ "label-1": "val1", "label-2": "val2" })
+        );
         assert_eq!(pod["image"], "primary-image");
     }
     assert_eq!(
@@ -309,13 +432,25 @@ fn builds_from_a_k8s_pod_task() {
             "FLYTE_MAX_ATTEMPTS"
         ]
     );
-    assert_eq!(driver["env"][1]["valueFrom"]["secretKeyRef"]["key"], "secret-key");
-    assert_eq!(toleration_values(&driver["tolerations"]), ["default", "extra"]);
-    assert_eq!(driver["nodeSelector"], json!({ "x/default": "true", "x/custom": "foo" }));
+    assert_eq!(
+        driver["env"][1]["valueFrom"]["secretKeyRef"]["key"],
+        "secret-key"
+    );
+    assert_eq!(
+        toleration_values(&driver["tolerations"]),
+        ["default", "extra"]
+    );
+    assert_eq!(
+        driver["nodeSelector"],
+        json!({ "x/default": "true", "x/custom": "foo" })
+    );
     let mut executor_tolerations = toleration_values(&executor["tolerations"]);
     executor_tolerations.sort();
     assert_eq!(executor_tolerations, ["default", "extra", "interruptible"]);
-    assert_eq!(executor["nodeSelector"], json!({ "x/default": "true", "x/custom": "foo", "x/interruptible": "true" }));
+    assert_eq!(
+        executor["nodeSelector"],
+        json!({ "x/default": "true", "x/custom": "foo", "x/interruptible": "true" })
+    );
     assert_golden("k8s_pod_interruptible", &app);
 }
 
@@ -323,14 +458,27 @@ fn builds_from_a_k8s_pod_task() {
 #[test]
 fn the_priority_class_reaches_driver_and_executor() {
     let app = build(
-        &request(template(custom(), k8s_pod_target(json!({ "priorityClassName": "high-priority" }))), false),
+        &request(
+            template(
+                custom(),
+                k8s_pod_target(json!({ "priorityClassName": "high-priority" })),
+            ),
+            false,
+        ),
         &config(),
     )
     .unwrap();
     assert_eq!(app["spec"]["driver"]["priorityClassName"], "high-priority");
-    assert_eq!(app["spec"]["executor"]["priorityClassName"], "high-priority");
+    assert_eq!(
+        app["spec"]["executor"]["priorityClassName"],
+        "high-priority"
+    );
 
-    let app = build(&request(template(custom(), k8s_pod_target(json!({}))), false), &config()).unwrap();
+    let app = build(
+        &request(template(custom(), k8s_pod_target(json!({}))), false),
+        &config(),
+    )
+    .unwrap();
     assert!(app["spec"]["driver"].get("priorityClassName").is_none());
     assert!(app["spec"]["executor"].get("priorityClassName").is_none());
 }
@@ -351,18 +499,32 @@ fn driver_and_executor_pod_overlays_are_merged() {
     let mut custom = custom();
     custom["driverPod"] = overlay("driver");
     custom["executorPod"] = overlay("executor");
-    let app = build(&request(template(custom, k8s_pod_target(json!({}))), true), &config()).unwrap();
+    let app = build(
+        &request(template(custom, k8s_pod_target(json!({}))), true),
+        &config(),
+    )
+    .unwrap();
     let spec = &app["spec"];
-    assert_eq!(spec["arguments"], json!(["execute-spark-task", "execute-spark-task"]), "lists are appended");
+    assert_eq!(
+        spec["arguments"],
+        json!(["execute-spark-task", "execute-spark-task"]),
+        "lists are appended"
+    );
     assert_eq!(spec["driver"]["env"].as_array().unwrap().len(), 11);
-    assert_eq!(spec["driver"]["nodeSelector"], json!({ "x/default": "true", "x/custom": "foo-driver" }));
+    assert_eq!(
+        spec["driver"]["nodeSelector"],
+        json!({ "x/default": "true", "x/custom": "foo-driver" })
+    );
     assert_eq!(
         spec["executor"]["nodeSelector"],
         json!({ "x/default": "true", "x/custom": "foo-executor", "x/interruptible": "true" })
     );
     assert_eq!(spec["driver"]["labels"]["label"], "label-driver");
     assert_eq!(spec["executor"]["labels"]["label"], "label-executor");
-    assert_eq!(spec["executor"]["annotations"]["annotation"], "annotation-executor");
+    assert_eq!(
+        spec["executor"]["annotations"]["annotation"],
+        "annotation-executor"
+    );
     assert_golden("pod_overlays", &app);
 }
 
@@ -371,13 +533,31 @@ fn describes_itself_like_flytes_spark_plugin() {
     let plugin = spark();
     let info = plugin.info();
     assert_eq!(info.id, "spark");
-    assert_eq!(info.task_types, [wit::TaskType { name: "spark".into(), version: 0 }]);
     assert_eq!(
-        (info.kind.api_version.as_str(), info.kind.kind.as_str(), info.kind.plural.as_str()),
-        ("sparkoperator.k8s.io/v1beta2", "SparkApplication", "sparkapplications")
+        info.task_types,
+        [wit::TaskType {
+            name: "spark".into(),
+            version: 0
+        }]
+    );
+    assert_eq!(
+        (
+            info.kind.api_version.as_str(),
+            info.kind.kind.as_str(),
+            info.kind.plural.as_str()
+        ),
+        (
+            "sparkoperator.k8s.io/v1beta2",
+            "SparkApplication",
+            "sparkapplications"
+        )
     );
     let p = &info.properties;
-    assert!(!p.disable_inject_owner_references && !p.disable_inject_finalizer && !p.disable_delete_resource_on_finalize);
+    assert!(
+        !p.disable_inject_owner_references
+            && !p.disable_inject_finalizer
+            && !p.disable_delete_resource_on_finalize
+    );
     assert_eq!(p.generated_name_max_length, None);
 }
 
@@ -401,10 +581,12 @@ fn app(state: &str) -> Value {
 }
 
 fn log_config() -> Value {
-    let cloudwatch = |prefix: &str| json!({
-        "cloudwatch-enabled": true,
-        "cloudwatch-template-uri": format!("{CLOUDWATCH}{prefix}{{{{ .podName }}}};streamFilter=typeLogStreamPrefix"),
-    });
+    let cloudwatch = |prefix: &str| {
+        json!({
+            "cloudwatch-enabled": true,
+            "cloudwatch-template-uri": format!("{CLOUDWATCH}{prefix}{{{{ .podName }}}};streamFilter=typeLogStreamPrefix"),
+        })
+    };
     let mut user = cloudwatch("var.log.containers.");
     user["kubernetes-enabled"] = json!(true);
     user["kubernetes-url"] = json!("k8s.com");
@@ -417,7 +599,14 @@ fn log_config() -> Value {
 }
 
 fn phase_with(state: &str, plugin_config: Value, task_config: &[(&str, &str)]) -> wit::PhaseInfo {
-    phase_after(&app(state), plugin_config, task_config, wit::Phase::NotReady, 0, "")
+    phase_after(
+        &app(state),
+        plugin_config,
+        task_config,
+        wit::Phase::NotReady,
+        0,
+        "",
+    )
 }
 
 fn phase_after(
@@ -430,12 +619,17 @@ fn phase_after(
 ) -> wit::PhaseInfo {
     let plugin = spark();
     let mut template = template(custom(), container_target());
-    template.config = task_config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    template.config = task_config
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let mut host = HostConfig::default();
     host.plugins.insert("spark".into(), plugin_config);
     let ctx = request(template, false).task_context(&plugin, &host, testkit::fixed_now());
     let ctx = testkit::phase_context(ctx, previous, version, reason);
-    plugin.get_task_phase(&ctx, &observed.to_string()).expect("a phase")
+    plugin
+        .get_task_phase(&ctx, &observed.to_string())
+        .expect("a phase")
 }
 
 fn uris(info: &wit::PhaseInfo) -> Vec<&str> {
@@ -457,18 +651,32 @@ fn every_state_maps_to_flytes_phase() {
         ("SUCCEEDING", Running, ""),
         ("UNKNOWN", Running, ""),
         ("SOMETHING_NEW", Running, ""),
-        ("SUBMISSION_FAILED", RetryableFailure, "Spark Job  Submission Failed with Error: the error"),
-        ("FAILED", RetryableFailure, "Spark Job Failed with Error: the error"),
+        (
+            "SUBMISSION_FAILED",
+            RetryableFailure,
+            "Spark Job  Submission Failed with Error: the error",
+        ),
+        (
+            "FAILED",
+            RetryableFailure,
+            "Spark Job Failed with Error: the error",
+        ),
     ];
     for (state, phase, reason) in table {
         let info = phase_with(state, json!(null), &[]);
         assert_eq!(info.phase, phase, "state {state:?}");
         assert_eq!(info.reason, reason, "state {state:?}");
-        assert!(info.custom_info.is_some(), "state {state:?} carries task info");
+        assert!(
+            info.custom_info.is_some(),
+            "state {state:?} carries task info"
+        );
         match phase {
             RetryableFailure => {
                 let error = info.error.expect("a failure has an error");
-                assert_eq!((error.code.as_str(), error.kind), ("DownstreamSystemError", wit::ErrorKind::User));
+                assert_eq!(
+                    (error.code.as_str(), error.kind),
+                    ("DownstreamSystemError", wit::ErrorKind::User)
+                );
                 assert_eq!(error.message, reason);
             }
             _ => assert!(info.error.is_none()),
@@ -478,16 +686,40 @@ fn every_state_maps_to_flytes_phase() {
 
 #[test]
 fn a_missing_status_is_queued() {
-    let info = phase_after(&json!({ "metadata": { "name": "x" } }), json!(null), &[], wit::Phase::Queued, 0, "task submitted to K8s");
-    assert_eq!((info.phase, info.version, info.reason.as_str()), (wit::Phase::Queued, 1, "job queued"));
+    let info = phase_after(
+        &json!({ "metadata": { "name": "x" } }),
+        json!(null),
+        &[],
+        wit::Phase::Queued,
+        0,
+        "task submitted to K8s",
+    );
+    assert_eq!(
+        (info.phase, info.version, info.reason.as_str()),
+        (wit::Phase::Queued, 1, "job queued")
+    );
 }
 
 // Vector 2.
 #[test]
 fn a_new_reason_bumps_the_phase_version() {
-    let info = phase_after(&app("SUBMITTED"), json!(null), &[], wit::Phase::Initializing, 0, "task submitted to K8s");
+    let info = phase_after(
+        &app("SUBMITTED"),
+        json!(null),
+        &[],
+        wit::Phase::Initializing,
+        0,
+        "task submitted to K8s",
+    );
     assert_eq!((info.phase, info.version), (wit::Phase::Initializing, 1));
-    let again = phase_after(&app("SUBMITTED"), json!(null), &[], wit::Phase::Initializing, 1, "job submitted");
+    let again = phase_after(
+        &app("SUBMITTED"),
+        json!(null),
+        &[],
+        wit::Phase::Initializing,
+        1,
+        "job submitted",
+    );
     assert_eq!(again.version, 0, "same reason: no new version");
 }
 
@@ -501,8 +733,12 @@ fn running_shows_every_log_link_and_the_driver_ui() {
             "k8s.com/#!/log/spark-namespace/spark-pod/pod?namespace=spark-namespace",
             "k8s.com/#!/log/spark-namespace/spark-pod/pod?namespace=spark-namespace",
             &format!("{CLOUDWATCH}var.log.containers.spark-pod;streamFilter=typeLogStreamPrefix"),
-            &format!("{CLOUDWATCH}system_log.var.log.containers.spark-app-name;streamFilter=typeLogStreamPrefix"),
-            &format!("{CLOUDWATCH}var.log.containers.spark-app-name;streamFilter=typeLogStreamPrefix"),
+            &format!(
+                "{CLOUDWATCH}system_log.var.log.containers.spark-app-name;streamFilter=typeLogStreamPrefix"
+            ),
+            &format!(
+                "{CLOUDWATCH}var.log.containers.spark-app-name;streamFilter=typeLogStreamPrefix"
+            ),
             "https://spark-ui.flyte",
         ]
     );
@@ -521,7 +757,10 @@ fn submitted_shows_the_logs_and_all_user_logs_while_pending() {
     assert_eq!(info.logs.len(), 5);
     let pending: Vec<bool> = info.logs.iter().map(|l| l.show_while_pending).collect();
     assert_eq!(pending, [false, false, false, false, true]);
-    assert_eq!(serde_json::from_str::<Value>(info.custom_info.as_deref().unwrap()).unwrap(), json!({}));
+    assert_eq!(
+        serde_json::from_str::<Value>(info.custom_info.as_deref().unwrap()).unwrap(),
+        json!({})
+    );
 }
 
 // Vector 5.
@@ -529,19 +768,30 @@ fn submitted_shows_the_logs_and_all_user_logs_while_pending() {
 fn failed_links_the_history_server() {
     let mut logs = log_config();
     logs["mixed"] = json!({});
-    let info = phase_with("FAILED", json!({ "logs": logs, "spark-history-server-url": "spark-history.flyte" }), &[]);
+    let info = phase_with(
+        "FAILED",
+        json!({ "logs": logs, "spark-history-server-url": "spark-history.flyte" }),
+        &[],
+    );
     assert_eq!(
         uris(&info),
         [
             "k8s.com/#!/log/spark-namespace/spark-pod/pod?namespace=spark-namespace",
             &format!("{CLOUDWATCH}var.log.containers.spark-pod;streamFilter=typeLogStreamPrefix"),
-            &format!("{CLOUDWATCH}system_log.var.log.containers.spark-app-name;streamFilter=typeLogStreamPrefix"),
-            &format!("{CLOUDWATCH}var.log.containers.spark-app-name;streamFilter=typeLogStreamPrefix"),
+            &format!(
+                "{CLOUDWATCH}system_log.var.log.containers.spark-app-name;streamFilter=typeLogStreamPrefix"
+            ),
+            &format!(
+                "{CLOUDWATCH}var.log.containers.spark-app-name;streamFilter=typeLogStreamPrefix"
+            ),
             "spark-history.flyte/history/app-id",
         ]
     );
     let custom: Value = serde_json::from_str(info.custom_info.as_deref().unwrap()).unwrap();
-    assert_eq!(custom, json!({ "sparkHistoryUI": "spark-history.flyte/history/app-id" }));
+    assert_eq!(
+        custom,
+        json!({ "sparkHistoryUI": "spark-history.flyte/history/app-id" })
+    );
 }
 
 // Vector 6.
@@ -554,7 +804,10 @@ fn log_links_carry_start_and_finish_times() {
     let running = phase_with("RUNNING", config.clone(), &[]);
     assert_eq!(running.logs[0].uri, "https://logs/?start=1704164400&end=0");
     let completed = phase_with("COMPLETED", config, &[]);
-    assert_eq!(completed.logs[0].uri, "https://logs/?start=1704164400&end=1704165000");
+    assert_eq!(
+        completed.logs[0].uri,
+        "https://logs/?start=1704164400&end=1704165000"
+    );
 }
 
 // Vector 13.
@@ -563,8 +816,19 @@ fn dynamic_log_links_use_the_task_config() {
     let config = json!({ "logs": { "mixed": { "dynamic-log-links": {
         "test-dynamic-link": { "templateUris": ["https://some-service.com/{{.taskConfig.dynamicParam}}"] }
     } } } });
-    let info = phase_with("RUNNING", config, &[("link_type", "test-dynamic-link"), ("dynamicParam", "dynamic-value")]);
-    assert!(uris(&info).contains(&"https://some-service.com/dynamic-value"), "{:?}", uris(&info));
+    let info = phase_with(
+        "RUNNING",
+        config,
+        &[
+            ("link_type", "test-dynamic-link"),
+            ("dynamicParam", "dynamic-value"),
+        ],
+    );
+    assert!(
+        uris(&info).contains(&"https://some-service.com/dynamic-value"),
+        "{:?}",
+        uris(&info)
+    );
 }
 
 #[test]
@@ -579,7 +843,14 @@ fn the_default_configuration_links_the_driver_in_the_local_dashboard() {
 #[test]
 fn aborting_deletes_the_application() {
     let plugin = spark();
-    let ctx = request(template(custom(), container_target()), false).task_context(&plugin, &HostConfig::default(), testkit::fixed_now());
+    let ctx = request(template(custom(), container_target()), false).task_context(
+        &plugin,
+        &HostConfig::default(),
+        testkit::fixed_now(),
+    );
     let ctx = testkit::phase_context(ctx, wit::Phase::Running, 0, "");
-    assert!(matches!(plugin.on_abort(&ctx, &app("RUNNING").to_string()).unwrap(), wit::AbortAction::Delete));
+    assert!(matches!(
+        plugin.on_abort(&ctx, &app("RUNNING").to_string()).unwrap(),
+        wit::AbortAction::Delete
+    ));
 }

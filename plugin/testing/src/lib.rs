@@ -44,8 +44,15 @@ impl Plugin for Testing {
         PluginInfo {
             id: "testing".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            task_types: vec![TaskType { name: "testing".into(), version: 0 }],
-            kind: ResourceKind { api_version: "v1".into(), kind: "ConfigMap".into(), plural: "configmaps".into() },
+            task_types: vec![TaskType {
+                name: "testing".into(),
+                version: 0,
+            }],
+            kind: ResourceKind {
+                api_version: "v1".into(),
+                kind: "ConfigMap".into(),
+                plural: "configmaps".into(),
+            },
             properties: PluginProperties::default(),
         }
     }
@@ -56,7 +63,9 @@ impl Plugin for Testing {
         match what.as_str() {
             "wrong-kind" => Ok(json!({ "apiVersion": "v1", "kind": "Secret", "metadata": {} })),
             "not-json" => Ok(json!("just a string")),
-            "bad-task" => Err(PluginError::bad_task("TaskTemplate.custom.behaviour: `bad-task` is not allowed")),
+            "bad-task" => Err(PluginError::bad_task(
+                "TaskTemplate.custom.behaviour: `bad-task` is not allowed",
+            )),
             _ => Ok(json!({
                 "apiVersion": "v1",
                 "kind": "ConfigMap",
@@ -71,7 +80,11 @@ impl Plugin for Testing {
         misbehave(&what);
         if what == "fail-with-cleanup" {
             // Like a pod stuck in ImagePullBackOff: failed, but still there.
-            return Ok(PhaseInfo::retryable_failure("ImagePullBackOff", "the image cannot be pulled").with_cleanup());
+            return Ok(PhaseInfo::retryable_failure(
+                "ImagePullBackOff",
+                "the image cannot be pulled",
+            )
+            .with_cleanup());
         }
         Ok(match observed["data"]["state"].as_str() {
             Some("done") => PhaseInfo::success(),
@@ -82,7 +95,9 @@ impl Plugin for Testing {
     /// `patch-on-abort` asks for a patch instead of a delete.
     fn on_abort(ctx: &PhaseContext, _observed: &Value) -> Result<AbortAction, PluginError> {
         Ok(match behaviour(ctx).as_str() {
-            "patch-on-abort" => AbortAction::Patch(json!({ "metadata": { "annotations": { "aborted": "true" } } }).to_string()),
+            "patch-on-abort" => AbortAction::Patch(
+                json!({ "metadata": { "annotations": { "aborted": "true" } } }).to_string(),
+            ),
             _ => AbortAction::Delete,
         })
     }
