@@ -415,8 +415,9 @@ fn watch_stream(
                     // A watcher that falls behind is ended; the client re-watches.
                     Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => return,
                 },
+                // A bookmark marks what this watch has delivered; claiming the
+                // store's newest version could skip an event still queued here.
                 _ = bookmark.tick(), if bookmarks => {
-                    last = last.max(shared.store.resource_version());
                     json!({ "type": "BOOKMARK", "object": { "kind": kind.kind, "apiVersion": kind.api_version(),
                             "metadata": { "resourceVersion": last.to_string() } } })
                 }

@@ -156,10 +156,6 @@ impl Store {
         self.events.subscribe()
     }
 
-    pub fn resource_version(&self) -> u64 {
-        self.inner.lock().unwrap().resource_version
-    }
-
     /// Events after `since`, or `None` when they are no longer kept (410).
     pub fn events_since(
         &self,
