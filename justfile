@@ -32,6 +32,7 @@ examples: setup
 
 # Run every test: Rust (host, SDK, plugins in the wasm runtime), the cluster suite on a sandbox process, and Python
 test: build examples
+    cargo fmt --all --check
     cargo test --workspace --exclude flytewasm-testing-plugin
     scripts/with-sandbox.sh just test-cluster
     FLYTEWASM_BIN=target/debug/flytewasm {{python}} -m pytest tests -q

@@ -31,6 +31,10 @@ pub struct HostConfig {
     pub plugins: BTreeMap<String, Value>,
     #[serde(default)]
     pub runtime: RuntimeConfig,
+    /// `k8s-defaults` as plugins receive it, built on first use: every
+    /// plugin call sends it, and the config does not change once loaded.
+    #[serde(skip)]
+    k8s_defaults: std::sync::OnceLock<String>,
 }
 
 /// Flyte's `plugins.k8s` section. The host uses the object-level keys; all
@@ -83,8 +87,12 @@ impl HostConfig {
     }
 
     /// The `k8s-defaults` JSON plugins receive. Environment taken from the
-    /// host's own environment is resolved here: plugins have none.
-    pub fn k8s_defaults_json(&self) -> String {
+    /// host's own environment is resolved here, once: plugins have none.
+    pub fn k8s_defaults_json(&self) -> &str {
+        self.k8s_defaults.get_or_init(|| self.build_k8s_defaults())
+    }
+
+    fn build_k8s_defaults(&self) -> String {
         let mut all = self.k8s.pod_defaults.clone();
         let from_env: BTreeMap<String, String> = self
             .k8s

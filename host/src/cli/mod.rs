@@ -14,7 +14,6 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::config::HostConfig;
-use crate::registry::Registry;
 use crate::runtime::{Runtime, RuntimeConfig};
 
 #[derive(Debug, Parser)]
@@ -86,10 +85,6 @@ fn default_cache_dir() -> Option<PathBuf> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
     Some(base.join("flytewasm"))
-}
-
-pub fn load_registry(runtime: &Runtime, args: &HostArgs) -> anyhow::Result<Registry> {
-    Registry::load_dir(runtime, &args.plugins)
 }
 
 /// Run a command; the exit code says how it ended.

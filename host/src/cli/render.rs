@@ -9,7 +9,7 @@ pub fn run(args: super::TaskArgs) -> anyhow::Result<()> {
     let template = task_file::read(&args.task)?;
     let config = args.host.config()?;
     let runtime = super::runtime(&config.runtime)?;
-    let registry = super::load_registry(&runtime, &args.host)?;
+    let registry = crate::registry::Registry::load_dir(&runtime, &args.host.plugins)?;
     let plugin = registry.resolve(&template.r#type, template.task_type_version)?;
     let request = args.request(template, plugin);
     let prepared = prepare(plugin, &config, &request, SystemTime::now())?;

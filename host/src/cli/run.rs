@@ -47,7 +47,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let template = task_file::read(&args.task.task)?;
     let config = args.task.host.config()?;
     let runtime = super::runtime(&config.runtime)?;
-    let registry = super::load_registry(&runtime, &args.task.host)?;
+    let registry = crate::registry::Registry::load_dir(&runtime, &args.task.host.plugins)?;
     let plugin = registry
         .resolve(&template.r#type, template.task_type_version)?
         .clone();
@@ -119,18 +119,12 @@ impl Printer {
     fn event(&mut self, state: &TaskState, event: &PhaseEvent) {
         match self.format {
             Format::Json => {
-                let line = serde_json::json!({
-                    "task": state.name,
-                    "namespace": state.namespace,
-                    "phase": event.phase.event_phase(),
-                    "pluginPhase": event.phase,
-                    "version": event.version,
-                    "reason": event.reason,
-                    "error": event.error,
-                    "logs": event.logs,
-                    "customInfo": event.custom_info,
-                    "occurredAt": event.occurred_at,
-                });
+                // The event as Flyte sees it, plus which object it is about.
+                let mut line = serde_json::to_value(event).expect("events serialize");
+                line["pluginPhase"] = line["phase"].take();
+                line["phase"] = event.phase.event_phase().into();
+                line["task"] = state.name.clone().into();
+                line["namespace"] = state.namespace.clone().into();
                 say(format_args!("{line}"));
             }
             Format::Text => {

@@ -98,7 +98,6 @@ fn new_execution_name() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
-        .as_nanos();
-    let hash = metadata::generated_name(&[&nanos.to_string(), &std::process::id().to_string()], 0);
-    format!("a{}{:012}", &hash[1..], nanos % 1_000_000_000_000)
+        .as_nanos() as u64;
+    format!("a{:019x}", nanos ^ (u64::from(std::process::id()) << 40))
 }

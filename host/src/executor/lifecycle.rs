@@ -253,11 +253,7 @@ impl Engine {
         };
         let prepared = {
             let (plugin, config, request) = (plugin.clone(), self.config.clone(), request.clone());
-            tokio::task::spawn_blocking(move || {
-                prepare(&plugin, &config, &request, SystemTime::now())
-            })
-            .await
-            .expect("the plugin call does not panic")
+            off_the_runtime(move || prepare(&plugin, &config, &request, SystemTime::now())).await
         };
         let event = match prepared {
             Err(err) => build_failure(err),
@@ -308,10 +304,7 @@ impl Engine {
                 let ctx = self.phase_context(plugin, request, state);
                 let plugin = plugin.clone();
                 let observed = object.to_string();
-                let answer =
-                    tokio::task::spawn_blocking(move || plugin.get_task_phase(&ctx, &observed))
-                        .await
-                        .expect("the plugin call does not panic");
+                let answer = off_the_runtime(move || plugin.get_task_phase(&ctx, &observed)).await;
                 let event = match answer {
                     Ok(info) => PhaseEvent::from_wit(info),
                     Err(err) => plugin_failure(&err),
@@ -359,9 +352,7 @@ impl Engine {
         let ctx = self.phase_context(plugin, request, state);
         let call = plugin.clone();
         let observed = object.to_string();
-        let action = tokio::task::spawn_blocking(move || call.on_abort(&ctx, &observed))
-            .await
-            .expect("the plugin call does not panic");
+        let action = off_the_runtime(move || call.on_abort(&ctx, &observed)).await;
         let cluster_error = |source| EngineError::Cluster {
             action: "aborting",
             name: state.name.clone(),
@@ -491,6 +482,14 @@ impl TaskState {
         self.version = event.version;
         self.reason = event.reason.clone();
     }
+}
+
+/// Run a plugin call on the blocking pool: a call may spin until its
+/// deadline, which must not stall the async executor.
+async fn off_the_runtime<R: Send + 'static>(call: impl FnOnce() -> R + Send + 'static) -> R {
+    tokio::task::spawn_blocking(call)
+        .await
+        .expect("plugin calls turn every failure into an error")
 }
 
 pub fn plugin_kind(plugin: &Plugin) -> ResourceKind {

@@ -128,7 +128,7 @@ impl TaskRequest {
             input_prefix: self.input_prefix.clone(),
             output_prefix: self.output_prefix.clone(),
             raw_output_prefix: self.raw_output_prefix.clone(),
-            k8s_defaults: config.k8s_defaults_json(),
+            k8s_defaults: config.k8s_defaults_json().to_owned(),
             plugin_config: config.plugin_config_json(plugin.id()),
             now: wit::Timestamp {
                 seconds: now.as_secs() as i64,

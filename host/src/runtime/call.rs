@@ -57,12 +57,6 @@ impl ResourceLimiter for MemoryCap {
 }
 
 impl Plugin {
-    pub fn describe(&self) -> Result<wit::PluginInfo, CallError> {
-        self.call("describe", |plugin, store| {
-            plugin.call_describe(store).map(Ok)
-        })
-    }
-
     /// The object for this task, as JSON text (checked by the caller).
     pub fn build_resource(&self, ctx: &wit::TaskContext) -> Result<String, CallError> {
         let json = self.call("build-resource", |plugin, store| {
@@ -108,7 +102,6 @@ impl Plugin {
         Ok(())
     }
 
-    /// Run `f` in a fresh instance. A trap poisons only this Store.
     fn call<R>(
         &self,
         call: &'static str,
@@ -117,79 +110,86 @@ impl Plugin {
             &mut Store<CallState>,
         ) -> wasmtime::Result<Result<R, wit::PluginError>>,
     ) -> Result<R, CallError> {
-        let runtime = &self.inner.runtime;
-        let plugin_id: std::sync::Arc<str> = self.id().into();
-        let (wasi, stdout, stderr) = sandbox::wasi_context();
-        let state = CallState {
-            plugin: plugin_id.clone(),
-            wasi,
-            table: ResourceTable::new(),
-            limiter: MemoryCap {
-                limit: runtime.config.memory_limit_bytes,
-                exceeded: false,
-            },
-        };
-        let mut store = Store::new(&runtime.engine, state);
-        store.limiter(|state| &mut state.limiter);
-        let ticks =
-            (runtime.config.call_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
-        store.set_epoch_deadline(ticks);
+        in_fresh_instance(&self.inner.runtime, &self.inner.pre, self.id(), call, f)
+    }
+}
 
-        let started = Instant::now();
-        let result = self
-            .inner
-            .pre
-            .instantiate(&mut store)
-            .map_err(|err| (true, err))
-            .and_then(|plugin| f(&plugin, &mut store).map_err(|err| (false, err)));
-        forward_output(&plugin_id, "stdout", &stdout);
-        let panic_text = forward_output(&plugin_id, "stderr", &stderr);
-        tracing::trace!(
-            plugin = &*plugin_id,
-            call,
-            elapsed_us = started.elapsed().as_micros() as u64
-        );
+/// Run `f` in a fresh instance of `pre`. A trap poisons only this Store.
+pub(super) fn in_fresh_instance<R>(
+    runtime: &super::Runtime,
+    pre: &wit::PluginPre<CallState>,
+    plugin: &str,
+    call: &'static str,
+    f: impl FnOnce(&wit::Plugin, &mut Store<CallState>) -> wasmtime::Result<Result<R, wit::PluginError>>,
+) -> Result<R, CallError> {
+    let plugin_id: std::sync::Arc<str> = plugin.into();
+    let (wasi, stdout, stderr) = sandbox::wasi_context();
+    let state = CallState {
+        plugin: plugin_id.clone(),
+        wasi,
+        table: ResourceTable::new(),
+        limiter: MemoryCap {
+            limit: runtime.config.memory_limit_bytes,
+            exceeded: false,
+        },
+    };
+    let mut store = Store::new(&runtime.engine, state);
+    store.limiter(|state| &mut state.limiter);
+    let ticks = (runtime.config.call_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+    store.set_epoch_deadline(ticks);
 
-        let plugin = self.id().to_owned();
-        match result {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(CallError::from_plugin(&plugin, call, error)),
-            Err((instantiating, error)) => {
-                if store.data().limiter.exceeded {
-                    return Err(CallError::OutOfMemory {
+    let started = Instant::now();
+    let result = pre
+        .instantiate(&mut store)
+        .map_err(|err| (true, err))
+        .and_then(|plugin| f(&plugin, &mut store).map_err(|err| (false, err)));
+    forward_output(&plugin_id, "stdout", &stdout);
+    let panic_text = forward_output(&plugin_id, "stderr", &stderr);
+    tracing::trace!(
+        plugin = &*plugin_id,
+        call,
+        elapsed_us = started.elapsed().as_micros() as u64
+    );
+
+    let plugin = plugin.to_owned();
+    match result {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(CallError::from_plugin(&plugin, call, error)),
+        Err((instantiating, error)) => {
+            if store.data().limiter.exceeded {
+                return Err(CallError::OutOfMemory {
+                    plugin,
+                    call,
+                    limit_bytes: runtime.config.memory_limit_bytes,
+                });
+            }
+            match error.downcast_ref::<Trap>() {
+                Some(Trap::Interrupt) => Err(CallError::Timeout {
+                    plugin,
+                    call,
+                    limit_ms: runtime.config.call_timeout.as_millis(),
+                }),
+                Some(trap) => {
+                    let message = match panic_text {
+                        Some(text) => format!("{text} ({trap})"),
+                        None => trap.to_string(),
+                    };
+                    Err(CallError::Trap {
                         plugin,
                         call,
-                        limit_bytes: runtime.config.memory_limit_bytes,
-                    });
+                        message,
+                    })
                 }
-                match error.downcast_ref::<Trap>() {
-                    Some(Trap::Interrupt) => Err(CallError::Timeout {
-                        plugin,
-                        call,
-                        limit_ms: runtime.config.call_timeout.as_millis(),
-                    }),
-                    Some(trap) => {
-                        let message = match panic_text {
-                            Some(text) => format!("{text} ({trap})"),
-                            None => trap.to_string(),
-                        };
-                        Err(CallError::Trap {
-                            plugin,
-                            call,
-                            message,
-                        })
-                    }
-                    None if instantiating => Err(CallError::Instantiate {
-                        plugin,
-                        call,
-                        message: format!("{error:#}"),
-                    }),
-                    None => Err(CallError::Trap {
-                        plugin,
-                        call,
-                        message: format!("{error:#}"),
-                    }),
-                }
+                None if instantiating => Err(CallError::Instantiate {
+                    plugin,
+                    call,
+                    message: format!("{error:#}"),
+                }),
+                None => Err(CallError::Trap {
+                    plugin,
+                    call,
+                    message: format!("{error:#}"),
+                }),
             }
         }
     }

@@ -14,7 +14,7 @@ mod sandbox;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker, types::ComponentItem};
@@ -123,14 +123,6 @@ impl Runtime {
         })
     }
 
-    pub fn config(&self) -> &RuntimeConfig {
-        &self.config
-    }
-
-    pub fn engine(&self) -> &Engine {
-        &self.engine
-    }
-
     /// Load a component file: digest, compile (or reuse the precompiled
     /// artifact), type-check it against the contract, and ask who it is.
     pub fn load(&self, path: &Path) -> Result<Plugin, LoadError> {
@@ -161,22 +153,15 @@ impl Runtime {
                 path: path.into(),
                 source,
             })?;
-        let mut plugin = Plugin {
-            inner: Arc::new(Loaded {
-                id: path
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-                info: None,
-                digest,
-                path: path.into(),
-                imports,
-                loaded_at: SystemTime::now(),
-                pre,
-                runtime: self.clone(),
-            }),
-        };
-        let info = plugin.describe().map_err(|source| LoadError::Describe {
+        // Ask who it is in a throwaway instance, named after its file until it says.
+        let file_name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy())
+            .unwrap_or_default();
+        let info = call::in_fresh_instance(self, &pre, &file_name, "describe", |plugin, store| {
+            plugin.call_describe(store).map(Ok)
+        })
+        .map_err(|source| LoadError::Describe {
             path: path.into(),
             source,
         })?;
@@ -184,10 +169,16 @@ impl Runtime {
             path: path.into(),
             reason,
         })?;
-        let inner = Arc::get_mut(&mut plugin.inner).expect("not shared yet");
-        inner.id = info.id.clone();
-        inner.info = Some(info);
-        Ok(plugin)
+        Ok(Plugin {
+            inner: Arc::new(Loaded {
+                info,
+                digest,
+                path: path.into(),
+                imports,
+                pre,
+                runtime: self.clone(),
+            }),
+        })
     }
 }
 
@@ -262,23 +253,21 @@ pub struct Plugin {
 }
 
 struct Loaded {
-    id: String,
-    info: Option<wit::PluginInfo>,
+    info: wit::PluginInfo,
     digest: String,
     path: PathBuf,
     imports: Vec<String>,
-    loaded_at: SystemTime,
     pre: wit::PluginPre<CallState>,
     runtime: Runtime,
 }
 
 impl Plugin {
     pub fn id(&self) -> &str {
-        &self.inner.id
+        &self.inner.info.id
     }
 
     pub fn info(&self) -> &wit::PluginInfo {
-        self.inner.info.as_ref().expect("set at load")
+        &self.inner.info
     }
 
     /// `sha256:<hex>` of the component file.
@@ -292,10 +281,6 @@ impl Plugin {
 
     pub fn imports(&self) -> &[String] {
         &self.inner.imports
-    }
-
-    pub fn loaded_at(&self) -> SystemTime {
-        self.inner.loaded_at
     }
 
     pub fn serves(&self, task_type: &str, version: i32) -> bool {
