@@ -5,6 +5,8 @@
 
 use std::{env, fs, path::PathBuf};
 
+const AGENT_SERVICES: &str = "flyteidl/service/agent.proto";
+
 fn main() {
     let descriptors = descriptor_set_path();
     println!("cargo:rerun-if-changed={}", descriptors.display());
@@ -19,10 +21,24 @@ fn main() {
     });
     let out = PathBuf::from(env::var("OUT_DIR").unwrap());
 
-    let fds = <prost_types::FileDescriptorSet as prost::Message>::decode(bytes.as_slice())
+    let mut fds = <prost_types::FileDescriptorSet as prost::Message>::decode(bytes.as_slice())
         .expect("the flyteidl descriptor set is not a valid FileDescriptorSet; rerun `just setup`");
 
     let mut config = prost_build::Config::new();
+    if env::var_os("CARGO_FEATURE_GRPC").is_some() {
+        // Only the agent services are served; Flyte's admin services are left out.
+        for file in &mut fds.file {
+            if file.name() != AGENT_SERVICES {
+                file.service.clear();
+            }
+        }
+        config.service_generator(
+            tonic_prost_build::configure()
+                .build_server(true)
+                .build_client(true)
+                .service_generator(),
+        );
+    }
     config
         .compile_well_known_types()
         .extern_path(".google.protobuf", "::pbjson_types")

@@ -2,8 +2,9 @@
 //! components and does their Kubernetes calls.
 //!
 //! Modules, with dependencies pointing one way:
-//! `cli` → `executor` → `runtime`; `registry` → `runtime`.
+//! `cli`, `agent` → `executor` → (`runtime`, `cluster`); `registry` → `runtime`.
 
+pub mod agent;
 pub mod cli;
 pub mod cluster;
 pub mod config;

@@ -5,6 +5,7 @@ mod output;
 mod render;
 mod run;
 mod sandbox;
+mod serve;
 mod task_args;
 
 pub use task_args::TaskArgs;
@@ -33,6 +34,8 @@ pub enum Command {
     Render(TaskArgs),
     /// Run one task to completion on a cluster or the embedded sandbox.
     Run(run::Args),
+    /// Serve Flyte's agent gRPC protocol for the plugins, so unmodified Flyte runs them.
+    Serve(serve::Args),
     /// Start the embedded sandbox cluster (a test double) alone, for kubectl.
     Sandbox(sandbox::Args),
     /// Work with plugin components.
@@ -93,6 +96,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Render(args) => render::run(args).map(|()| done),
         Command::Run(args) => run::run(args),
+        Command::Serve(args) => serve::run(args).map(|()| done),
         Command::Sandbox(args) => sandbox::run(args).map(|()| done),
         Command::Plugin(PluginCommand::Inspect(args)) => inspect::inspect(args).map(|()| done),
         Command::Plugin(PluginCommand::Validate(args)) => inspect::validate(args).map(|()| done),

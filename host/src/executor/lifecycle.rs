@@ -281,16 +281,16 @@ impl Engine {
         Ok((state, event))
     }
 
-    /// Look at the object and ask the plugin for its phase. `None` when
-    /// nothing changed since the last event (same phase and version).
-    pub async fn check(
+    /// The task's phase now, as the plugin reads the object (from the
+    /// watch cache); `state` is what was reported before.
+    pub async fn observe(
         &self,
         plugin: &Plugin,
         request: &TaskRequest,
-        state: &mut TaskState,
-    ) -> Result<Option<PhaseEvent>, EngineError> {
+        state: &TaskState,
+    ) -> Result<PhaseEvent, EngineError> {
         let object = self.get(state).await?;
-        let event = match object {
+        Ok(match object {
             None => PhaseEvent::failure(
                 Phase::RetryableFailure,
                 "SYSTEM",
@@ -324,7 +324,18 @@ impl Engine {
                     event
                 }
             }
-        };
+        })
+    }
+
+    /// Look at the object and ask the plugin for its phase. `None` when
+    /// nothing changed since the last event (same phase and version).
+    pub async fn check(
+        &self,
+        plugin: &Plugin,
+        request: &TaskRequest,
+        state: &mut TaskState,
+    ) -> Result<Option<PhaseEvent>, EngineError> {
+        let event = self.observe(plugin, request, state).await?;
         // Seen already: the same phase and version, or an older version of
         // the same phase and reason (a plugin only bumps on a new reason).
         let same_phase = event.phase == state.phase;

@@ -8,15 +8,21 @@ use std::time::SystemTime;
 
 use flytewasm_proto::flyteidl::core::TaskTemplate;
 use prost::Message;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::metadata::{self, Execution};
 use crate::config::HostConfig;
 use crate::runtime::{CallError, Plugin, wit};
 
-/// Everything needed to build one task's object.
-#[derive(Debug, Clone, Default)]
+/// Everything needed to build one task's object. Plain data: the agent
+/// service keeps it in `resource_meta`, so any replica can ask the plugin
+/// about the task later.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct TaskRequest {
+    /// Kept as base64 protobuf: compact, and exactly what the plugin reads.
+    #[serde(with = "template_bytes")]
     pub template: TaskTemplate,
     pub execution: Execution,
     pub namespace: String,
@@ -258,4 +264,24 @@ fn inject_metadata(
         out.insert("finalizers".into(), json!([metadata::FINALIZER]));
     }
     object["metadata"] = Value::Object(out);
+}
+
+mod template_bytes {
+    use data_encoding::BASE64;
+    use flytewasm_proto::flyteidl::core::TaskTemplate;
+    use prost::Message;
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(template: &TaskTemplate, out: S) -> Result<S::Ok, S::Error> {
+        out.serialize_str(&BASE64.encode(&template.encode_to_vec()))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(input: D) -> Result<TaskTemplate, D::Error> {
+        let text = String::deserialize(input)?;
+        let bytes = BASE64
+            .decode(text.as_bytes())
+            .map_err(|err| D::Error::custom(format!("template is not base64: {err}")))?;
+        TaskTemplate::decode(bytes.as_slice())
+            .map_err(|err| D::Error::custom(format!("template is not a TaskTemplate: {err}")))
+    }
 }

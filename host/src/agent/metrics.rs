@@ -1,0 +1,133 @@
+//! Prometheus metrics of the agent service (`/metrics`).
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    rpc: String,
+    plugin: String,
+    code: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RpcLabels {
+    rpc: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginLabels {
+    plugin: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabels {
+    plugin: String,
+    phase: String,
+}
+
+type Latency = Family<RpcLabels, Histogram, fn() -> Histogram>;
+
+pub struct Metrics {
+    registry: Registry,
+    calls: Family<CallLabels, Counter>,
+    latency: Latency,
+    plugin_errors: Family<PluginLabels, Counter>,
+    phases: Family<PhaseLabels, Counter>,
+    plugins_loaded: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("flytewasm");
+        let calls = Family::<CallLabels, Counter>::default();
+        registry.register(
+            "agent_calls",
+            "Agent RPCs answered, by RPC, plugin and gRPC status code",
+            calls.clone(),
+        );
+        let latency: Latency =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.000_1, 2.0, 18)));
+        registry.register(
+            "agent_call_duration_seconds",
+            "Time to answer an agent RPC",
+            latency.clone(),
+        );
+        let plugin_errors = Family::<PluginLabels, Counter>::default();
+        registry.register(
+            "plugin_errors",
+            "Plugin calls that failed (trap, deadline, memory cap, invalid answer)",
+            plugin_errors.clone(),
+        );
+        let phases = Family::<PhaseLabels, Counter>::default();
+        registry.register(
+            "task_phases",
+            "Task phases reported by GetTask, by plugin and phase",
+            phases.clone(),
+        );
+        let plugins_loaded = Gauge::default();
+        registry.register(
+            "plugins_loaded",
+            "Plugins currently served",
+            plugins_loaded.clone(),
+        );
+        Metrics {
+            registry,
+            calls,
+            latency,
+            plugin_errors,
+            phases,
+            plugins_loaded,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn call(&self, rpc: &str, plugin: &str, code: tonic::Code, took: Duration) {
+        self.calls
+            .get_or_create(&CallLabels {
+                rpc: rpc.into(),
+                plugin: plugin.into(),
+                code: format!("{code:?}"),
+            })
+            .inc();
+        self.latency
+            .get_or_create(&RpcLabels { rpc: rpc.into() })
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn plugin_error(&self, plugin: &str) {
+        self.plugin_errors
+            .get_or_create(&PluginLabels {
+                plugin: plugin.into(),
+            })
+            .inc();
+    }
+
+    pub fn phase(&self, plugin: &str, phase: &str) {
+        self.phases
+            .get_or_create(&PhaseLabels {
+                plugin: plugin.into(),
+                phase: phase.into(),
+            })
+            .inc();
+    }
+
+    pub fn plugins_loaded(&self, count: usize) {
+        self.plugins_loaded.set(count as i64);
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+}

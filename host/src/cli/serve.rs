@@ -1,0 +1,139 @@
+//! `flytewasm serve`: Flyte's agent gRPC service for the plugins in a
+//! directory, on the current cluster (in-cluster service account or
+//! KUBECONFIG) or the embedded sandbox.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+
+use crate::agent::{AgentService, Metrics, serve};
+use crate::cluster::Cluster;
+use crate::executor::Engine;
+use crate::executor::lifecycle::plugin_kind;
+use crate::registry::Registry;
+use crate::sandbox::{Kind, Sandbox, SandboxConfig};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    pub host: super::HostArgs,
+    /// Address for the agent gRPC services.
+    #[arg(long, env = "FLYTEWASM_GRPC_ADDRESS", default_value = "0.0.0.0:8000")]
+    pub grpc: SocketAddr,
+    /// Address for /healthz, /readyz and /metrics.
+    #[arg(long, env = "FLYTEWASM_HTTP_ADDRESS", default_value = "0.0.0.0:8080")]
+    pub http: SocketAddr,
+    /// Serve gRPC over TLS with this certificate (PEM); needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Run on the embedded sandbox cluster (a test double), for trying it out.
+    #[arg(long)]
+    pub sandbox: bool,
+    /// Sandbox only: write its kubeconfig here, for kubectl.
+    #[arg(long, requires = "sandbox")]
+    pub sandbox_kubeconfig: Option<PathBuf>,
+    /// Sandbox only: milliseconds between simulated operator states.
+    #[arg(long, default_value_t = 500)]
+    pub sandbox_step_ms: u64,
+    /// kubeconfig context to use (default: in-cluster, else the current one).
+    #[arg(long, conflicts_with = "sandbox")]
+    pub context: Option<String>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let config = args.host.config()?;
+    let runtime = super::runtime(&config.runtime)?;
+    let registry = Registry::load_dir(&runtime, &args.host.plugins)?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tonic::transport::Identity::from_pem(
+            read(cert, "--tls-cert")?,
+            read(key, "--tls-key")?,
+        )),
+        _ => None,
+    };
+
+    let tokio = tokio::runtime::Runtime::new()?;
+    tokio.block_on(async move {
+        let (cluster, _sandbox) = if args.sandbox {
+            let sandbox = Sandbox::start(SandboxConfig {
+                step: Duration::from_millis(args.sandbox_step_ms),
+                ..SandboxConfig::default()
+            })
+            .await?;
+            for kind in registry.plugins().iter().map(plugin_kind) {
+                sandbox.register(Kind::new(&kind.api_version, &kind.kind, &kind.plural));
+            }
+            println!(
+                "[sandbox] embedded sandbox cluster (a test double) at {}",
+                sandbox.url()
+            );
+            if let Some(path) = &args.sandbox_kubeconfig {
+                std::fs::write(path, sandbox.kubeconfig())?;
+                println!("[sandbox] kubeconfig: {}", path.display());
+            }
+            (Cluster::new(sandbox.client()?), Some(sandbox))
+        } else {
+            (Cluster::from_kubeconfig(args.context.clone()).await?, None)
+        };
+
+        for plugin in registry.plugins() {
+            let types: Vec<String> = plugin
+                .info()
+                .task_types
+                .iter()
+                .map(|t| format!("{} v{}", t.name, t.version))
+                .collect();
+            println!(
+                "[serve] plugin {} {} serves {}",
+                plugin.id(),
+                plugin.info().version,
+                types.join(", ")
+            );
+        }
+        for failure in registry.failures() {
+            println!("[serve] not serving: {failure}");
+        }
+        let engine = Engine::new(Arc::new(cluster), Arc::new(config));
+        let plugins = Arc::new(ArcSwap::from_pointee(registry));
+        let service = AgentService::new(engine, plugins, Arc::new(Metrics::default()));
+
+        let grpc = bind(args.grpc, "--grpc").await?;
+        let http = bind(args.http, "--http").await?;
+        println!(
+            "[serve] agent gRPC on {}{}; /healthz /readyz /metrics on http://{}",
+            grpc.local_addr()?,
+            if tls.is_some() { " (TLS)" } else { "" },
+            http.local_addr()?
+        );
+        serve(service, grpc, http, tls, shutdown_signal()).await?;
+        println!("[serve] stopped");
+        Ok(())
+    })
+}
+
+fn read(path: &PathBuf, flag: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).map_err(|err| anyhow::anyhow!("{flag} {}: {err}", path.display()))
+}
+
+async fn bind(address: SocketAddr, flag: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .map_err(|err| anyhow::anyhow!("{flag} {address}: cannot listen: {err}"))
+}
+
+/// Ctrl-C, or SIGTERM (what Kubernetes sends to stop a pod).
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

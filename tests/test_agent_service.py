@@ -1,0 +1,221 @@
+"""Flyte's agent protocol, spoken by the official `flyteidl` Python stubs
+(the client Flyte's ecosystem uses) to `flytewasm serve` running as a
+process: a Spark task written with flytekitplugins-spark goes through
+CreateTask, GetTask and DeleteTask on the embedded sandbox."""
+
+import json
+import pathlib
+import signal
+import time
+import urllib.error
+import urllib.request
+
+import grpc
+import pytest
+from flyteidl.admin import agent_pb2
+from flyteidl.core import execution_pb2, identifier_pb2
+from flyteidl.service.agent_pb2_grpc import AgentMetadataServiceStub, AsyncAgentServiceStub
+
+import agent_processes
+from conftest import load_module, serialize
+
+HERE = pathlib.Path(__file__).resolve().parent
+Phase = execution_pb2.TaskExecution
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    tasks = load_module(HERE / "spark_user_tasks.py")
+    _, _, template = serialize(tasks.minimal, tmp_path_factory.mktemp("tasks"), "minimal")
+    return template
+
+
+@pytest.fixture(scope="module")
+def server(flytewasm_bin, plugins_dir):
+    process = agent_processes.serve(flytewasm_bin, plugins_dir, "--sandbox", "--sandbox-step-ms", "100")
+    yield process
+    code, output = process.stop()
+    # SIGTERM drains and exits cleanly.
+    assert code == 0, output
+    assert "[serve] stopped" in output
+
+
+def channel(address):
+    ch = grpc.insecure_channel(address)
+    grpc.channel_ready_future(ch).result(timeout=10)
+    return ch
+
+
+@pytest.fixture(scope="module")
+def agent(server):
+    return AsyncAgentServiceStub(channel(server.found[agent_processes.GRPC]))
+
+
+def create_request(template, execution, annotations=None):
+    return agent_pb2.CreateTaskRequest(
+        template=template,
+        output_prefix=f"s3://flyte-data/metadata/{execution}/n0/data/0",
+        task_execution_metadata=agent_pb2.TaskExecutionMetadata(
+            task_execution_id=identifier_pb2.TaskExecutionIdentifier(
+                task_id=template.id,
+                node_execution_id=identifier_pb2.NodeExecutionIdentifier(
+                    node_id="n0",
+                    execution_id=identifier_pb2.WorkflowExecutionIdentifier(
+                        project="flytesnacks", domain="development", name=execution
+                    ),
+                ),
+                retry_attempt=0,
+            ),
+            namespace="flytesnacks-development",
+            labels={"execution-id": execution, "node-id": "n0", "project": "flytesnacks"},
+            annotations=annotations or {},
+            k8s_service_account="spark",
+            environment_variables={"FLYTE_TEST": "1"},
+        ),
+    )
+
+
+def category(template):
+    return agent_pb2.TaskCategory(name=template.type, version=template.task_type_version)
+
+
+def get_until_done(agent, template, meta, timeout=30):
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        resource = agent.GetTask(
+            agent_pb2.GetTaskRequest(resource_meta=meta, task_category=category(template)), timeout=10
+        ).resource
+        if not seen or seen[-1] != resource.phase:
+            seen.append(resource.phase)
+        if resource.phase in (Phase.SUCCEEDED, Phase.FAILED, Phase.RETRYABLE_FAILED, Phase.ABORTED):
+            return resource, seen
+        time.sleep(0.05)
+    raise AssertionError(f"no terminal phase within {timeout}s; saw {seen}")
+
+
+def sandbox_object(server, meta):
+    """The SparkApplication as the sandbox's API serves it, or None."""
+    state = json.loads(meta)["state"]
+    url = (
+        f"{server.found[agent_processes.SANDBOX]}/apis/sparkoperator.k8s.io/v1beta2/namespaces/"
+        f"{state['namespace']}/sparkapplications/{state['name']}"
+    )
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as err:
+        if err.code == 404:
+            return None
+        raise
+
+
+def test_a_spark_task_runs_to_success(agent, server, template):
+    meta = agent.CreateTask(create_request(template, "exec-ok"), timeout=30).resource_meta
+    app = sandbox_object(server, meta)
+    # Propeller's metadata reached the object.
+    assert app["metadata"]["name"] == "exec-ok-n0-0"
+    assert app["metadata"]["labels"]["execution-id"] == "exec-ok"
+    assert app["spec"]["driver"]["serviceAccount"] == "spark"
+    resource, seen = get_until_done(agent, template, meta)
+    assert resource.phase == Phase.SUCCEEDED, seen
+    assert Phase.RUNNING in seen
+    # The plugin's log links (Flyte's default: the driver pod in a dashboard).
+    assert any("exec-ok-n0-0-driver" in link.uri for link in resource.log_links), resource.log_links
+
+
+def test_delete_removes_the_object_and_is_idempotent(agent, server, template):
+    meta = agent.CreateTask(
+        create_request(template, "exec-del", {"sandbox.flytewasm.io/outcome": "run-forever"}), timeout=30
+    ).resource_meta
+    assert sandbox_object(server, meta) is not None
+    request = agent_pb2.DeleteTaskRequest(resource_meta=meta, task_category=category(template))
+    agent.DeleteTask(request, timeout=30)
+    deadline = time.monotonic() + 10
+    while sandbox_object(server, meta) is not None:
+        assert time.monotonic() < deadline, "the object is still in the sandbox"
+        time.sleep(0.05)
+    # Deleting a task whose object is gone is a success.
+    agent.DeleteTask(request, timeout=30)
+
+
+def test_a_failing_spark_job_fails_the_task_with_its_error(agent, template):
+    meta = agent.CreateTask(
+        create_request(template, "exec-fail", {"sandbox.flytewasm.io/outcome": "fail"}), timeout=30
+    ).resource_meta
+    resource, seen = get_until_done(agent, template, meta)
+    # Flyte's Spark plugin makes a failed application a retryable failure.
+    assert resource.phase == Phase.RETRYABLE_FAILED, seen
+    assert "Spark Job Failed with Error: driver container failed" in resource.message
+    assert resource.agent_error.code == "DownstreamSystemError"
+    assert resource.agent_error.kind == agent_pb2.AgentError.RECOVERABLE
+
+
+def test_an_unknown_task_type_is_not_found(agent, template):
+    other = type(template)()
+    other.CopyFrom(template)
+    other.type = "no_such_operator"
+    with pytest.raises(grpc.RpcError) as err:
+        agent.CreateTask(create_request(other, "exec-nf"), timeout=30)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "no_such_operator" in err.value.details()
+
+
+def test_bad_input_is_invalid_argument_naming_the_field(agent, template):
+    with pytest.raises(grpc.RpcError) as err:
+        agent.GetTask(agent_pb2.GetTaskRequest(resource_meta=b"{}", task_category=category(template)), timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "resource_meta.version" in err.value.details()
+
+    broken = type(template)()
+    broken.CopyFrom(template)
+    broken.custom["executorPath"] = 12
+    with pytest.raises(grpc.RpcError) as err:
+        agent.CreateTask(create_request(broken, "exec-bad"), timeout=30)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "executorPath" in err.value.details()
+
+
+def test_list_agents_advertises_the_spark_plugin(server):
+    metadata = AgentMetadataServiceStub(channel(server.found[agent_processes.GRPC]))
+    agents = metadata.ListAgents(agent_pb2.ListAgentsRequest(), timeout=10).agents
+    spark = [a for a in agents if a.name == "spark"]
+    assert spark, agents
+    assert [(c.name, c.version) for c in spark[0].supported_task_categories] == [("spark", 0)]
+    assert not spark[0].is_sync
+    assert metadata.GetAgent(agent_pb2.GetAgentRequest(name="spark"), timeout=10).agent.name == "spark"
+    with pytest.raises(grpc.RpcError) as err:
+        metadata.GetAgent(agent_pb2.GetAgentRequest(name="nope"), timeout=10)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_health_and_metrics(server, agent, template):
+    http = server.found[agent_processes.HTTP]
+    assert urllib.request.urlopen(f"{http}/healthz").status == 200
+    assert b"ready" in urllib.request.urlopen(f"{http}/readyz").read()
+    metrics = urllib.request.urlopen(f"{http}/metrics").read().decode()
+    assert 'flytewasm_agent_calls_total{rpc="CreateTask",plugin="spark",code="Ok"}' in metrics
+    assert "flytewasm_agent_call_duration_seconds_bucket" in metrics
+    assert 'flytewasm_task_phases_total{plugin="spark",phase="SUCCEEDED"}' in metrics
+
+
+def test_a_restarted_server_resumes_from_resource_meta(flytewasm_bin, plugins_dir, template, tmp_path):
+    kubeconfig = tmp_path / "sandbox.kubeconfig"
+    cluster = agent_processes.sandbox(flytewasm_bin, plugins_dir, kubeconfig)
+    env = {"KUBECONFIG": str(kubeconfig)}
+    try:
+        first = agent_processes.serve(flytewasm_bin, plugins_dir, env=env)
+        agent = AsyncAgentServiceStub(channel(first.found[agent_processes.GRPC]))
+        meta = agent.CreateTask(
+            create_request(template, "exec-restart", {"sandbox.flytewasm.io/step-ms": "1500"}), timeout=30
+        ).resource_meta
+        first.stop(signal.SIGKILL)
+
+        second = agent_processes.serve(flytewasm_bin, plugins_dir, env=env)
+        agent = AsyncAgentServiceStub(channel(second.found[agent_processes.GRPC]))
+        resource, seen = get_until_done(agent, template, meta)
+        assert resource.phase == Phase.SUCCEEDED, seen
+        code, output = second.stop()
+        assert code == 0, output
+    finally:
+        cluster.stop()
