@@ -40,6 +40,19 @@ impl Registry {
         Ok(registry)
     }
 
+    /// A registry of plugins already loaded (tests, embedders).
+    pub fn from_plugins(plugins: Vec<Plugin>) -> anyhow::Result<Self> {
+        let mut registry = Registry {
+            plugins: Vec::new(),
+            failures: Vec::new(),
+            dir: PathBuf::from("(given plugins)"),
+        };
+        for plugin in plugins {
+            registry.add(plugin)?;
+        }
+        Ok(registry)
+    }
+
     fn add(&mut self, plugin: Plugin) -> anyhow::Result<()> {
         for task_type in &plugin.info().task_types {
             if let Some(other) = self.find(&task_type.name, task_type.version) {

@@ -1,0 +1,353 @@
+//! The agent service against the lifecycle engine and the embedded
+//! sandbox: what each RPC answers, and which gRPC status each kind of
+//! failure becomes (a caller's mistake is never INTERNAL).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use flytewasm::agent::{AgentService, Metrics, ResourceMeta};
+use flytewasm::cluster::Cluster;
+use flytewasm::executor::Engine;
+use flytewasm::registry::Registry;
+use flytewasm::sandbox::{Sandbox, SandboxConfig};
+use flytewasm::testkit;
+use flytewasm_proto::flyteidl::admin::{
+    CreateTaskRequest, DeleteTaskRequest, GetTaskLogsRequest, GetTaskMetricsRequest,
+    GetTaskRequest, TaskExecutionMetadata,
+};
+use flytewasm_proto::flyteidl::core::{
+    NodeExecutionIdentifier, TaskExecutionIdentifier, TaskTemplate, WorkflowExecutionIdentifier,
+    task_execution,
+};
+use flytewasm_proto::flyteidl::service::async_agent_service_server::AsyncAgentService;
+use serde_json::json;
+use tonic::{Code, Request};
+
+const NS: &str = "agent-tests";
+
+struct Env {
+    sandbox: Sandbox,
+    service: AgentService,
+}
+
+async fn env() -> Env {
+    let sandbox = Sandbox::start(SandboxConfig {
+        step: Duration::from_millis(50),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let cluster = Cluster::new(sandbox.client().unwrap());
+    let engine = Engine::new(Arc::new(cluster), Arc::default());
+    let registry =
+        Registry::from_plugins(vec![testkit::plugin("spark"), testkit::plugin("testing")]).unwrap();
+    let service = AgentService::new(
+        engine,
+        Arc::new(ArcSwap::from_pointee(registry)),
+        Arc::new(Metrics::default()),
+    );
+    Env { sandbox, service }
+}
+
+fn create(template: TaskTemplate, execution: &str) -> CreateTaskRequest {
+    CreateTaskRequest {
+        template: Some(template),
+        output_prefix: "s3://bucket/out".into(),
+        task_execution_metadata: Some(TaskExecutionMetadata {
+            task_execution_id: Some(TaskExecutionIdentifier {
+                node_execution_id: Some(NodeExecutionIdentifier {
+                    node_id: "n0".into(),
+                    execution_id: Some(WorkflowExecutionIdentifier {
+                        project: "p".into(),
+                        domain: "d".into(),
+                        name: execution.into(),
+                        ..Default::default()
+                    }),
+                }),
+                ..Default::default()
+            }),
+            namespace: NS.into(),
+            ..Default::default()
+        }),
+        inputs: None,
+    }
+}
+
+fn testing(behaviour: &str) -> TaskTemplate {
+    TaskTemplate {
+        r#type: "testing".into(),
+        custom: Some(serde_json::from_value(json!({ "behaviour": behaviour })).unwrap()),
+        ..Default::default()
+    }
+}
+
+fn get(meta: &[u8]) -> Request<GetTaskRequest> {
+    Request::new(GetTaskRequest {
+        resource_meta: meta.to_vec(),
+        ..Default::default()
+    })
+}
+
+async fn status_of<T: std::fmt::Debug>(
+    result: Result<tonic::Response<T>, tonic::Status>,
+) -> tonic::Status {
+    result.expect_err("the call should fail")
+}
+
+#[tokio::test]
+async fn create_then_get_follows_the_object_to_success() {
+    let env = env().await;
+    let template = testkit::spark_task(NS, "unused").template;
+    let meta = env
+        .service
+        .create_task(Request::new(create(template, "ok")))
+        .await
+        .unwrap()
+        .into_inner()
+        .resource_meta;
+    let decoded = ResourceMeta::decode(&meta).unwrap();
+    assert_eq!(decoded.state.plugin_id, "spark");
+    assert_eq!(decoded.state.name, "ok-n0-0");
+    assert_eq!(decoded.state.namespace, NS);
+
+    let mut phases = Vec::new();
+    for _ in 0..200 {
+        let resource = env
+            .service
+            .get_task(get(&meta))
+            .await
+            .unwrap()
+            .into_inner()
+            .resource
+            .unwrap();
+        if phases.last() != Some(&resource.phase) {
+            phases.push(resource.phase);
+        }
+        if resource.phase == task_execution::Phase::Succeeded as i32 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        phases.last(),
+        Some(&(task_execution::Phase::Succeeded as i32)),
+        "{phases:?}"
+    );
+    assert!(phases.contains(&(task_execution::Phase::Running as i32)));
+    let metrics = env.service.metrics().encode();
+    assert!(metrics.contains(r#"flytewasm_task_phases_total{plugin="spark",phase="SUCCEEDED"}"#));
+}
+
+#[tokio::test]
+async fn an_unknown_task_type_is_not_found() {
+    let env = env().await;
+    let mut template = testing("succeed");
+    template.r#type = "nope".into();
+    let status = status_of(
+        env.service
+            .create_task(Request::new(create(template, "x")))
+            .await,
+    )
+    .await;
+    assert_eq!(status.code(), Code::NotFound);
+    assert!(status.message().contains("`nope`"), "{}", status.message());
+}
+
+#[tokio::test]
+async fn a_task_the_plugin_refuses_is_invalid_argument() {
+    let env = env().await;
+    let status = status_of(
+        env.service
+            .create_task(Request::new(create(testing("bad-task"), "bad")))
+            .await,
+    )
+    .await;
+    assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+
+    // A Spark task with a mistyped field: the message names it.
+    let mut template = testkit::spark_task(NS, "unused").template;
+    template.custom = Some(serde_json::from_value(json!({ "mainApplicationFile": 12 })).unwrap());
+    let status = status_of(
+        env.service
+            .create_task(Request::new(create(template, "typo")))
+            .await,
+    )
+    .await;
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("mainApplicationFile"),
+        "{}",
+        status.message()
+    );
+}
+
+#[tokio::test]
+async fn missing_request_fields_are_invalid_argument() {
+    let env = env().await;
+    let mut request = create(testing("succeed"), "x");
+    request.template = None;
+    let status = status_of(env.service.create_task(Request::new(request)).await).await;
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().starts_with("template:"),
+        "{}",
+        status.message()
+    );
+
+    let mut request = create(testing("succeed"), "x");
+    request.task_execution_metadata = None;
+    let status = status_of(env.service.create_task(Request::new(request)).await).await;
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(status.message().starts_with("task_execution_metadata:"));
+}
+
+#[tokio::test]
+async fn a_plugin_that_crashes_is_internal() {
+    let env = env().await;
+    let status = status_of(
+        env.service
+            .create_task(Request::new(create(testing("panic"), "boom")))
+            .await,
+    )
+    .await;
+    assert_eq!(status.code(), Code::Internal, "{}", status.message());
+    assert!(status.message().contains("testing"), "{}", status.message());
+    assert!(
+        env.service
+            .metrics()
+            .encode()
+            .contains(r#"flytewasm_plugin_errors_total{plugin="testing"} 1"#)
+    );
+}
+
+#[tokio::test]
+async fn bad_resource_meta_is_invalid_argument_naming_the_field() {
+    let env = env().await;
+    for (meta, expected) in [
+        (b"".to_vec(), "resource_meta is empty"),
+        (
+            b"{not json".to_vec(),
+            "resource_meta is not flytewasm's JSON",
+        ),
+        (br#"{"version": 9}"#.to_vec(), "resource_meta version 9"),
+        (
+            br#"{"version": 1, "state": {}}"#.to_vec(),
+            "resource_meta.state",
+        ),
+    ] {
+        let status = status_of(env.service.get_task(get(&meta)).await).await;
+        assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+        assert!(
+            status.message().starts_with(expected),
+            "{expected}: {}",
+            status.message()
+        );
+        let status = status_of(
+            env.service
+                .delete_task(Request::new(DeleteTaskRequest {
+                    resource_meta: meta.clone(),
+                    ..Default::default()
+                }))
+                .await,
+        )
+        .await;
+        assert_eq!(status.code(), Code::InvalidArgument);
+    }
+}
+
+#[tokio::test]
+async fn delete_is_idempotent_and_a_gone_object_is_reported() {
+    let env = env().await;
+    let mut request = create(testkit::spark_task(NS, "unused").template, "del");
+    request
+        .task_execution_metadata
+        .as_mut()
+        .unwrap()
+        .annotations
+        .insert("sandbox.flytewasm.io/outcome".into(), "run-forever".into());
+    let meta = env
+        .service
+        .create_task(Request::new(request))
+        .await
+        .unwrap()
+        .into_inner()
+        .resource_meta;
+    let delete = || {
+        Request::new(DeleteTaskRequest {
+            resource_meta: meta.clone(),
+            ..Default::default()
+        })
+    };
+    env.service.delete_task(delete()).await.unwrap();
+    env.service.delete_task(delete()).await.unwrap();
+    let resource = env
+        .service
+        .get_task(get(&meta))
+        .await
+        .unwrap()
+        .into_inner()
+        .resource
+        .unwrap();
+    assert_eq!(
+        resource.phase,
+        task_execution::Phase::RetryableFailed as i32
+    );
+    assert_eq!(
+        resource.agent_error.unwrap().code,
+        "ResourceDeletedExternally"
+    );
+}
+
+#[tokio::test]
+async fn a_task_from_an_unloaded_plugin_is_not_found() {
+    let env = env().await;
+    let meta = env
+        .service
+        .create_task(Request::new(create(testing("succeed"), "gone")))
+        .await
+        .unwrap()
+        .into_inner()
+        .resource_meta;
+    let mut decoded = ResourceMeta::decode(&meta).unwrap();
+    decoded.state.plugin_id = "retired".into();
+    let status = status_of(env.service.get_task(get(&decoded.encode())).await).await;
+    assert_eq!(status.code(), Code::NotFound);
+    assert!(
+        status.message().contains("`retired`"),
+        "{}",
+        status.message()
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_cluster_is_unavailable() {
+    let env = env().await;
+    env.sandbox.faults().fail_next("create", 500, 20);
+    let status = status_of(
+        env.service
+            .create_task(Request::new(create(testing("succeed"), "down")))
+            .await,
+    )
+    .await;
+    assert_eq!(status.code(), Code::Unavailable, "{}", status.message());
+}
+
+#[tokio::test]
+async fn metrics_and_logs_are_unimplemented() {
+    let env = env().await;
+    let status = status_of(
+        env.service
+            .get_task_metrics(Request::new(GetTaskMetricsRequest::default()))
+            .await,
+    )
+    .await;
+    assert_eq!(status.code(), Code::Unimplemented);
+    let status = env
+        .service
+        .get_task_logs(Request::new(GetTaskLogsRequest::default()))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(status.code(), Code::Unimplemented);
+}
