@@ -59,3 +59,4 @@ demo: build examples
 bench: build-plugins
     cargo bench -p flytewasm-spark --bench calls
     cargo bench -p flytewasm --bench lifecycle
+    cargo bench -p flytewasm --bench agent

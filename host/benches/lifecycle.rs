@@ -27,7 +27,7 @@ fn main() {
         let sandbox = Sandbox::start(SandboxConfig { step: Duration::from_millis(200), ..Default::default() }).await.unwrap();
         let engine = Engine::new(Arc::new(Cluster::new(sandbox.client().unwrap())), Arc::new(HostConfig::default()));
         let requests: Vec<TaskRequest> = (0..tasks).map(|i| testkit::spark_task("bench", &format!("bench-{i}"))).collect();
-        let rss_before = peak_rss_kib();
+        let rss_before = testkit::peak_rss_kib("self");
         let started = Instant::now();
         let runs = requests.iter().map(|r| run_to_completion(&engine, &plugin, r, |_, _| {}, std::future::pending()));
         let outcomes = futures::future::join_all(runs).await;
@@ -38,19 +38,7 @@ fn main() {
         println!("{tasks} Spark tasks, launch → success, on the sandbox (3 simulated steps of 200 ms each)");
         println!("  succeeded          {succeeded}/{tasks}");
         println!("  wall time          {:.2} s (a single task's floor is ~0.6 s)", wall.as_secs_f64());
-        println!("  peak RSS           {} MiB (before the tasks: {} MiB; host and sandbox share the process)", peak_rss_kib() / 1024, rss_before / 1024);
+        println!("  peak RSS           {} MiB (before the tasks: {} MiB; host and sandbox share the process)", testkit::peak_rss_kib("self") / 1024, rss_before / 1024);
         println!("  API requests/task  {:.2}  {counts:?}", total as f64 / tasks as f64);
     });
-}
-
-/// VmHWM: the process's peak resident set, in KiB.
-fn peak_rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }

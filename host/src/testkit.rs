@@ -101,3 +101,16 @@ pub fn spark_task(namespace: &str, name: &str) -> TaskRequest {
         ..Default::default()
     }
 }
+
+/// VmHWM, the peak resident set in KiB, of a process (`"self"` or a pid);
+/// 0 where /proc is not available.
+pub fn peak_rss_kib(pid: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
