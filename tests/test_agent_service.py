@@ -219,3 +219,57 @@ def test_a_restarted_server_resumes_from_resource_meta(flytewasm_bin, plugins_di
         assert code == 0, output
     finally:
         cluster.stop()
+
+
+def self_signed(directory):
+    """A certificate for localhost / 127.0.0.1 and its key, as PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "tls.crt", directory / "tls.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+def test_tls_serves_only_tls_clients(flytewasm_bin, plugins_dir, tmp_path):
+    cert, key = self_signed(tmp_path)
+    server = agent_processes.serve(flytewasm_bin, plugins_dir, "--sandbox", "--tls-cert", cert, "--tls-key", key)
+    try:
+        address = server.found[agent_processes.GRPC]
+        assert "(TLS)" in server.output()
+        credentials = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
+        with grpc.secure_channel(address, credentials, options=[("grpc.ssl_target_name_override", "localhost")]) as ch:
+            agents = AgentMetadataServiceStub(ch).ListAgents(agent_pb2.ListAgentsRequest(), timeout=10).agents
+            assert [a.name for a in agents] == ["spark"]
+        with grpc.insecure_channel(address) as ch:
+            with pytest.raises(grpc.RpcError) as err:
+                AgentMetadataServiceStub(ch).ListAgents(agent_pb2.ListAgentsRequest(), timeout=5)
+            assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        code, output = server.stop()
+        assert code == 0, output

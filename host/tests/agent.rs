@@ -351,3 +351,62 @@ async fn metrics_and_logs_are_unimplemented() {
         .unwrap();
     assert_eq!(status.code(), Code::Unimplemented);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_calls_in_flight() {
+    use flytewasm_proto::flyteidl::service::async_agent_service_client::AsyncAgentServiceClient;
+
+    let Env {
+        sandbox: _sandbox,
+        service,
+    } = env().await;
+    let meta = service
+        .create_task(Request::new(create(testing("succeed"), "drain")))
+        .await
+        .unwrap()
+        .into_inner()
+        .resource_meta;
+    // The same task, but the plugin now spins until its call deadline (2 s).
+    let mut slow = ResourceMeta::decode(&meta).unwrap();
+    slow.task.template = testing("loop");
+
+    let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = grpc.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(flytewasm::agent::serve(service, grpc, http, None, async {
+        let _ = stopped.await;
+    }));
+    let mut client = AsyncAgentServiceClient::connect(format!("http://{address}"))
+        .await
+        .unwrap();
+    let call = tokio::spawn(async move {
+        client
+            .get_task(GetTaskRequest {
+                resource_meta: slow.encode(),
+                ..Default::default()
+            })
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.send(()).unwrap();
+
+    let resource = call
+        .await
+        .unwrap()
+        .expect("the call in flight is answered, not cut off")
+        .into_inner()
+        .resource
+        .unwrap();
+    assert_eq!(resource.phase, task_execution::Phase::Failed as i32);
+    assert!(
+        resource.message.contains("deadline"),
+        "{}",
+        resource.message
+    );
+    server.await.unwrap().unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(address).await.is_err(),
+        "still listening after shutdown"
+    );
+}
