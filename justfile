@@ -54,6 +54,8 @@ demo: build examples
     target/debug/flytewasm render --plugins {{plugins}} examples/spark_pi.pb | head -40
     @echo "== running it on the embedded sandbox cluster (a test double)"
     target/debug/flytewasm run --sandbox --plugins {{plugins}} examples/spark_pi.pb
+    @echo "== the same task the way Flyte's propeller sends it: the agent gRPC protocol, flytewasm serve"
+    {{python}} scripts/agent_demo.py target/debug/flytewasm {{plugins}} examples/spark_pi.pb
 
 # Benchmarks: plugin calls in wasm vs native, and 1,000 concurrent tasks on the sandbox
 bench: build-plugins

@@ -204,12 +204,16 @@ def test_a_restarted_server_resumes_from_resource_meta(flytewasm_bin, plugins_di
     cluster = agent_processes.sandbox(flytewasm_bin, plugins_dir, kubeconfig)
     env = {"KUBECONFIG": str(kubeconfig)}
     try:
-        first = agent_processes.serve(flytewasm_bin, plugins_dir, env=env)
+        first = agent_processes.serve(flytewasm_bin, plugins_dir, env={**env, "FLYTEWASM_LOG_FORMAT": "json"})
         agent = AsyncAgentServiceStub(channel(first.found[agent_processes.GRPC]))
         meta = agent.CreateTask(
             create_request(template, "exec-restart", {"sandbox.flytewasm.io/step-ms": "1500"}), timeout=30
         ).resource_meta
-        first.stop(signal.SIGKILL)
+        _, output = first.stop(signal.SIGKILL)
+        # Structured logs: one JSON object a line, with the task's fields.
+        logs = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+        launched = [entry for entry in logs if entry["fields"]["message"] == "task launched"]
+        assert launched and launched[0]["fields"]["name"] == "exec-restart-n0-0", output
 
         second = agent_processes.serve(flytewasm_bin, plugins_dir, env=env)
         agent = AsyncAgentServiceStub(channel(second.found[agent_processes.GRPC]))
