@@ -25,6 +25,11 @@ build-plugins: setup
     mkdir -p {{plugins}} {{test_plugins}}
     cp target/wasm32-wasip2/plugin/flytewasm_spark.wasm {{plugins}}/spark.wasm
     cp target/wasm32-wasip2/plugin/flytewasm_testing_plugin.wasm {{test_plugins}}/testing.wasm
+    # Hot-swap test variants, built from source: Spark reporting another
+    # version, and a component for a future contract version.
+    cargo build --target wasm32-wasip2 --profile plugin -p flytewasm-spark -p flytewasm-testing-wit-next --features flytewasm-spark/next-version
+    cp target/wasm32-wasip2/plugin/flytewasm_spark.wasm {{test_plugins}}/spark-next.wasm
+    cp target/wasm32-wasip2/plugin/flytewasm_testing_wit_next.wasm {{test_plugins}}/wit-next.wasm
 
 # Serialize the example Python tasks to TaskTemplates (examples/<task>.pb, .json, .taskspec.pb)
 examples: setup
@@ -33,7 +38,7 @@ examples: setup
 # Run every test: Rust (host, SDK, plugins in the wasm runtime), the cluster suite on a sandbox process, and Python
 test: build examples
     cargo fmt --all --check
-    cargo test --workspace --exclude flytewasm-testing-plugin
+    cargo test --workspace --exclude flytewasm-testing-plugin --exclude flytewasm-testing-wit-next
     scripts/with-sandbox.sh just test-cluster
     FLYTEWASM_BIN=target/debug/flytewasm {{python}} -m pytest tests -q
 

@@ -11,6 +11,8 @@
 //!     spark-history-server-url: https://spark-history.example.com
 //! runtime:
 //!   call-timeout: 2000       # milliseconds
+//! task-type-owners:          # who serves a task type two plugins claim
+//!   spark: spark
 //! ```
 
 use std::collections::BTreeMap;
@@ -31,6 +33,9 @@ pub struct HostConfig {
     pub plugins: BTreeMap<String, Value>,
     #[serde(default)]
     pub runtime: RuntimeConfig,
+    /// Task type name → the plugin id that serves it when two plugins claim it.
+    #[serde(default)]
+    pub task_type_owners: std::collections::HashMap<String, String>,
     /// `k8s-defaults` as plugins receive it, built on first use: every
     /// plugin call sends it, and the config does not change once loaded.
     #[serde(skip)]

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod executor;
+pub mod metrics;
 pub mod registry;
 pub mod runtime;
 pub mod sandbox;

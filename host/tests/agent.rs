@@ -5,11 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use flytewasm::agent::{AgentService, Metrics, ResourceMeta};
 use flytewasm::cluster::Cluster;
 use flytewasm::executor::Engine;
-use flytewasm::registry::Registry;
+use flytewasm::registry::{LivePlugins, Registry};
 use flytewasm::sandbox::{Sandbox, SandboxConfig};
 use flytewasm::testkit;
 use flytewasm_proto::flyteidl::admin::{
@@ -44,8 +43,9 @@ async fn env() -> Env {
         Registry::from_plugins(vec![testkit::plugin("spark"), testkit::plugin("testing")]).unwrap();
     let service = AgentService::new(
         engine,
-        Arc::new(ArcSwap::from_pointee(registry)),
+        LivePlugins::fixed(registry),
         Arc::new(Metrics::default()),
+        false,
     );
     Env { sandbox, service }
 }

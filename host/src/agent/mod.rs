@@ -1,16 +1,15 @@
 //! Flyte's agent protocol (reference/flyte-facts.md §5): how unmodified
 //! Flyte hands a task type to flytewasm over gRPC.
 
-mod metrics;
 mod request;
 mod resource;
 mod resource_meta;
 mod server;
 mod service;
 
-pub use metrics::Metrics;
+pub use crate::metrics::Metrics;
 pub use request::{BadRequest, task_request};
 pub use resource::resource;
 pub use resource_meta::{MetaError, ResourceMeta};
 pub use server::serve;
-pub use service::{AgentService, Plugins};
+pub use service::AgentService;

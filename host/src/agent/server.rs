@@ -17,6 +17,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
 use super::service::AgentService;
+use crate::registry::PluginStatus;
 
 /// Serve until `shutdown` completes, then drain.
 pub async fn serve(
@@ -53,6 +54,7 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .route("/plugins", get(plugins))
         .with_state(health);
     let http = axum::serve(http, app).with_graceful_shutdown(wait(stopped));
 
@@ -76,7 +78,7 @@ async fn ready(State(health): State<Arc<Health>>) -> (StatusCode, String) {
     if health.stopping.load(Ordering::SeqCst) {
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".into());
     }
-    let loaded = health.service.plugins().load().plugins().len();
+    let loaded = health.service.plugins().current().plugins().len();
     if loaded == 0 {
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -95,4 +97,9 @@ async fn metrics(State(health): State<Arc<Health>>) -> ([(&'static str, &'static
         )],
         health.service.metrics().encode(),
     )
+}
+
+/// Every plugin file and version, as `flytewasm plugins` shows them.
+async fn plugins(State(health): State<Arc<Health>>) -> axum::Json<Vec<PluginStatus>> {
+    axum::Json(health.service.plugins().current().status())
 }

@@ -10,7 +10,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use arc_swap::ArcSwap;
 use flytewasm_proto::flyteidl::admin::{
     Agent, CreateTaskRequest, CreateTaskResponse, DeleteTaskRequest, DeleteTaskResponse,
     GetAgentRequest, GetAgentResponse, GetTaskLogsRequest, GetTaskLogsResponse,
@@ -21,30 +20,37 @@ use flytewasm_proto::flyteidl::service::agent_metadata_service_server::AgentMeta
 use flytewasm_proto::flyteidl::service::async_agent_service_server::AsyncAgentService;
 use tonic::{Code, Request, Response, Status};
 
-use super::metrics::Metrics;
 use super::request::task_request;
 use super::resource::resource;
 use super::resource_meta::ResourceMeta;
 use crate::executor::{Engine, EngineError, Phase, PhaseEvent};
-use crate::registry::Registry;
+use crate::metrics::Metrics;
+use crate::registry::LivePlugins;
 use crate::runtime::Plugin;
-
-/// The plugins being served; swapped whole when the directory changes.
-pub type Plugins = Arc<ArcSwap<Registry>>;
 
 pub struct AgentService {
     engine: Engine,
-    plugins: Plugins,
+    plugins: Arc<LivePlugins>,
     metrics: Arc<Metrics>,
+    pin_versions: bool,
 }
 
 impl AgentService {
-    pub fn new(engine: Engine, plugins: Plugins, metrics: Arc<Metrics>) -> Self {
-        metrics.plugins_loaded(plugins.load().plugins().len());
+    /// With `pin_versions`, a task keeps the plugin build that created it
+    /// while that build is loaded; else it moves to the newest build with
+    /// the same id (what redeploying propeller does).
+    pub fn new(
+        engine: Engine,
+        plugins: Arc<LivePlugins>,
+        metrics: Arc<Metrics>,
+        pin_versions: bool,
+    ) -> Self {
+        metrics.plugins_loaded(plugins.current().plugins().len());
         AgentService {
             engine,
             plugins,
             metrics,
+            pin_versions,
         }
     }
 
@@ -52,14 +58,14 @@ impl AgentService {
         &self.metrics
     }
 
-    pub fn plugins(&self) -> &Plugins {
+    pub fn plugins(&self) -> &Arc<LivePlugins> {
         &self.plugins
     }
 
     /// One agent per plugin, named by the plugin id, with its task types.
     pub fn agents(&self) -> Vec<Agent> {
         self.plugins
-            .load()
+            .current()
             .plugins()
             .iter()
             .map(|plugin| {
@@ -178,32 +184,35 @@ impl AgentService {
     }
 
     fn plugin_for_type(&self, task_type: &str, version: i32) -> Result<Plugin, Status> {
-        let registry = self.plugins.load();
+        let registry = self.plugins.current();
         registry
             .resolve(task_type, version)
             .cloned()
             .map_err(|err| Status::not_found(err.to_string()))
     }
 
-    /// The plugin that made the task's object. A newer build of it is used
-    /// if the digest changed (its phase mapping is what serves now).
+    /// The plugin for a task: the build that created it when versions are
+    /// pinned, else the newest with its id (a removed file's last version
+    /// still answers for the tasks it created).
     fn plugin_by_id(&self, meta: &ResourceMeta) -> Result<Plugin, Status> {
-        let registry = self.plugins.load();
+        let state = &meta.state;
+        let registry = self.plugins.current();
         let plugin = registry
-            .plugins()
-            .iter()
-            .find(|p| p.id() == meta.state.plugin_id)
+            .for_task(&state.plugin_id, &state.plugin_digest, self.pin_versions)
             .cloned()
             .ok_or_else(|| {
                 Status::not_found(format!(
                     "plugin `{}`, which created {}/{}, is not loaded",
-                    meta.state.plugin_id, meta.state.namespace, meta.state.name
+                    state.plugin_id, state.namespace, state.name
                 ))
             })?;
-        if plugin.digest() != meta.state.plugin_digest {
-            tracing::debug!(
+        if plugin.digest() != state.plugin_digest {
+            tracing::info!(
                 plugin = plugin.id(),
-                "task was created by another build of the plugin"
+                task = %state.name,
+                created_by = %state.plugin_digest,
+                now = plugin.digest(),
+                "task crosses plugin versions"
             );
         }
         Ok(plugin)

@@ -1,7 +1,9 @@
 //! The `flytewasm` command line.
 
+mod compile;
 mod inspect;
 mod output;
+mod plugins;
 mod render;
 mod run;
 mod sandbox;
@@ -41,6 +43,8 @@ pub enum Command {
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// List the plugins a running `serve` has loaded (its /plugins endpoint).
+    Plugins(plugins::Args),
 }
 
 #[derive(Debug, Subcommand)]
@@ -49,6 +53,8 @@ pub enum PluginCommand {
     Inspect(inspect::Args),
     /// Load a component the way the host does and report whether it fits the contract.
     Validate(inspect::Args),
+    /// Precompile a component for this host's engine (`.cwasm`, sealed with the host's key).
+    Compile(compile::Args),
 }
 
 /// Where plugins and host configuration come from.
@@ -100,5 +106,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Sandbox(args) => sandbox::run(args).map(|()| done),
         Command::Plugin(PluginCommand::Inspect(args)) => inspect::inspect(args).map(|()| done),
         Command::Plugin(PluginCommand::Validate(args)) => inspect::validate(args).map(|()| done),
+        Command::Plugin(PluginCommand::Compile(args)) => compile::run(args).map(|()| done),
+        Command::Plugins(args) => plugins::run(args).map(|()| done),
     }
 }

@@ -7,14 +7,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 
 use crate::agent::{AgentService, Metrics, serve};
 use crate::cluster::Cluster;
 use crate::executor::Engine;
 use crate::executor::lifecycle::plugin_kind;
-use crate::registry::Registry;
+use crate::registry::{AllowList, LivePlugins, Options, PluginState};
 use crate::sandbox::{Kind, Sandbox, SandboxConfig};
 
 #[derive(Debug, clap::Args)]
@@ -45,12 +44,30 @@ pub struct Args {
     /// kubeconfig context to use (default: in-cluster, else the current one).
     #[arg(long, conflicts_with = "sandbox")]
     pub context: Option<String>,
+    /// Keep each task on the plugin build that created it while that build
+    /// is loaded (default: tasks move to the newest build of their plugin).
+    #[arg(long)]
+    pub pin_versions: bool,
+    /// Only serve plugins whose sha256 digest is listed for their id in this
+    /// YAML file (`spark: [sha256:...]`).
+    #[arg(long, env = "FLYTEWASM_ALLOW_LIST")]
+    pub allow_list: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let config = args.host.config()?;
     let runtime = super::runtime(&config.runtime)?;
-    let registry = Registry::load_dir(&runtime, &args.host.plugins)?;
+    let options = Options {
+        allow_list: args
+            .allow_list
+            .as_deref()
+            .map(read_allow_list)
+            .transpose()?,
+        owners: config.task_type_owners.clone(),
+    };
+    let metrics = Arc::new(Metrics::default());
+    let plugins = LivePlugins::load(runtime, &args.host.plugins, options, Some(metrics.clone()))?;
+    let _watching = plugins.watch()?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(tonic::transport::Identity::from_pem(
             read(cert, "--tls-cert")?,
@@ -67,7 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 ..SandboxConfig::default()
             })
             .await?;
-            for kind in registry.plugins().iter().map(plugin_kind) {
+            for kind in plugins.current().plugins().iter().map(plugin_kind) {
                 sandbox.register(Kind::new(&kind.api_version, &kind.kind, &kind.plural));
             }
             println!(
@@ -83,26 +100,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             (Cluster::from_kubeconfig(args.context.clone()).await?, None)
         };
 
-        for plugin in registry.plugins() {
-            let types: Vec<String> = plugin
-                .info()
-                .task_types
-                .iter()
-                .map(|t| format!("{} v{}", t.name, t.version))
-                .collect();
-            println!(
-                "[serve] plugin {} {} serves {}",
-                plugin.id(),
-                plugin.info().version,
-                types.join(", ")
-            );
+        for status in plugins.current().status() {
+            match status.state {
+                PluginState::Serving => println!(
+                    "[serve] plugin {} {} serves {} ({})",
+                    status.id.unwrap_or_default(),
+                    status.version.unwrap_or_default(),
+                    status.task_types.join(", "),
+                    status.file.display()
+                ),
+                _ => println!(
+                    "[serve] not serving {}: {}",
+                    status.file.display(),
+                    status.last_error.unwrap_or_default()
+                ),
+            }
         }
-        for failure in registry.failures() {
-            println!("[serve] not serving: {failure}");
-        }
+        println!(
+            "[serve] watching {} for plugin changes",
+            args.host.plugins.display()
+        );
         let engine = Engine::new(Arc::new(cluster), Arc::new(config));
-        let plugins = Arc::new(ArcSwap::from_pointee(registry));
-        let service = AgentService::new(engine, plugins, Arc::new(Metrics::default()));
+        let service = AgentService::new(engine, plugins, metrics, args.pin_versions);
 
         let grpc = bind(args.grpc, "--grpc").await?;
         let http = bind(args.http, "--http").await?;
@@ -115,6 +134,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         serve(service, grpc, http, tls, shutdown_signal()).await?;
         println!("[serve] stopped");
         Ok(())
+    })
+}
+
+fn read_allow_list(path: &std::path::Path) -> anyhow::Result<AllowList> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| anyhow::anyhow!("--allow-list {}: {err}", path.display()))?;
+    serde_yaml::from_str(&text).map_err(|err| {
+        anyhow::anyhow!(
+            "--allow-list {}: expected `plugin-id: [sha256:...]` entries: {err}",
+            path.display()
+        )
     })
 }
 

@@ -1,89 +1,132 @@
-//! The plugins a host serves, found in a directory and indexed by task type.
+//! The plugins a host serves, loaded from a directory.
+//!
+//! A [`Registry`] is one immutable snapshot: what a call resolves against,
+//! kept alive by the calls using it. [`LivePlugins`] keeps the current
+//! snapshot in step with the directory and swaps in a new one atomically.
+//! A file that fails to load is reported and never stops the others; the
+//! version it was meant to replace keeps serving.
 
+mod live;
+mod status;
+
+pub use live::{LivePlugins, Options};
+pub use status::{PluginState, PluginStatus};
+
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
 
-use crate::runtime::{LoadError, Plugin, Runtime};
+use crate::runtime::{Plugin, Runtime};
 
-/// Loaded plugins and the files that failed to load.
+/// Size and modification time of a file: unchanged files are not reread.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileStamp {
+    len: u64,
+    modified: Option<SystemTime>,
+}
+
+/// What happened to one file in a reload.
+#[derive(Debug, Clone)]
+pub enum Change {
+    Loaded {
+        plugin: Plugin,
+        took: std::time::Duration,
+    },
+    Replaced {
+        old: Plugin,
+        new: Plugin,
+        took: std::time::Duration,
+    },
+    Removed {
+        plugin: Plugin,
+    },
+    Failed {
+        file: PathBuf,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct FileState {
+    /// The bytes the serving plugin was loaded from (None: nothing serves).
+    loaded: Option<(FileStamp, SystemTime)>,
+    /// The last attempt that failed, and the bytes it was made on.
+    failure: Option<(FileStamp, String, SystemTime)>,
+}
+
+#[derive(Clone)]
 pub struct Registry {
-    plugins: Vec<Plugin>,
-    failures: Vec<LoadError>,
     dir: PathBuf,
+    /// Serving: at most one per file, no two claiming one task type and version.
+    active: Vec<Plugin>,
+    /// Versions no longer serving new tasks (replaced or removed), oldest
+    /// first: tasks they created still find them.
+    retired: Vec<Plugin>,
+    files: BTreeMap<PathBuf, FileState>,
 }
 
 impl Registry {
-    /// Load every `.wasm` file in `dir`. A file that fails is recorded and
-    /// the others still serve; two plugins claiming one task type is an error.
-    pub fn load_dir(runtime: &Runtime, dir: &Path) -> anyhow::Result<Self> {
-        let entries = std::fs::read_dir(dir).map_err(|err| {
-            anyhow::anyhow!("cannot read plugin directory {}: {err}", dir.display())
-        })?;
-        let mut files: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|ext| ext == "wasm"))
-            .collect();
-        files.sort();
-        let mut registry = Registry {
-            plugins: Vec::new(),
-            failures: Vec::new(),
+    /// Nothing loaded yet, watching `dir`.
+    pub fn empty(dir: &Path) -> Self {
+        Registry {
             dir: dir.into(),
-        };
-        for file in files {
-            match runtime.load(&file) {
-                Ok(plugin) => registry.add(plugin)?,
-                Err(err) => {
-                    tracing::error!("{err}");
-                    registry.failures.push(err);
-                }
-            }
+            active: Vec::new(),
+            retired: Vec::new(),
+            files: BTreeMap::new(),
         }
-        Ok(registry)
+    }
+
+    /// Load every `.wasm` and `.cwasm` file in `dir`. Files that fail are
+    /// recorded ([`Registry::status`]) and the others still serve.
+    pub fn load_dir(runtime: &Runtime, dir: &Path) -> anyhow::Result<Self> {
+        Ok(Registry::empty(dir)
+            .reload(runtime, &Options::default(), &|_| true)?
+            .0)
     }
 
     /// A registry of plugins already loaded (tests, embedders).
     pub fn from_plugins(plugins: Vec<Plugin>) -> anyhow::Result<Self> {
-        let mut registry = Registry {
-            plugins: Vec::new(),
-            failures: Vec::new(),
-            dir: PathBuf::from("(given plugins)"),
-        };
+        let mut registry = Registry::empty(Path::new("(given plugins)"));
         for plugin in plugins {
-            registry.add(plugin)?;
+            if let Some((other, task_type)) = registry.conflict(&plugin) {
+                anyhow::bail!(
+                    "plugins `{}` and `{}` both serve task type {task_type}",
+                    other.id(),
+                    plugin.id()
+                );
+            }
+            registry.active.push(plugin);
         }
         Ok(registry)
     }
 
-    fn add(&mut self, plugin: Plugin) -> anyhow::Result<()> {
-        for task_type in &plugin.info().task_types {
-            if let Some(other) = self.find(&task_type.name, task_type.version) {
-                anyhow::bail!(
-                    "plugins `{}` ({}) and `{}` ({}) both serve task type `{}` version {}",
-                    other.id(),
-                    other.path().display(),
-                    plugin.id(),
-                    plugin.path().display(),
-                    task_type.name,
-                    task_type.version
-                );
-            }
-        }
-        self.plugins.push(plugin);
-        Ok(())
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
+    /// The plugin serving new tasks of this type.
     pub fn find(&self, task_type: &str, version: i32) -> Option<&Plugin> {
-        self.plugins.iter().find(|p| p.serves(task_type, version))
+        self.active.iter().find(|p| p.serves(task_type, version))
     }
 
     /// The plugin for a task type, or an error that lists what is served.
     pub fn resolve(&self, task_type: &str, version: i32) -> anyhow::Result<&Plugin> {
         self.find(task_type, version).ok_or_else(|| {
             let served: Vec<String> = self
-                .plugins
+                .active
                 .iter()
-                .flat_map(|p| p.info().task_types.iter().map(move |t| format!("{} v{} ({})", t.name, t.version, p.id())))
+                .flat_map(|p| {
+                    p.info()
+                        .task_types
+                        .iter()
+                        .map(move |t| format!("{} v{} ({})", t.name, t.version, p.id()))
+                })
                 .collect();
-            let served = if served.is_empty() { "none".to_owned() } else { served.join(", ") };
+            let served = if served.is_empty() {
+                "none".to_owned()
+            } else {
+                served.join(", ")
+            };
             anyhow::anyhow!(
                 "no plugin serves task type `{task_type}` (version {version}) in {}; served: {served}",
                 self.dir.display()
@@ -91,11 +134,228 @@ impl Registry {
         })
     }
 
-    pub fn plugins(&self) -> &[Plugin] {
-        &self.plugins
+    /// The plugin for a task created by `id` at `digest`: that exact build
+    /// when `pinned` and still loaded, else the newest build with that id
+    /// (serving, or retired when its file was removed).
+    pub fn for_task(&self, id: &str, digest: &str, pinned: bool) -> Option<&Plugin> {
+        let all = || self.active.iter().chain(self.retired.iter().rev());
+        pinned
+            .then(|| all().find(|p| p.digest() == digest))
+            .flatten()
+            .or_else(|| all().find(|p| p.id() == id))
     }
 
-    pub fn failures(&self) -> &[LoadError] {
-        &self.failures
+    /// The plugins serving new tasks.
+    pub fn plugins(&self) -> &[Plugin] {
+        &self.active
+    }
+
+    /// Every file and plugin version: serving, failed, retired.
+    pub fn status(&self) -> Vec<PluginStatus> {
+        status::of(self)
+    }
+
+    /// Look at the directory again and return the next snapshot. Files
+    /// `ready` says are still being written are left as they were.
+    pub fn reload(
+        &self,
+        runtime: &Runtime,
+        options: &Options,
+        ready: &dyn Fn(&Path) -> bool,
+    ) -> anyhow::Result<(Registry, Vec<Change>)> {
+        let entries = std::fs::read_dir(&self.dir).map_err(|err| {
+            anyhow::anyhow!("cannot read plugin directory {}: {err}", self.dir.display())
+        })?;
+        let mut on_disk: Vec<(PathBuf, FileStamp)> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| is_plugin_file(p))
+            .filter_map(|p| std::fs::metadata(&p).ok().map(|m| (p, stamp(&m))))
+            .collect();
+        on_disk.sort_by(|a, b| a.0.cmp(&b.0));
+
+        let mut next = Registry {
+            dir: self.dir.clone(),
+            active: Vec::new(),
+            retired: self.retired.clone(),
+            files: BTreeMap::new(),
+        };
+        let mut changes = Vec::new();
+        // Candidates for serving, per file: (plugin, newly loaded, previous, took).
+        let mut candidates = Vec::new();
+        for (path, file_stamp) in &on_disk {
+            let previous = self.active.iter().find(|p| p.path() == path.as_path());
+            let state = self.files.get(path).cloned().unwrap_or(FileState {
+                loaded: None,
+                failure: None,
+            });
+            let unchanged = state.loaded.as_ref().is_some_and(|(s, _)| s == file_stamp)
+                || state
+                    .failure
+                    .as_ref()
+                    .is_some_and(|(s, ..)| s == file_stamp);
+            if unchanged || !ready(path) {
+                if let Some(previous) = previous {
+                    candidates.push((previous.clone(), false, None, None));
+                }
+                next.files.insert(path.clone(), state);
+                continue;
+            }
+            let started = Instant::now();
+            let loaded = runtime
+                .load(path)
+                .map_err(|err| err.to_string())
+                .and_then(|plugin| options.check_allowed(&plugin).map(|()| plugin));
+            let now = SystemTime::now();
+            match loaded {
+                Ok(plugin) if previous.is_some_and(|p| p.digest() == plugin.digest()) => {
+                    // Same bytes, touched: keep the version serving.
+                    candidates.push((previous.unwrap().clone(), false, None, None));
+                    next.files.insert(
+                        path.clone(),
+                        FileState {
+                            loaded: Some((file_stamp.clone(), state.loaded.map_or(now, |l| l.1))),
+                            failure: None,
+                        },
+                    );
+                }
+                Ok(plugin) => {
+                    candidates.push((plugin, true, previous.cloned(), Some(started.elapsed())));
+                    next.files.insert(
+                        path.clone(),
+                        FileState {
+                            loaded: Some((file_stamp.clone(), now)),
+                            failure: None,
+                        },
+                    );
+                }
+                Err(reason) => {
+                    tracing::error!(file = %path.display(), "plugin not loaded: {reason}");
+                    changes.push(Change::Failed {
+                        file: path.clone(),
+                        reason: reason.clone(),
+                    });
+                    if let Some(previous) = previous {
+                        candidates.push((previous.clone(), false, None, None));
+                    }
+                    next.files.insert(
+                        path.clone(),
+                        FileState {
+                            loaded: state.loaded,
+                            failure: Some((file_stamp.clone(), reason, now)),
+                        },
+                    );
+                }
+            }
+        }
+
+        // Who serves a task type both claim: the configured owner, else the
+        // version already serving, else the first file by name.
+        candidates.sort_by_key(|(plugin, new, ..)| {
+            (!options.owns_any(plugin), *new, plugin.path().to_owned())
+        });
+        for (plugin, new, previous, took) in candidates {
+            if let Some((other, task_type)) = next.conflict(&plugin) {
+                let reason = format!(
+                    "plugin `{}` claims task type {task_type}, already served by `{}` ({}); \
+                     set task-type-owners in the host config to choose",
+                    plugin.id(),
+                    other.id(),
+                    other.path().display()
+                );
+                tracing::error!(file = %plugin.path().display(), "plugin not loaded: {reason}");
+                changes.push(Change::Failed {
+                    file: plugin.path().into(),
+                    reason: reason.clone(),
+                });
+                // The version this file served before keeps serving.
+                let keep = previous.filter(|p| next.conflict(p).is_none());
+                let state = next.files.get_mut(plugin.path()).expect("listed above");
+                let refused = state.loaded.take().map(|l| l.0).unwrap_or(FileStamp {
+                    len: 0,
+                    modified: None,
+                });
+                state.failure = Some((refused, reason, SystemTime::now()));
+                if let Some(previous) = keep {
+                    state.loaded = Some((
+                        FileStamp {
+                            len: 0,
+                            modified: None,
+                        },
+                        SystemTime::now(),
+                    ));
+                    next.active.push(previous);
+                }
+                continue;
+            }
+            if new {
+                let took = took.unwrap_or_default();
+                match previous {
+                    Some(old) => {
+                        tracing::info!(
+                            plugin = plugin.id(),
+                            from = old.info().version,
+                            to = plugin.info().version,
+                            digest = plugin.digest(),
+                            "plugin replaced"
+                        );
+                        next.retire(old.clone());
+                        changes.push(Change::Replaced {
+                            old,
+                            new: plugin.clone(),
+                            took,
+                        });
+                    }
+                    None => {
+                        tracing::info!(plugin = plugin.id(), version = plugin.info().version, digest = plugin.digest(), file = %plugin.path().display(), "plugin loaded");
+                        changes.push(Change::Loaded {
+                            plugin: plugin.clone(),
+                            took,
+                        });
+                    }
+                }
+            }
+            next.active.push(plugin);
+        }
+        // Removed files: their plugins stop taking new tasks.
+        for plugin in &self.active {
+            let gone = !on_disk.iter().any(|(path, _)| path == plugin.path());
+            if gone {
+                tracing::info!(plugin = plugin.id(), file = %plugin.path().display(), "plugin file removed: no new tasks");
+                next.retire(plugin.clone());
+                changes.push(Change::Removed {
+                    plugin: plugin.clone(),
+                });
+            }
+        }
+        next.active.sort_by(|a, b| a.path().cmp(b.path()));
+        Ok((next, changes))
+    }
+
+    fn conflict(&self, plugin: &Plugin) -> Option<(&Plugin, String)> {
+        plugin.info().task_types.iter().find_map(|t| {
+            self.find(&t.name, t.version)
+                .map(|other| (other, format!("`{}` version {}", t.name, t.version)))
+        })
+    }
+
+    fn retire(&mut self, plugin: Plugin) {
+        self.retired.retain(|p| p.digest() != plugin.digest());
+        self.retired.push(plugin);
     }
 }
+
+fn is_plugin_file(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|ext| ext == "wasm" || ext == "cwasm")
+}
+
+fn stamp(metadata: &std::fs::Metadata) -> FileStamp {
+    FileStamp {
+        len: metadata.len(),
+        modified: metadata.modified().ok(),
+    }
+}
+
+/// Digests allowed per plugin id (the allow-list file, YAML).
+pub type AllowList = HashMap<String, Vec<String>>;

@@ -38,14 +38,16 @@ pub(super) fn compile(runtime: &Runtime, bytes: &[u8], digest: &str) -> anyhow::
 
 fn artifact_path(runtime: &Runtime, digest: &str) -> Option<PathBuf> {
     let dir = runtime.config.cache_dir.as_ref()?;
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    runtime
-        .engine
-        .precompile_compatibility_hash()
-        .hash(&mut hasher);
-    let engine = format!("{:016x}", hasher.finish());
+    let engine = engine_fingerprint(&runtime.engine);
     let digest = digest.trim_start_matches("sha256:");
     Some(dir.join(format!("{digest}-{engine}.cwasm")))
+}
+
+/// Which engines can share precompiled code (wasmtime version and settings).
+pub(super) fn engine_fingerprint(engine: &wasmtime::Engine) -> String {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
 }
 
 /// Write-then-rename, so a concurrent reader never sees half a file.

@@ -12,6 +12,8 @@ pub enum LoadError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{path}: refused precompiled plugin: {reason}")]
+    Precompiled { path: PathBuf, reason: String },
     #[error("{path} is not a valid WebAssembly component: {source:#}")]
     Compile {
         path: PathBuf,

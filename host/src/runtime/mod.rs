@@ -10,13 +10,13 @@
 mod cache;
 mod call;
 mod error;
+pub mod precompiled;
 mod sandbox;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker, types::ComponentItem};
 use wasmtime::{Config, Engine, PoolingAllocationConfig};
 
@@ -52,6 +52,9 @@ pub struct RuntimeConfig {
     pub max_concurrent_calls: u32,
     /// Where precompiled components are kept (None: no cache).
     pub cache_dir: Option<PathBuf>,
+    /// The key that seals `.cwasm` files (`flytewasm plugin compile`);
+    /// default: `precompile.key` in the cache dir, created on first use.
+    pub precompile_key_file: Option<PathBuf>,
 }
 
 impl Default for RuntimeConfig {
@@ -62,6 +65,7 @@ impl Default for RuntimeConfig {
             max_output_bytes: 4 << 20,
             max_concurrent_calls: 64,
             cache_dir: None,
+            precompile_key_file: None,
         }
     }
 }
@@ -87,6 +91,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Arc<Linker<CallState>>,
     config: Arc<RuntimeConfig>,
+    precompile_key: Option<precompiled::PrecompileKey>,
 }
 
 impl Runtime {
@@ -116,11 +121,30 @@ impl Runtime {
 
         let mut linker = Linker::new(&engine);
         sandbox::add_to_linker(&mut linker)?;
+        let key_file = config.precompile_key_file.clone().or_else(|| {
+            config
+                .cache_dir
+                .as_ref()
+                .map(|dir| dir.join("precompile.key"))
+        });
+        let precompile_key = key_file
+            .map(|path| precompiled::PrecompileKey::load_or_create(&path))
+            .transpose()?;
         Ok(Runtime {
             engine,
             linker: Arc::new(linker),
             config: Arc::new(config),
+            precompile_key,
         })
+    }
+
+    /// Compile a component for this engine, sealed with this host's key
+    /// (a `.cwasm` that loads without Cranelift).
+    pub fn precompile(&self, wasm: &[u8]) -> anyhow::Result<Vec<u8>> {
+        let key = self.precompile_key.as_ref().ok_or_else(|| {
+            anyhow::anyhow!("no precompile key: set runtime.precompile-key-file or a cache dir")
+        })?;
+        precompiled::compile(self, key, wasm)
     }
 
     /// Load a component file: digest, compile (or reuse the precompiled
@@ -133,13 +157,25 @@ impl Runtime {
         self.load_bytes(&bytes, path)
     }
 
+    /// Load a component, or a `.cwasm` this host sealed (its digest is the
+    /// digest of the component it was compiled from).
     pub fn load_bytes(&self, bytes: &[u8], path: &Path) -> Result<Plugin, LoadError> {
-        let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
-        let component =
-            cache::compile(self, bytes, &digest).map_err(|source| LoadError::Compile {
-                path: path.into(),
-                source,
-            })?;
+        let (component, digest) = if precompiled::is_sealed(bytes) {
+            precompiled::open(self, self.precompile_key.as_ref(), bytes).map_err(|reason| {
+                LoadError::Precompiled {
+                    path: path.into(),
+                    reason,
+                }
+            })?
+        } else {
+            let digest = precompiled::digest_of(bytes);
+            let component =
+                cache::compile(self, bytes, &digest).map_err(|source| LoadError::Compile {
+                    path: path.into(),
+                    source,
+                })?;
+            (component, digest)
+        };
         let imports = imports_of(&self.engine, &component);
         check_wit_version(&imports).map_err(|found| LoadError::WitVersion {
             path: path.into(),
@@ -259,6 +295,17 @@ struct Loaded {
     imports: Vec<String>,
     pre: wit::PluginPre<CallState>,
     runtime: Runtime,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("id", &self.id())
+            .field("version", &self.info().version)
+            .field("digest", &self.digest())
+            .field("path", &self.path())
+            .finish()
+    }
 }
 
 impl Plugin {

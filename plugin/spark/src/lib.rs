@@ -10,11 +10,20 @@ use flytewasm_plugin_sdk::prelude::*;
 
 pub struct Spark;
 
+/// The plugin's version. The `next-version` feature builds the same plugin
+/// reporting another version: the host's hot-swap tests replace one with
+/// the other.
+const VERSION: &str = if cfg!(feature = "next-version") {
+    concat!(env!("CARGO_PKG_VERSION"), "-next")
+} else {
+    env!("CARGO_PKG_VERSION")
+};
+
 impl Plugin for Spark {
     fn describe() -> PluginInfo {
         PluginInfo {
             id: "spark".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
+            version: VERSION.into(),
             task_types: vec![TaskType {
                 name: "spark".into(),
                 version: 0,

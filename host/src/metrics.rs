@@ -1,4 +1,5 @@
-//! Prometheus metrics of the agent service (`/metrics`).
+//! Prometheus metrics of the host (`/metrics`): agent calls, plugin
+//! failures and phases, plugin loads and swaps.
 
 use std::time::Duration;
 
@@ -27,6 +28,11 @@ struct PluginLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FileLabels {
+    file: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PhaseLabels {
     plugin: String,
     phase: String,
@@ -41,6 +47,9 @@ pub struct Metrics {
     plugin_errors: Family<PluginLabels, Counter>,
     phases: Family<PhaseLabels, Counter>,
     plugins_loaded: Gauge,
+    swaps: Family<PluginLabels, Counter>,
+    load_seconds: Family<PluginLabels, Histogram, fn() -> Histogram>,
+    load_failures: Family<FileLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -77,8 +86,30 @@ impl Default for Metrics {
             "Plugins currently served",
             plugins_loaded.clone(),
         );
+        let swaps = Family::<PluginLabels, Counter>::default();
+        registry.register(
+            "plugin_swaps",
+            "Plugin versions loaded and put in service (first load or replacement)",
+            swaps.clone(),
+        );
+        let load_seconds: Family<PluginLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 2.0, 14)));
+        registry.register(
+            "plugin_load_duration_seconds",
+            "Time to load a plugin file (read, compile or deserialize, check, describe)",
+            load_seconds.clone(),
+        );
+        let load_failures = Family::<FileLabels, Counter>::default();
+        registry.register(
+            "plugin_load_failures",
+            "Plugin files refused (invalid, incompatible, not allowed, conflicting)",
+            load_failures.clone(),
+        );
         Metrics {
             registry,
+            swaps,
+            load_seconds,
+            load_failures,
             calls,
             latency,
             plugin_errors,
@@ -121,6 +152,22 @@ impl Metrics {
 
     pub fn plugins_loaded(&self, count: usize) {
         self.plugins_loaded.set(count as i64);
+    }
+
+    pub fn plugin_swap(&self, plugin: &str, took: Duration) {
+        let labels = PluginLabels {
+            plugin: plugin.into(),
+        };
+        self.swaps.get_or_create(&labels).inc();
+        self.load_seconds
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+    }
+
+    pub fn plugin_load_failure(&self, file: &str) {
+        self.load_failures
+            .get_or_create(&FileLabels { file: file.into() })
+            .inc();
     }
 
     /// The text exposition format.
