@@ -1,0 +1,245 @@
+//! A live plugin directory: files appear, change, break and disappear while
+//! the registry is watching, and the snapshot callers resolve against always
+//! holds a complete, valid set. Plugin variants come from `just
+//! build-plugins` (built from source: `spark-next` reports another version,
+//! `wit-next` targets a future contract).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flytewasm::registry::{LivePlugins, Options, PluginState, PluginStatus};
+use flytewasm::testkit;
+
+fn component(name: &str) -> Vec<u8> {
+    std::fs::read(testkit::component_path(name)).unwrap()
+}
+
+/// Publish the safe way: write beside, then rename into place.
+fn publish(dir: &Path, name: &str, bytes: &[u8]) {
+    let tmp = dir.join(format!(".{name}.partial"));
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, dir.join(name)).unwrap();
+}
+
+fn live(dir: &Path, options: Options) -> Arc<LivePlugins> {
+    LivePlugins::load(testkit::runtime().clone(), dir, options, None).unwrap()
+}
+
+/// Wait (bounded) until the current snapshot satisfies `done`.
+fn eventually(live: &LivePlugins, what: &str, done: impl Fn(&[PluginStatus]) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = live.current().status();
+        if done(&status) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: never happened; status: {status:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn serving_version(live: &LivePlugins) -> Option<String> {
+    live.current()
+        .find("spark", 0)
+        .map(|p| p.info().version.clone())
+}
+
+fn failure_of<'a>(status: &'a [PluginStatus], file: &str) -> Option<&'a str> {
+    status
+        .iter()
+        .find(|s| s.file.file_name().unwrap() == file && s.last_error.is_some())
+        .and_then(|s| s.last_error.as_deref())
+}
+
+fn dir_with_spark() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    publish(&path, "spark.wasm", &component("spark"));
+    (dir, path)
+}
+
+#[test]
+fn a_new_version_replaces_the_old_and_old_tasks_can_keep_theirs() {
+    let (_dir, dir) = dir_with_spark();
+    let live = live(&dir, Options::default());
+    let _watching = live.watch().unwrap();
+    let old = live.current().find("spark", 0).unwrap().clone();
+    // A caller holding the old snapshot keeps it for the whole call.
+    let in_flight = live.current();
+
+    publish(&dir, "spark.wasm", &component("spark-next"));
+    eventually(&live, "the new version serves", |_| {
+        serving_version(&live).as_deref() == Some("0.1.0-next")
+    });
+    assert_eq!(in_flight.find("spark", 0).unwrap().digest(), old.digest());
+    let current = live.current();
+    let new = current.find("spark", 0).unwrap();
+    assert_ne!(new.digest(), old.digest());
+    // Pinned: the build that created the task; else the newest.
+    assert_eq!(
+        current
+            .for_task("spark", old.digest(), true)
+            .unwrap()
+            .digest(),
+        old.digest()
+    );
+    assert_eq!(
+        current
+            .for_task("spark", old.digest(), false)
+            .unwrap()
+            .digest(),
+        new.digest()
+    );
+    let status = current.status();
+    assert!(
+        status
+            .iter()
+            .any(|s| s.state == PluginState::Retired && s.digest.as_deref() == Some(old.digest()))
+    );
+}
+
+#[test]
+fn broken_files_are_refused_and_the_previous_version_serves() {
+    let (_dir, dir) = dir_with_spark();
+    let live = live(&dir, Options::default());
+    let _watching = live.watch().unwrap();
+
+    publish(&dir, "spark.wasm", b"\0asm but not really a component");
+    eventually(&live, "the corrupt file is refused", |s| {
+        failure_of(s, "spark.wasm").is_some_and(|e| e.contains("not a valid WebAssembly component"))
+    });
+    assert_eq!(serving_version(&live).as_deref(), Some("0.1.0"));
+
+    publish(&dir, "next.wasm", &component("wit-next"));
+    eventually(
+        &live,
+        "the future-contract plugin is refused by name",
+        |s| failure_of(s, "next.wasm").is_some_and(|e| e.contains("flytewasm:plugin/host@0.2.0")),
+    );
+    assert_eq!(live.current().plugins().len(), 1);
+
+    // Fixing the file is picked up.
+    publish(&dir, "spark.wasm", &component("spark-next"));
+    eventually(&live, "the fixed file serves", |_| {
+        serving_version(&live).as_deref() == Some("0.1.0-next")
+    });
+    assert!(failure_of(&live.current().status(), "spark.wasm").is_none());
+}
+
+#[test]
+fn a_file_written_slowly_is_never_loaded_half_written() {
+    let (_dir, dir) = dir_with_spark();
+    let live = live(&dir, Options::default());
+    let _watching = live.watch().unwrap();
+
+    let bytes = component("spark-next");
+    let mut file = std::fs::File::create(dir.join("spark.wasm")).unwrap();
+    for chunk in bytes.chunks(bytes.len() / 20 + 1) {
+        file.write_all(chunk).unwrap();
+        file.flush().unwrap();
+        std::thread::sleep(Duration::from_millis(40));
+        let status = live.current().status();
+        assert!(
+            failure_of(&status, "spark.wasm").is_none(),
+            "a partial file was read: {status:#?}"
+        );
+        assert_eq!(
+            serving_version(&live).as_deref(),
+            Some("0.1.0"),
+            "swapped before the write ended"
+        );
+    }
+    drop(file);
+    eventually(&live, "the finished file serves", |_| {
+        serving_version(&live).as_deref() == Some("0.1.0-next")
+    });
+    assert!(failure_of(&live.current().status(), "spark.wasm").is_none());
+}
+
+#[test]
+fn a_removed_file_takes_no_new_tasks_but_answers_for_its_own() {
+    let (_dir, dir) = dir_with_spark();
+    let live = live(&dir, Options::default());
+    let _watching = live.watch().unwrap();
+    let digest = live.current().find("spark", 0).unwrap().digest().to_owned();
+
+    std::fs::remove_file(dir.join("spark.wasm")).unwrap();
+    eventually(&live, "the task type is gone", |_| {
+        live.current().find("spark", 0).is_none()
+    });
+    let current = live.current();
+    assert!(
+        current
+            .resolve("spark", 0)
+            .unwrap_err()
+            .to_string()
+            .contains("no plugin serves task type `spark`")
+    );
+    assert_eq!(
+        current.for_task("spark", &digest, false).unwrap().digest(),
+        digest
+    );
+}
+
+#[test]
+fn the_allow_list_refuses_unlisted_digests() {
+    let (_dir, dir) = dir_with_spark();
+    let spark = testkit::plugin("spark");
+    let options = Options {
+        allow_list: Some([("spark".to_owned(), vec![spark.digest().to_owned()])].into()),
+        ..Options::default()
+    };
+    let live = live(&dir, options);
+    assert_eq!(serving_version(&live).as_deref(), Some("0.1.0"));
+    publish(&dir, "spark.wasm", &component("spark-next"));
+    live.reload().unwrap();
+    let status = live.current().status();
+    let error = failure_of(&status, "spark.wasm").expect("refused");
+    assert!(error.contains("not on the allow-list"), "{error}");
+    assert_eq!(serving_version(&live).as_deref(), Some("0.1.0"));
+}
+
+#[test]
+fn two_plugins_claiming_a_task_type_do_not_both_serve() {
+    let (_dir, dir) = dir_with_spark();
+    publish(&dir, "spark-next.wasm", &component("spark-next"));
+    let live = live(&dir, Options::default());
+    // The first file by name serves; the other is refused, saying why.
+    assert_eq!(live.current().plugins().len(), 1);
+    assert_eq!(serving_version(&live).as_deref(), Some("0.1.0-next"));
+    let status = live.current().status();
+    let error = failure_of(&status, "spark.wasm").expect("refused");
+    assert!(
+        error.contains("already served by `spark`") && error.contains("task-type-owners"),
+        "{error}"
+    );
+}
+
+#[test]
+fn precompiled_plugins_load_only_with_this_hosts_seal() {
+    let (_dir, dir) = dir_with_spark();
+    std::fs::remove_file(dir.join("spark.wasm")).unwrap();
+    let runtime = testkit::runtime();
+    let sealed = runtime.precompile(&component("spark-next")).unwrap();
+    publish(&dir, "spark.cwasm", &sealed);
+    let live = live(&dir, Options::default());
+    let plugin = live.current().find("spark", 0).unwrap().clone();
+    assert_eq!(plugin.info().version, "0.1.0-next");
+    // Its identity is the component it was compiled from.
+    assert_eq!(plugin.digest(), testkit::plugin("spark-next").digest());
+
+    let mut tampered = sealed.clone();
+    let middle = tampered.len() / 2;
+    tampered[middle] ^= 0xff;
+    publish(&dir, "spark.cwasm", &tampered);
+    live.reload().unwrap();
+    let status = live.current().status();
+    let error = failure_of(&status, "spark.cwasm").expect("refused");
+    assert!(error.contains("seal does not match"), "{error}");
+    assert_eq!(serving_version(&live).as_deref(), Some("0.1.0-next"));
+}
