@@ -12,11 +12,11 @@ import time
 
 import grpc
 from flyteidl.admin import agent_pb2
-from flyteidl.core import execution_pb2, identifier_pb2, tasks_pb2
+from flyteidl.core import execution_pb2, tasks_pb2
 from flyteidl.service.agent_pb2_grpc import AgentMetadataServiceStub, AsyncAgentServiceStub
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "tests"))
-import agent_processes  # noqa: E402
+import agent_support  # noqa: E402
 
 Phase = execution_pb2.TaskExecution.Phase
 
@@ -29,9 +29,9 @@ def main():
     args = parser.parse_args()
     template = tasks_pb2.TaskTemplate.FromString(pathlib.Path(args.template).read_bytes())
 
-    server = agent_processes.serve(args.flytewasm, args.plugins, "--sandbox", "--sandbox-step-ms", "300")
+    server = agent_support.serve(args.flytewasm, args.plugins, "--sandbox", "--sandbox-step-ms", "300")
     try:
-        address = server.found[agent_processes.GRPC]
+        address = server.found[agent_support.GRPC]
         print(f"flytewasm serve is listening on {address} (on the embedded sandbox, a test double)")
         channel = grpc.insecure_channel(address)
         for agent in AgentMetadataServiceStub(channel).ListAgents(agent_pb2.ListAgentsRequest()).agents:
@@ -40,26 +40,9 @@ def main():
 
         agent = AsyncAgentServiceStub(channel)
         execution = f"demo{int(time.time())}"
-        meta = agent.CreateTask(
-            agent_pb2.CreateTaskRequest(
-                template=template,
-                output_prefix=f"s3://flyte-data/metadata/{execution}/n0/data/0",
-                task_execution_metadata=agent_pb2.TaskExecutionMetadata(
-                    task_execution_id=identifier_pb2.TaskExecutionIdentifier(
-                        task_id=template.id,
-                        node_execution_id=identifier_pb2.NodeExecutionIdentifier(
-                            node_id="n0",
-                            execution_id=identifier_pb2.WorkflowExecutionIdentifier(
-                                project=template.id.project, domain=template.id.domain, name=execution
-                            ),
-                        ),
-                    ),
-                    namespace=f"{template.id.project}-{template.id.domain}",
-                ),
-            )
-        ).resource_meta
+        meta = agent.CreateTask(agent_support.create_request(template, execution)).resource_meta
         print(f"CreateTask: resource_meta is {len(meta)} bytes")
-        category = agent_pb2.TaskCategory(name=template.type, version=template.task_type_version)
+        category = agent_support.category(template)
         last = None
         while True:
             resource = agent.GetTask(agent_pb2.GetTaskRequest(resource_meta=meta, task_category=category)).resource

@@ -61,3 +61,11 @@ def render(flytewasm_bin, plugins_dir, tmp_path):
         return yaml.safe_load(result.stdout)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def template(tmp_path_factory):
+    """`spark_user_tasks.minimal`, serialized by flytekit: a TaskTemplate proto."""
+    tasks = load_module(ROOT / "tests/spark_user_tasks.py")
+    _, _, template = serialize(tasks.minimal, tmp_path_factory.mktemp("tasks"), "minimal")
+    return template

@@ -4,35 +4,25 @@ process: a Spark task written with flytekitplugins-spark goes through
 CreateTask, GetTask and DeleteTask on the embedded sandbox."""
 
 import json
-import pathlib
 import signal
 import time
-import urllib.error
 import urllib.request
 
 import grpc
 import pytest
 from flyteidl.admin import agent_pb2
-from flyteidl.core import execution_pb2, identifier_pb2
+from flyteidl.core import execution_pb2
 from flyteidl.service.agent_pb2_grpc import AgentMetadataServiceStub, AsyncAgentServiceStub
 
-import agent_processes
-from conftest import load_module, serialize
+import agent_support
+from agent_support import category, channel, create_request, get_until_done, sandbox_object
 
-HERE = pathlib.Path(__file__).resolve().parent
 Phase = execution_pb2.TaskExecution
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    tasks = load_module(HERE / "spark_user_tasks.py")
-    _, _, template = serialize(tasks.minimal, tmp_path_factory.mktemp("tasks"), "minimal")
-    return template
-
-
-@pytest.fixture(scope="module")
 def server(flytewasm_bin, plugins_dir):
-    process = agent_processes.serve(flytewasm_bin, plugins_dir, "--sandbox", "--sandbox-step-ms", "100")
+    process = agent_support.serve(flytewasm_bin, plugins_dir, "--sandbox", "--sandbox-step-ms", "100")
     yield process
     code, output = process.stop()
     # SIGTERM drains and exits cleanly.
@@ -40,74 +30,9 @@ def server(flytewasm_bin, plugins_dir):
     assert "[serve] stopped" in output
 
 
-def channel(address):
-    ch = grpc.insecure_channel(address)
-    grpc.channel_ready_future(ch).result(timeout=10)
-    return ch
-
-
 @pytest.fixture(scope="module")
 def agent(server):
-    return AsyncAgentServiceStub(channel(server.found[agent_processes.GRPC]))
-
-
-def create_request(template, execution, annotations=None):
-    return agent_pb2.CreateTaskRequest(
-        template=template,
-        output_prefix=f"s3://flyte-data/metadata/{execution}/n0/data/0",
-        task_execution_metadata=agent_pb2.TaskExecutionMetadata(
-            task_execution_id=identifier_pb2.TaskExecutionIdentifier(
-                task_id=template.id,
-                node_execution_id=identifier_pb2.NodeExecutionIdentifier(
-                    node_id="n0",
-                    execution_id=identifier_pb2.WorkflowExecutionIdentifier(
-                        project="flytesnacks", domain="development", name=execution
-                    ),
-                ),
-                retry_attempt=0,
-            ),
-            namespace="flytesnacks-development",
-            labels={"execution-id": execution, "node-id": "n0", "project": "flytesnacks"},
-            annotations=annotations or {},
-            k8s_service_account="spark",
-            environment_variables={"FLYTE_TEST": "1"},
-        ),
-    )
-
-
-def category(template):
-    return agent_pb2.TaskCategory(name=template.type, version=template.task_type_version)
-
-
-def get_until_done(agent, template, meta, timeout=30):
-    deadline = time.monotonic() + timeout
-    seen = []
-    while time.monotonic() < deadline:
-        resource = agent.GetTask(
-            agent_pb2.GetTaskRequest(resource_meta=meta, task_category=category(template)), timeout=10
-        ).resource
-        if not seen or seen[-1] != resource.phase:
-            seen.append(resource.phase)
-        if resource.phase in (Phase.SUCCEEDED, Phase.FAILED, Phase.RETRYABLE_FAILED, Phase.ABORTED):
-            return resource, seen
-        time.sleep(0.05)
-    raise AssertionError(f"no terminal phase within {timeout}s; saw {seen}")
-
-
-def sandbox_object(server, meta):
-    """The SparkApplication as the sandbox's API serves it, or None."""
-    state = json.loads(meta)["state"]
-    url = (
-        f"{server.found[agent_processes.SANDBOX]}/apis/sparkoperator.k8s.io/v1beta2/namespaces/"
-        f"{state['namespace']}/sparkapplications/{state['name']}"
-    )
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return json.load(response)
-    except urllib.error.HTTPError as err:
-        if err.code == 404:
-            return None
-        raise
+    return AsyncAgentServiceStub(channel(server.found[agent_support.GRPC]))
 
 
 def test_a_spark_task_runs_to_success(agent, server, template):
@@ -177,7 +102,7 @@ def test_bad_input_is_invalid_argument_naming_the_field(agent, template):
 
 
 def test_list_agents_advertises_the_spark_plugin(server):
-    metadata = AgentMetadataServiceStub(channel(server.found[agent_processes.GRPC]))
+    metadata = AgentMetadataServiceStub(channel(server.found[agent_support.GRPC]))
     agents = metadata.ListAgents(agent_pb2.ListAgentsRequest(), timeout=10).agents
     spark = [a for a in agents if a.name == "spark"]
     assert spark, agents
@@ -190,7 +115,7 @@ def test_list_agents_advertises_the_spark_plugin(server):
 
 
 def test_health_and_metrics(server, agent, template):
-    http = server.found[agent_processes.HTTP]
+    http = server.found[agent_support.HTTP]
     assert urllib.request.urlopen(f"{http}/healthz").status == 200
     assert b"ready" in urllib.request.urlopen(f"{http}/readyz").read()
     metrics = urllib.request.urlopen(f"{http}/metrics").read().decode()
@@ -201,11 +126,11 @@ def test_health_and_metrics(server, agent, template):
 
 def test_a_restarted_server_resumes_from_resource_meta(flytewasm_bin, plugins_dir, template, tmp_path):
     kubeconfig = tmp_path / "sandbox.kubeconfig"
-    cluster = agent_processes.sandbox(flytewasm_bin, plugins_dir, kubeconfig)
+    cluster = agent_support.sandbox(flytewasm_bin, plugins_dir, kubeconfig)
     env = {"KUBECONFIG": str(kubeconfig)}
     try:
-        first = agent_processes.serve(flytewasm_bin, plugins_dir, env={**env, "FLYTEWASM_LOG_FORMAT": "json"})
-        agent = AsyncAgentServiceStub(channel(first.found[agent_processes.GRPC]))
+        first = agent_support.serve(flytewasm_bin, plugins_dir, env={**env, "FLYTEWASM_LOG_FORMAT": "json"})
+        agent = AsyncAgentServiceStub(channel(first.found[agent_support.GRPC]))
         meta = agent.CreateTask(
             create_request(template, "exec-restart", {"sandbox.flytewasm.io/step-ms": "1500"}), timeout=30
         ).resource_meta
@@ -215,8 +140,8 @@ def test_a_restarted_server_resumes_from_resource_meta(flytewasm_bin, plugins_di
         launched = [entry for entry in logs if entry["fields"]["message"] == "task launched"]
         assert launched and launched[0]["fields"]["name"] == "exec-restart-n0-0", output
 
-        second = agent_processes.serve(flytewasm_bin, plugins_dir, env=env)
-        agent = AsyncAgentServiceStub(channel(second.found[agent_processes.GRPC]))
+        second = agent_support.serve(flytewasm_bin, plugins_dir, env=env)
+        agent = AsyncAgentServiceStub(channel(second.found[agent_support.GRPC]))
         resource, seen = get_until_done(agent, template, meta)
         assert resource.phase == Phase.SUCCEEDED, seen
         code, output = second.stop()
@@ -262,9 +187,9 @@ def self_signed(directory):
 
 def test_tls_serves_only_tls_clients(flytewasm_bin, plugins_dir, tmp_path):
     cert, key = self_signed(tmp_path)
-    server = agent_processes.serve(flytewasm_bin, plugins_dir, "--sandbox", "--tls-cert", cert, "--tls-key", key)
+    server = agent_support.serve(flytewasm_bin, plugins_dir, "--sandbox", "--tls-cert", cert, "--tls-key", key)
     try:
-        address = server.found[agent_processes.GRPC]
+        address = server.found[agent_support.GRPC]
         assert "(TLS)" in server.output()
         credentials = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
         with grpc.secure_channel(address, credentials, options=[("grpc.ssl_target_name_override", "localhost")]) as ch:

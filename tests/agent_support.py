@@ -1,0 +1,144 @@
+"""For the agent-protocol tests: `flytewasm serve` and `flytewasm sandbox`
+started as processes (with the addresses they print), and the requests
+propeller would make, built with the official flyteidl stubs."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import grpc
+from flyteidl.admin import agent_pb2
+from flyteidl.core import execution_pb2, identifier_pb2
+
+from conftest import ROOT
+
+
+class Process:
+    """A flytewasm process whose output goes to a file (a pipe nobody reads
+    would fill up and stall it); `found` holds what `wait_for` matched."""
+
+    def __init__(self, args, env=None, wait_for=()):
+        self.log = tempfile.NamedTemporaryFile("w+", prefix="flytewasm-", suffix=".log")
+        self.proc = subprocess.Popen(
+            [str(a) for a in args],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "FLYTEWASM_CACHE_DIR": str(ROOT / "target/flytewasm-cache"), **(env or {})},
+        )
+        self.found = {}
+        deadline = time.monotonic() + 120
+        while len(self.found) < len(wait_for):
+            output = self.output()
+            for pattern in wait_for:
+                match = re.search(pattern, output)
+                if match:
+                    self.found[pattern] = match.group(1)
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{args[1]} exited early:\n{output}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{args[1]} did not print {wait_for!r}:\n{output}")
+            time.sleep(0.05)
+
+    def output(self):
+        with open(self.log.name) as f:
+            return f.read()
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        """Send `sig`; returns the exit code and the whole output."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        self.proc.wait(timeout=timeout)
+        return self.proc.returncode, self.output()
+
+
+GRPC = r"agent gRPC on (\S+?)[;\s]"
+HTTP = r"metrics on (http://\S+)"
+SANDBOX = r"sandbox cluster \(a test double\) (?:at|serving at) (http://\S+)"
+
+
+def serve(flytewasm_bin, plugins_dir, *args, env=None):
+    """`flytewasm serve` on free loopback ports; found[GRPC], found[HTTP]."""
+    cmd = [flytewasm_bin, "serve", "--plugins", plugins_dir, "--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0", *args]
+    wait_for = ([SANDBOX] if "--sandbox" in args else []) + [GRPC, HTTP]
+    return Process(cmd, env=env, wait_for=wait_for)
+
+
+def sandbox(flytewasm_bin, plugins_dir, kubeconfig):
+    """`flytewasm sandbox` alone, serving the plugins' kinds."""
+    cmd = [flytewasm_bin, "sandbox", "--port", "0", "--plugins", plugins_dir, "--kubeconfig", kubeconfig, "--step-ms", "100"]
+    return Process(cmd, wait_for=[SANDBOX])
+
+
+Phase = execution_pb2.TaskExecution
+
+
+def channel(address):
+    ch = grpc.insecure_channel(address)
+    grpc.channel_ready_future(ch).result(timeout=10)
+    return ch
+
+
+def create_request(template, execution, annotations=None):
+    return agent_pb2.CreateTaskRequest(
+        template=template,
+        output_prefix=f"s3://flyte-data/metadata/{execution}/n0/data/0",
+        task_execution_metadata=agent_pb2.TaskExecutionMetadata(
+            task_execution_id=identifier_pb2.TaskExecutionIdentifier(
+                task_id=template.id,
+                node_execution_id=identifier_pb2.NodeExecutionIdentifier(
+                    node_id="n0",
+                    execution_id=identifier_pb2.WorkflowExecutionIdentifier(
+                        project="flytesnacks", domain="development", name=execution
+                    ),
+                ),
+                retry_attempt=0,
+            ),
+            namespace="flytesnacks-development",
+            labels={"execution-id": execution, "node-id": "n0", "project": "flytesnacks"},
+            annotations=annotations or {},
+            k8s_service_account="spark",
+            environment_variables={"FLYTE_TEST": "1"},
+        ),
+    )
+
+
+def category(template):
+    return agent_pb2.TaskCategory(name=template.type, version=template.task_type_version)
+
+
+def get_until_done(agent, template, meta, timeout=30):
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        resource = agent.GetTask(
+            agent_pb2.GetTaskRequest(resource_meta=meta, task_category=category(template)), timeout=10
+        ).resource
+        if not seen or seen[-1] != resource.phase:
+            seen.append(resource.phase)
+        if resource.phase in (Phase.SUCCEEDED, Phase.FAILED, Phase.RETRYABLE_FAILED, Phase.ABORTED):
+            return resource, seen
+        time.sleep(0.05)
+    raise AssertionError(f"no terminal phase within {timeout}s; saw {seen}")
+
+
+def sandbox_object(server, meta):
+    """The SparkApplication as the sandbox's API serves it, or None."""
+    state = json.loads(meta)["state"]
+    url = (
+        f"{server.found[SANDBOX]}/apis/sparkoperator.k8s.io/v1beta2/namespaces/"
+        f"{state['namespace']}/sparkapplications/{state['name']}"
+    )
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as err:
+        if err.code == 404:
+            return None
+        raise

@@ -1,0 +1,141 @@
+"""Hot swap under load: `flytewasm serve --sandbox` watches its plugin
+directory while tasks are in flight and a client calls GetTask in a loop
+the whole time. The Spark plugin is replaced by a rebuilt version, broken,
+and removed; no GetTask call fails, in-flight tasks complete, and new tasks
+use whatever version serves. (Finer cases — slow writes, future contract
+versions, the allow-list, sealed .cwasm — are in host/tests/hot_swap.rs.)"""
+
+import hashlib
+import json
+import os
+import pathlib
+import subprocess
+import threading
+import time
+import urllib.request
+
+import grpc
+import pytest
+from flyteidl.admin import agent_pb2
+from flyteidl.service.agent_pb2_grpc import AsyncAgentServiceStub
+
+import agent_support
+from agent_support import category, channel, create_request, get_until_done, sandbox_object
+from conftest import ROOT
+
+NEXT = ROOT / "target/test-plugins/spark-next.wasm"
+
+
+def publish(directory, name, data):
+    """Write beside, then rename into place (how plugins should be shipped)."""
+    tmp = directory / f".{name}.partial"
+    tmp.write_bytes(data)
+    os.replace(tmp, directory / name)
+
+
+def sha256(data):
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class GetTaskLoop(threading.Thread):
+    """GetTask on every known task, over and over, counting failures."""
+
+    def __init__(self, agent, template):
+        super().__init__(daemon=True)
+        self.agent, self.template = agent, template
+        self.metas, self.calls, self.failures = [], 0, []
+        self.stopping = threading.Event()
+
+    def run(self):
+        while not self.stopping.is_set():
+            for meta in list(self.metas):
+                try:
+                    self.agent.GetTask(
+                        agent_pb2.GetTaskRequest(resource_meta=meta, task_category=category(self.template)), timeout=10
+                    )
+                    self.calls += 1
+                except grpc.RpcError as err:
+                    self.failures.append(f"{err.code()}: {err.details()}")
+            time.sleep(0.005)
+
+
+def plugins_listing(server):
+    with urllib.request.urlopen(f"{server.found[agent_support.HTTP]}/plugins", timeout=5) as response:
+        return json.load(response)
+
+
+def wait_for(what, condition, timeout=30):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: never happened"
+        time.sleep(0.02)
+
+
+def test_plugins_swap_under_load(flytewasm_bin, plugins_dir, template, tmp_path):
+    if not NEXT.exists():
+        pytest.fail(f"{NEXT} does not exist: run `just build-plugins`")
+    directory = tmp_path / "plugins"
+    directory.mkdir()
+    old_bytes, new_bytes = (plugins_dir / "spark.wasm").read_bytes(), NEXT.read_bytes()
+    publish(directory, "spark.wasm", old_bytes)
+    server = agent_support.serve(flytewasm_bin, directory, "--sandbox", "--sandbox-step-ms", "100")
+    loop = None
+    try:
+        agent = AsyncAgentServiceStub(channel(server.found[agent_support.GRPC]))
+        loop = GetTaskLoop(agent, template)
+        loop.start()
+        slow = {"sandbox.flytewasm.io/step-ms": "700"}
+        before = [agent.CreateTask(create_request(template, f"swap-old{i}", slow), timeout=30).resource_meta for i in range(3)]
+        loop.metas.extend(before)
+        assert json.loads(before[0])["state"]["pluginDigest"] == sha256(old_bytes)
+
+        # A rebuilt plugin lands: new tasks get it, running ones carry on.
+        publish(directory, "spark.wasm", new_bytes)
+        wait_for("the new version serves", lambda: any(
+            p["state"] == "serving" and p["version"] == "0.1.0-next" for p in plugins_listing(server)))
+        after = agent.CreateTask(create_request(template, "swap-new", slow), timeout=30).resource_meta
+        loop.metas.append(after)
+        assert json.loads(after)["state"]["pluginDigest"] == sha256(new_bytes)
+        app = sandbox_object(server, after)
+        assert app["metadata"]["annotations"]["flytewasm.io/plugin-digest"] == sha256(new_bytes)
+        listing = plugins_listing(server)
+        assert any(p["state"] == "retired" and p["digest"] == sha256(old_bytes) for p in listing), listing
+
+        # A broken file is refused; the version serving keeps serving.
+        publish(directory, "spark.wasm", b"\0asm\x0d\0\x01\0 truncated")
+        wait_for("the broken file is refused", lambda: any(
+            p.get("lastError") and "spark.wasm" in p["file"] for p in plugins_listing(server)))
+        listed = subprocess.run(
+            [str(flytewasm_bin), "plugins", "--addr", server.found[agent_support.HTTP]],
+            capture_output=True, text=True, timeout=30,
+        )
+        assert listed.returncode == 0, listed.stderr
+        assert "0.1.0-next" in listed.stdout and "not a valid WebAssembly component" in listed.stdout, listed.stdout
+        still = agent.CreateTask(create_request(template, "swap-broken", slow), timeout=30).resource_meta
+        assert json.loads(still)["state"]["pluginDigest"] == sha256(new_bytes)
+
+        for meta in before + [after]:
+            resource, seen = get_until_done(agent, template, meta)
+            assert resource.phase == 3, seen  # SUCCEEDED
+
+        # Removed: no new tasks of that type; existing ones still answer.
+        (directory / "spark.wasm").unlink()
+        wait_for("the task type is gone", lambda: not any(p["state"] == "serving" for p in plugins_listing(server)))
+        with pytest.raises(grpc.RpcError) as err:
+            agent.CreateTask(create_request(template, "swap-gone"), timeout=30)
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        resource, _ = get_until_done(agent, template, still)
+        assert resource.phase == 3
+
+        loop.stopping.set()
+        loop.join(timeout=30)
+        assert loop.failures == [], loop.failures[:5]
+        assert loop.calls > 50, loop.calls
+        metrics = urllib.request.urlopen(f"{server.found[agent_support.HTTP]}/metrics").read().decode()
+        assert 'flytewasm_plugin_swaps_total{plugin="spark"} 2' in metrics, metrics
+        assert "flytewasm_plugin_load_failures_total" in metrics
+    finally:
+        if loop is not None:
+            loop.stopping.set()
+        code, output = server.stop()
+        assert code == 0, output
