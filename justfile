@@ -67,3 +67,4 @@ bench: build-plugins
     cargo bench -p flytewasm-spark --bench calls
     cargo bench -p flytewasm --bench lifecycle
     cargo bench -p flytewasm --bench agent
+    cargo bench -p flytewasm --bench swap

@@ -273,3 +273,44 @@ fn inspect_of_a_broken_file_fails_cleanly() {
         "x.wasm is not a valid WebAssembly component",
     );
 }
+
+#[test]
+fn compile_seals_a_precompiled_plugin_only_this_host_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("host.key");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(
+        &config,
+        format!("runtime:\n  precompile-key-file: {}\n", key.display()),
+    )
+    .unwrap();
+    let (config, out) = (
+        config.display().to_string(),
+        dir.path().join("spark.cwasm").display().to_string(),
+    );
+    let spark = testkit::component_path("spark").display().to_string();
+    let compiled = flytewasm(&["plugin", "compile", &spark, "-o", &out, "--config", &config]);
+    assert!(compiled.status.success(), "{}", stderr(&compiled));
+    assert!(String::from_utf8_lossy(&compiled.stdout).contains("spark 0.1.0"));
+
+    // The same key loads it, with the digest of the component it came from.
+    let runtime = flytewasm::runtime::Runtime::new(flytewasm::runtime::RuntimeConfig {
+        precompile_key_file: Some(key.clone()),
+        ..Default::default()
+    })
+    .unwrap();
+    let plugin = runtime.load(Path::new(&out)).unwrap();
+    assert_eq!(plugin.digest(), testkit::plugin("spark").digest());
+
+    // Another host (another key) refuses it, and says what to do.
+    let inspected = flytewasm(&["plugin", "inspect", &out]);
+    assert_fails_with(&inspected, "was not compiled by this host");
+    assert_fails_with(&inspected, "flytewasm plugin compile");
+
+    // Compiling something that is not a plugin fails cleanly.
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"not wasm").unwrap();
+    let junk = junk.display().to_string();
+    let failed = flytewasm(&["plugin", "compile", &junk, "-o", &out, "--config", &config]);
+    assert_fails_with(&failed, "not a valid WebAssembly component");
+}
