@@ -1,15 +1,16 @@
 //! `.cwasm` files: a component precompiled for this host's engine by
 //! `flytewasm plugin compile`. Precompiled code is native code, so it is
-//! trusted code: the file is sealed with an HMAC under the host's key, and
-//! only a seal that checks out is ever deserialized. Hosts that share the
+//! trusted code: the file is sealed with a MAC under the host's key (keyed
+//! BLAKE3: several times faster than HMAC-SHA256 over a multi-megabyte
+//! artifact, which is most of a swap's cost), and only a seal that checks
+//! out is ever deserialized. Hosts that share the
 //! key (a Kubernetes Secret) share artifacts; anything else is refused.
 //!
 //! Layout: `MAGIC`, header length (u32 LE), header (JSON), the artifact,
-//! then the HMAC-SHA256 of everything before it.
+//! then the keyed BLAKE3 hash of everything before it.
 
 use std::path::Path;
 
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
@@ -63,8 +64,8 @@ impl PrecompileKey {
         }
     }
 
-    fn mac(&self) -> Hmac<Sha256> {
-        <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes any key length")
+    fn seal(&self, body: &[u8]) -> blake3::Hash {
+        blake3::keyed_hash(&self.0, body)
     }
 }
 
@@ -94,9 +95,8 @@ pub fn compile(runtime: &Runtime, key: &PrecompileKey, wasm: &[u8]) -> anyhow::R
     out.extend_from_slice(&(header.len() as u32).to_le_bytes());
     out.extend_from_slice(&header);
     out.extend_from_slice(&artifact);
-    let mut mac = key.mac();
-    mac.update(&out);
-    out.extend_from_slice(&mac.finalize().into_bytes());
+    let seal = key.seal(&out);
+    out.extend_from_slice(seal.as_bytes());
     Ok(out)
 }
 
@@ -121,12 +121,15 @@ pub fn open(
         .filter(|len| *len >= MAGIC.len() + 4)
         .ok_or("truncated precompiled plugin")?;
     let (body, tag) = bytes.split_at(body_len);
-    let mut mac = key.mac();
-    mac.update(body);
-    mac.verify_slice(tag).map_err(|_| {
-        "the seal does not match this host's precompile key: it was not compiled by this host (or was altered); \
-         run `flytewasm plugin compile` here"
-    })?;
+    let tag: [u8; MAC_LEN] = tag.try_into().expect("split at MAC_LEN");
+    // `Hash` equality is constant-time.
+    if key.seal(body) != blake3::Hash::from_bytes(tag) {
+        return Err(
+            "the seal does not match this host's precompile key: it was not compiled by this host \
+             (or was altered); run `flytewasm plugin compile` here"
+                .into(),
+        );
+    }
     let header_len =
         u32::from_le_bytes(body[MAGIC.len()..MAGIC.len() + 4].try_into().unwrap()) as usize;
     let header_end = MAGIC.len() + 4 + header_len;
