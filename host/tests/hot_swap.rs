@@ -243,3 +243,22 @@ fn precompiled_plugins_load_only_with_this_hosts_seal() {
     assert!(error.contains("seal does not match"), "{error}");
     assert_eq!(serving_version(&live).as_deref(), Some("0.1.0-next"));
 }
+
+#[test]
+fn a_plugin_that_fails_at_start_up_does_not_stop_the_others() {
+    let (_dir, dir) = dir_with_spark();
+    publish(&dir, "broken.wasm", b"not a component at all");
+    publish(&dir, "next.wasm", &component("wit-next"));
+    let live = live(&dir, Options::default());
+    assert_eq!(serving_version(&live).as_deref(), Some("0.1.0"));
+    let status = live.current().status();
+    assert!(failure_of(&status, "broken.wasm").is_some());
+    assert!(failure_of(&status, "next.wasm").is_some_and(|e| e.contains("@0.2.0")));
+    assert_eq!(
+        status
+            .iter()
+            .filter(|s| s.state == PluginState::Failed)
+            .count(),
+        2
+    );
+}
