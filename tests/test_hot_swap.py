@@ -24,6 +24,7 @@ from agent_support import category, channel, create_request, get_until_done, san
 from conftest import ROOT
 
 NEXT = ROOT / "target/test-plugins/spark-next.wasm"
+WIT_NEXT = ROOT / "target/test-plugins/wit-next.wasm"
 
 
 def publish(directory, name, data):
@@ -114,6 +115,25 @@ def test_plugins_swap_under_load(flytewasm_bin, plugins_dir, template, tmp_path)
         still = agent.CreateTask(create_request(template, "swap-broken", slow), timeout=30).resource_meta
         assert json.loads(still)["state"]["pluginDigest"] == sha256(new_bytes)
 
+        # A plugin for a future contract version is refused by name.
+        publish(directory, "future.wasm", WIT_NEXT.read_bytes())
+        wait_for("the future-contract plugin is refused", lambda: any(
+            "future.wasm" in p["file"] and "@0.2.0" in (p.get("lastError") or "") for p in plugins_listing(server)))
+
+        # Written slowly in place: never read half-written.
+        with open(directory / "spark.wasm", "wb") as f:
+            step = len(old_bytes) // 10 + 1
+            for start in range(0, len(old_bytes), step):
+                f.write(old_bytes[start:start + step])
+                f.flush()
+                time.sleep(0.03)
+                serving = [p for p in plugins_listing(server) if p["state"] == "serving"]
+                assert [p["version"] for p in serving] == ["0.1.0-next"], serving
+        wait_for("the slowly written file serves", lambda: any(
+            p["state"] == "serving" and p["version"] == "0.1.0" and not p.get("lastError")
+            for p in plugins_listing(server)))
+        loop.metas.append(agent.CreateTask(create_request(template, "swap-slow", slow), timeout=30).resource_meta)
+
         for meta in before + [after]:
             resource, seen = get_until_done(agent, template, meta)
             assert resource.phase == 3, seen  # SUCCEEDED
@@ -132,10 +152,29 @@ def test_plugins_swap_under_load(flytewasm_bin, plugins_dir, template, tmp_path)
         assert loop.failures == [], loop.failures[:5]
         assert loop.calls > 50, loop.calls
         metrics = urllib.request.urlopen(f"{server.found[agent_support.HTTP]}/metrics").read().decode()
-        assert 'flytewasm_plugin_swaps_total{plugin="spark"} 2' in metrics, metrics
+        assert 'flytewasm_plugin_swaps_total{plugin="spark"} 3' in metrics, metrics
         assert "flytewasm_plugin_load_failures_total" in metrics
     finally:
         if loop is not None:
             loop.stopping.set()
+        code, output = server.stop()
+        assert code == 0, output
+
+
+def test_the_allow_list_refuses_unlisted_plugins(flytewasm_bin, plugins_dir, tmp_path):
+    directory = tmp_path / "plugins"
+    directory.mkdir()
+    old_bytes = (plugins_dir / "spark.wasm").read_bytes()
+    publish(directory, "spark.wasm", old_bytes)
+    allow = tmp_path / "allow.yaml"
+    allow.write_text(f"spark: ['{sha256(old_bytes)}']\n")
+    server = agent_support.serve(flytewasm_bin, directory, "--sandbox", "--allow-list", allow)
+    try:
+        publish(directory, "spark.wasm", NEXT.read_bytes())
+        wait_for("the unlisted build is refused", lambda: any(
+            "not on the allow-list" in (p.get("lastError") or "") for p in plugins_listing(server)))
+        serving = [p for p in plugins_listing(server) if p["state"] == "serving"]
+        assert [p["digest"] for p in serving] == [sha256(old_bytes)]
+    finally:
         code, output = server.stop()
         assert code == 0, output
