@@ -21,9 +21,10 @@ build: setup build-plugins
 
 # Compile the plugins to wasm32-wasip2 components in target/plugins (test plugins in target/test-plugins)
 build-plugins: setup
-    cargo build --target wasm32-wasip2 --profile plugin -p flytewasm-spark -p flytewasm-testing-plugin
+    cargo build --target wasm32-wasip2 --profile plugin -p flytewasm-spark -p flytewasm-batch-job -p flytewasm-testing-plugin
     mkdir -p {{plugins}} {{test_plugins}}
     cp target/wasm32-wasip2/plugin/flytewasm_spark.wasm {{plugins}}/spark.wasm
+    cp target/wasm32-wasip2/plugin/flytewasm_batch_job.wasm {{plugins}}/batch-job.wasm
     cp target/wasm32-wasip2/plugin/flytewasm_testing_plugin.wasm {{test_plugins}}/testing.wasm
     # Hot-swap test variants, built from source: Spark reporting another
     # version, and a component for a future contract version.

@@ -46,6 +46,8 @@ fn main() {
         .compile_fds(fds)
         .expect("generating flyteidl types");
 
+    own_schemas(&out);
+
     // proto3 JSON mapping (both name styles accepted, unknown keys ignored, as Flyte's jsonpb does).
     let mut serde_files = Vec::new();
     pbjson_build::Builder::new()
@@ -72,6 +74,31 @@ fn main() {
             fs::write(&types, text).unwrap();
         }
     }
+}
+
+/// flytewasm's own custom-config schemas (`proto/flytewasm/**`), parsed
+/// with protox (no protoc needed), with the same JSON mapping.
+fn own_schemas(out: &std::path::Path) {
+    let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
+    let files = ["flytewasm/batchjob/v1/batch_job.proto"];
+    for file in files {
+        println!("cargo:rerun-if-changed={}", manifest.join(file).display());
+    }
+    let fds = protox::compile(files, [&manifest]).unwrap_or_else(|err| panic!("{err:?}"));
+    let bytes = prost::Message::encode_to_vec(&fds);
+    prost_build::Config::new()
+        .compile_well_known_types()
+        .extern_path(".google.protobuf", "::pbjson_types")
+        .include_file("own.rs")
+        .compile_fds(fds)
+        .expect("generating flytewasm's schemas");
+    pbjson_build::Builder::new()
+        .register_descriptors(&bytes)
+        .expect("registering descriptors")
+        .ignore_unknown_fields()
+        .out_dir(out)
+        .build(&[".flytewasm"])
+        .expect("generating flytewasm's JSON mapping");
 }
 
 fn descriptor_set_path() -> PathBuf {

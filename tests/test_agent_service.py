@@ -194,7 +194,7 @@ def test_tls_serves_only_tls_clients(flytewasm_bin, plugins_dir, tmp_path):
         credentials = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
         with grpc.secure_channel(address, credentials, options=[("grpc.ssl_target_name_override", "localhost")]) as ch:
             agents = AgentMetadataServiceStub(ch).ListAgents(agent_pb2.ListAgentsRequest(), timeout=10).agents
-            assert [a.name for a in agents] == ["spark"]
+            assert "spark" in [a.name for a in agents]
         with grpc.insecure_channel(address) as ch:
             with pytest.raises(grpc.RpcError) as err:
                 AgentMetadataServiceStub(ch).ListAgents(agent_pb2.ListAgentsRequest(), timeout=5)

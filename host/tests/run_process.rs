@@ -223,3 +223,45 @@ fn ctrl_c_aborts_the_task_and_its_object_is_gone() {
         );
     });
 }
+
+/// A `batch_job` task (our own operator plugin), queued with Kueue or not.
+fn batch_task(dir: &Path, custom: serde_json::Value) -> PathBuf {
+    let mut template = testkit::spark_task("", "").template;
+    template.r#type = "batch_job".into();
+    template.custom = Some(serde_json::from_value(custom).unwrap());
+    let path = dir.join("batch.pb");
+    std::fs::write(&path, template.encode_to_vec()).unwrap();
+    path
+}
+
+#[test]
+fn a_queued_batch_job_waits_for_admission_then_succeeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let task = batch_task(
+        dir.path(),
+        serde_json::json!({ "parallelism": 2, "completions": 2, "kueue": { "queueName": "team-a" } }),
+    );
+    let run = run_in_sandbox(&task, "succeed");
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{out}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let waiting = out.find("WAITING_FOR_RESOURCES").expect(&out);
+    let running = out.find("RUNNING").expect(&out);
+    let succeeded = out.find("SUCCEEDED").expect(&out);
+    assert!(waiting < running && running < succeeded, "{out}");
+    assert!(out.contains("waiting for Kueue"), "{out}");
+}
+
+#[test]
+fn a_batch_job_out_of_retries_fails_with_backoff_limit_exceeded() {
+    let dir = tempfile::tempdir().unwrap();
+    let task = batch_task(dir.path(), serde_json::json!({ "backoffLimit": 1 }));
+    let run = run_in_sandbox(&task, "fail");
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{err}");
+    assert!(err.contains("task failed: [BackoffLimitExceeded]"), "{err}");
+}

@@ -2,6 +2,8 @@
 //!
 //! - `flyteidl::*`: Flyte's own IDL (TaskTemplate, SparkJob, the agent
 //!   messages), generated at build time from the pinned `flyteidl` release.
+//! - `flytewasm::*`: our own custom-config schemas (`proto/flytewasm/`),
+//!   shared with the Python SDK (e.g. `flytewasm::batchjob::v1::BatchJob`).
 //! - Every message implements serde with the proto3 JSON mapping, so a
 //!   `TaskTemplate.custom` Struct can be read into a typed config the way
 //!   Flyte's Go plugins do (`camelCase` or `snake_case`, unknown keys ignored).
@@ -9,5 +11,6 @@
 #![allow(clippy::all, missing_docs)]
 
 include!(concat!(env!("OUT_DIR"), "/mod.rs"));
+include!(concat!(env!("OUT_DIR"), "/own.rs"));
 
 pub use pbjson_types as well_known;

@@ -4,6 +4,9 @@
 //! - spark-operator: a new SparkApplication goes `""` → SUBMITTED →
 //!   RUNNING (driver pod, UI address) → COMPLETED (termination time).
 //! - kubelet: a new Pod goes Pending → Running → Succeeded.
+//! - Job controller (and Kueue): a suspended Job waits, then is admitted
+//!   (`spec.suspend` set to false, as Kueue does); a Job runs its pods and
+//!   ends `Complete` (or `Failed` with `BackoffLimitExceeded`).
 //!
 //! An object's annotations choose its fate:
 //! `sandbox.flytewasm.io/outcome`: `succeed` (default), `fail`,
@@ -33,6 +36,10 @@ pub fn pod_kind() -> Kind {
     Kind::new("v1", "Pod", "pods")
 }
 
+pub fn job_kind() -> Kind {
+    Kind::new("batch/v1", "Job", "jobs")
+}
+
 /// Run the simulators until the sandbox stops.
 pub(super) fn start(shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {
     let mut events = shared.store.subscribe();
@@ -49,17 +56,17 @@ pub(super) fn start(shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {
             if event.kind != EventType::Added {
                 continue;
             }
-            let states = if event.kind_key == spark_kind().key() {
-                spark_states(&event.object)
+            let status_only = |states: Vec<Value>| -> Vec<Value> {
+                states.into_iter().map(|s| json!({ "status": s })).collect()
+            };
+            let (kind, steps) = if event.kind_key == spark_kind().key() {
+                (spark_kind(), status_only(spark_states(&event.object)))
             } else if event.kind_key == pod_kind().key() {
-                pod_states(&event.object)
+                (pod_kind(), status_only(pod_states(&event.object)))
+            } else if event.kind_key == job_kind().key() {
+                (job_kind(), job_steps(&event.object))
             } else {
                 continue;
-            };
-            let kind = if event.kind_key == spark_kind().key() {
-                spark_kind()
-            } else {
-                pod_kind()
             };
             let step = step(&event.object, shared.step);
             let name = event.object["metadata"]["name"]
@@ -73,24 +80,25 @@ pub(super) fn start(shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {
                 event.namespace,
                 name,
                 uid,
-                states,
+                steps,
                 step,
             ));
         }
     })
 }
 
-/// Apply each status in turn, `step` apart, while the object lives.
+/// Apply each step in turn, `step` apart, while the object lives: a step
+/// replaces the status and may merge into the spec (`{"status", "spec"}`).
 async fn advance(
     shared: Arc<Shared>,
     kind: Kind,
     namespace: String,
     name: String,
     uid: Value,
-    states: Vec<Value>,
+    steps: Vec<Value>,
     step: Duration,
 ) {
-    for status in states {
+    for change in steps {
         tokio::time::sleep(step).await;
         let updated = shared.store.update(&kind, &namespace, &name, |current| {
             let mut next = current.clone();
@@ -99,7 +107,10 @@ async fn advance(
             {
                 return Ok(next); // replaced or being deleted: the controller stops
             }
-            next["status"] = status.clone();
+            if let Some(spec) = change.get("spec") {
+                json_patch::merge(&mut next["spec"], spec);
+            }
+            next["status"] = change["status"].clone();
             Ok(next)
         });
         if updated.is_err() {
@@ -178,4 +189,68 @@ fn pod_states(pod: &Value) -> Vec<Value> {
         "run-forever" => vec![json!({ "phase": "Pending" }), running],
         _ => vec![json!({ "phase": "Pending" }), running, exit(0, "Succeeded")],
     }
+}
+
+fn job_steps(job: &Value) -> Vec<Value> {
+    let spec = &job["spec"];
+    let parallelism = spec["parallelism"].as_i64().unwrap_or(1);
+    let completions = spec["completions"].as_i64().unwrap_or(1);
+    let backoff = spec["backoffLimit"].as_i64().unwrap_or(6);
+    let condition = |kind: &str, status: &str, reason: &str, message: &str| {
+        json!({ "type": kind, "status": status, "reason": reason, "message": message,
+                "lastTransitionTime": now_rfc3339() })
+    };
+    let mut steps = Vec::new();
+    let mut conditions = Vec::new();
+    if spec["suspend"] == true {
+        let waiting = condition(
+            "Suspended",
+            "True",
+            "JobSuspended",
+            "Job suspended: waiting for Kueue to admit the workload",
+        );
+        steps.push(json!({ "status": { "conditions": [waiting] } }));
+        // Admitted: Kueue resumes the Job.
+        conditions.push(condition("Suspended", "False", "JobResumed", "Job resumed"));
+        steps.push(json!({ "spec": { "suspend": false }, "status": { "conditions": conditions, "startTime": now_rfc3339() } }));
+    }
+    let running = json!({ "startTime": now_rfc3339(), "active": parallelism, "ready": parallelism, "conditions": conditions });
+    steps.push(json!({ "status": running }));
+    match outcome(job) {
+        "fail" => {
+            let mut failed = conditions.clone();
+            failed.push(condition(
+                "FailureTarget",
+                "True",
+                "BackoffLimitExceeded",
+                "Job has reached the specified backoff limit",
+            ));
+            failed.push(condition(
+                "Failed",
+                "True",
+                "BackoffLimitExceeded",
+                "Job has reached the specified backoff limit",
+            ));
+            steps.push(json!({ "status": { "startTime": now_rfc3339(), "active": 0, "failed": backoff + 1, "conditions": failed } }));
+        }
+        "run-forever" => {}
+        _ => {
+            let mut done = conditions.clone();
+            done.push(condition(
+                "SuccessCriteriaMet",
+                "True",
+                "CompletionsReached",
+                "Reached expected number of succeeded pods",
+            ));
+            done.push(condition(
+                "Complete",
+                "True",
+                "CompletionsReached",
+                "Reached expected number of succeeded pods",
+            ));
+            steps.push(json!({ "status": { "startTime": now_rfc3339(), "completionTime": now_rfc3339(), "active": 0,
+                                           "succeeded": completions, "conditions": done } }));
+        }
+    }
+    steps
 }

@@ -38,6 +38,8 @@ pub mod template;
 
 pub use context::{PhaseContext, PreviousPhase, TaskContext};
 pub use flytewasm_proto::flyteidl;
+/// flytewasm's own custom-config schemas (`proto/flytewasm/`).
+pub use flytewasm_proto::flytewasm as schemas;
 pub use k8s_defaults::K8sDefaults;
 pub use serde_json::{self, Value, json};
 
