@@ -41,7 +41,7 @@ test: build examples
     cargo fmt --all --check
     cargo test --workspace --exclude flytewasm-testing-plugin --exclude flytewasm-testing-wit-next
     scripts/with-sandbox.sh just test-cluster
-    FLYTEWASM_BIN=target/debug/flytewasm {{python}} -m pytest tests -q
+    FLYTEWASM_BIN=target/debug/flytewasm {{python}} -m pytest tests sdk-python/tests -q
 
 # The lifecycle suite against the cluster in KUBECONFIG (skipped when none is configured)
 test-cluster: build-plugins

@@ -22,6 +22,13 @@ if [[ ! -x .venv/bin/python || "$(cat .venv/.flytewasm-stamp 2>/dev/null)" != "$
     echo "$want" > .venv/.flytewasm-stamp
 fi
 
+want=$(stamp sdk-python/pyproject.toml sdk-python/setup.py proto/flytewasm/*/*/*.proto $(find sdk-python/src -name '*.py'))
+if [[ "$(cat .venv/.sdk-stamp 2>/dev/null)" != "$want" ]]; then
+    echo "setup: installing the flytekit SDK (sdk-python) into .venv"
+    .venv/bin/pip install --quiet ./sdk-python
+    echo "$want" > .venv/.sdk-stamp
+fi
+
 want=$(stamp sdk-python/requirements.txt scripts/flyteidl_descriptors.py)
 if [[ ! -s .flyteidl/flyteidl.fds.bin || "$(cat .flyteidl/stamp 2>/dev/null)" != "$want" ]]; then
     echo "setup: extracting flyteidl definitions from the pinned flyteidl wheel"
