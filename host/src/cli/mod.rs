@@ -96,6 +96,28 @@ fn default_cache_dir() -> Option<PathBuf> {
     Some(base.join("flytewasm"))
 }
 
+/// The embedded sandbox, serving the kinds `plugins` create, with
+/// simulated operator states `step_ms` apart (what `run --sandbox` and
+/// `serve --sandbox` share).
+async fn sandbox_for<'a>(
+    plugins: impl IntoIterator<Item = &'a crate::runtime::Plugin>,
+    step_ms: u64,
+) -> anyhow::Result<crate::sandbox::Sandbox> {
+    use crate::sandbox::{Kind, Sandbox, SandboxConfig};
+    let sandbox = Sandbox::start(SandboxConfig {
+        step: std::time::Duration::from_millis(step_ms),
+        ..SandboxConfig::default()
+    })
+    .await?;
+    for kind in plugins
+        .into_iter()
+        .map(crate::executor::lifecycle::plugin_kind)
+    {
+        sandbox.register(Kind::new(&kind.api_version, &kind.kind, &kind.plural));
+    }
+    Ok(sandbox)
+}
+
 /// Run a command; the exit code says how it ended.
 pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let done = std::process::ExitCode::SUCCESS;

@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use crate::cluster::Cluster;
 use crate::executor::drive::{Outcome, run_to_completion};
-use crate::executor::lifecycle::{Aborted, plugin_kind};
+use crate::executor::lifecycle::Aborted;
 use crate::executor::{Engine, PhaseEvent, TaskState};
-use crate::sandbox::{Kind, Sandbox, SandboxConfig};
 use crate::task_file;
 
 #[derive(Debug, clap::Args)]
@@ -56,13 +55,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let tokio = tokio::runtime::Runtime::new()?;
     tokio.block_on(async move {
         let (cluster, _sandbox) = if args.sandbox {
-            let sandbox = Sandbox::start(SandboxConfig {
-                step: Duration::from_millis(args.sandbox_step_ms),
-                ..SandboxConfig::default()
-            })
-            .await?;
-            let kind = plugin_kind(&plugin);
-            sandbox.register(Kind::new(&kind.api_version, &kind.kind, &kind.plural));
+            let sandbox = super::sandbox_for([&plugin], args.sandbox_step_ms).await?;
             eprintln!("[sandbox] running on the embedded sandbox cluster, a test double, at {}", sandbox.url());
             (Cluster::new(sandbox.client()?), Some(sandbox))
         } else {

@@ -5,16 +5,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpListener;
 
 use crate::agent::{AgentService, Metrics, serve};
 use crate::cluster::Cluster;
 use crate::executor::Engine;
-use crate::executor::lifecycle::plugin_kind;
 use crate::registry::{AllowList, LivePlugins, Options, PluginState};
-use crate::sandbox::{Kind, Sandbox, SandboxConfig};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -79,14 +76,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let tokio = tokio::runtime::Runtime::new()?;
     tokio.block_on(async move {
         let (cluster, _sandbox) = if args.sandbox {
-            let sandbox = Sandbox::start(SandboxConfig {
-                step: Duration::from_millis(args.sandbox_step_ms),
-                ..SandboxConfig::default()
-            })
-            .await?;
-            for kind in plugins.current().plugins().iter().map(plugin_kind) {
-                sandbox.register(Kind::new(&kind.api_version, &kind.kind, &kind.plural));
-            }
+            let sandbox =
+                super::sandbox_for(plugins.current().plugins(), args.sandbox_step_ms).await?;
             println!(
                 "[sandbox] embedded sandbox cluster (a test double) at {}",
                 sandbox.url()
