@@ -21,16 +21,11 @@ build: setup build-plugins
 
 # Compile the plugins to wasm32-wasip2 components in target/plugins (test plugins in target/test-plugins)
 build-plugins: setup
-    cargo build --target wasm32-wasip2 --profile plugin -p flytewasm-spark -p flytewasm-batch-job -p flytewasm-testing-plugin
-    mkdir -p {{plugins}} {{test_plugins}}
-    cp target/wasm32-wasip2/plugin/flytewasm_spark.wasm {{plugins}}/spark.wasm
-    cp target/wasm32-wasip2/plugin/flytewasm_batch_job.wasm {{plugins}}/batch-job.wasm
-    cp target/wasm32-wasip2/plugin/flytewasm_testing_plugin.wasm {{test_plugins}}/testing.wasm
-    # Hot-swap test variants, built from source: Spark reporting another
-    # version, and a component for a future contract version.
-    cargo build --target wasm32-wasip2 --profile plugin -p flytewasm-spark -p flytewasm-testing-wit-next --features flytewasm-spark/next-version
-    cp target/wasm32-wasip2/plugin/flytewasm_spark.wasm {{test_plugins}}/spark-next.wasm
-    cp target/wasm32-wasip2/plugin/flytewasm_testing_wit_next.wasm {{test_plugins}}/wit-next.wasm
+    {{python}} scripts/build_plugins.py
+
+# A new operator plugin from plugin/template: schema, Rust plugin with tests, Python SDK module with a test
+new-plugin NAME:
+    python3 scripts/new_plugin.py "{{NAME}}"
 
 # Serialize the example Python tasks to TaskTemplates (examples/<task>.pb, .json, .taskspec.pb)
 examples: setup

@@ -80,11 +80,18 @@ fn main() {
 /// with protox (no protoc needed), with the same JSON mapping.
 fn own_schemas(out: &std::path::Path) {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
-    let files = ["flytewasm/batchjob/v1/batch_job.proto"];
-    for file in files {
+    // Every schema under proto/flytewasm/ (`just new-plugin` adds one).
+    let mut files = Vec::new();
+    find_protos(&manifest, &manifest.join("flytewasm"), &mut files);
+    files.sort();
+    println!(
+        "cargo:rerun-if-changed={}",
+        manifest.join("flytewasm").display()
+    );
+    for file in &files {
         println!("cargo:rerun-if-changed={}", manifest.join(file).display());
     }
-    let fds = protox::compile(files, [&manifest]).unwrap_or_else(|err| panic!("{err:?}"));
+    let fds = protox::compile(&files, [&manifest]).unwrap_or_else(|err| panic!("{err:?}"));
     let bytes = prost::Message::encode_to_vec(&fds);
     prost_build::Config::new()
         .compile_well_known_types()
@@ -99,6 +106,20 @@ fn own_schemas(out: &std::path::Path) {
         .out_dir(out)
         .build(&[".flytewasm"])
         .expect("generating flytewasm's JSON mapping");
+}
+
+/// `.proto` files under `dir`, relative to `root`.
+fn find_protos(root: &std::path::Path, dir: &std::path::Path, out: &mut Vec<String>) {
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            println!("cargo:rerun-if-changed={}", path.display());
+            find_protos(root, &path, out);
+        } else if path.extension().is_some_and(|ext| ext == "proto") {
+            let relative = path.strip_prefix(root).unwrap();
+            out.push(relative.to_string_lossy().into_owned());
+        }
+    }
 }
 
 fn descriptor_set_path() -> PathBuf {

@@ -9,7 +9,8 @@ from setuptools.command.build_py import build_py
 
 HERE = pathlib.Path(__file__).resolve().parent
 PROTO = HERE.parent / "proto"
-SCHEMAS = ["flytewasm/batchjob/v1/batch_job.proto"]
+# Every schema under proto/flytewasm/ (`just new-plugin` adds one).
+SCHEMAS = sorted(str(p.relative_to(PROTO)) for p in (PROTO / "flytewasm").rglob("*.proto"))
 
 
 class BuildWithSchemas(build_py):

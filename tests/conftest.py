@@ -14,7 +14,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="session")
 def flytewasm_bin():
-    path = pathlib.Path(os.environ.get("FLYTEWASM_BIN", ROOT / "target/debug/flytewasm"))
+    path = pathlib.Path(os.environ.get("FLYTEWASM_BIN", ROOT / "target/debug/flytewasm")).resolve()
     if not path.exists():
         pytest.fail(f"{path} does not exist: run `just build`")
     return path
