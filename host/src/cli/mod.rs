@@ -103,19 +103,22 @@ async fn sandbox_for<'a>(
     plugins: impl IntoIterator<Item = &'a crate::runtime::Plugin>,
     step_ms: u64,
 ) -> anyhow::Result<crate::sandbox::Sandbox> {
-    use crate::sandbox::{Kind, Sandbox, SandboxConfig};
+    use crate::sandbox::{Sandbox, SandboxConfig};
     let sandbox = Sandbox::start(SandboxConfig {
         step: std::time::Duration::from_millis(step_ms),
         ..SandboxConfig::default()
     })
     .await?;
-    for kind in plugins
-        .into_iter()
-        .map(crate::executor::lifecycle::plugin_kind)
-    {
-        sandbox.register(Kind::new(&kind.api_version, &kind.kind, &kind.plural));
+    for plugin in plugins {
+        sandbox.register(sandbox_kind(plugin));
     }
     Ok(sandbox)
+}
+
+/// The sandbox kind a plugin's objects are.
+fn sandbox_kind(plugin: &crate::runtime::Plugin) -> crate::sandbox::Kind {
+    let kind = crate::executor::lifecycle::plugin_kind(plugin);
+    crate::sandbox::Kind::new(&kind.api_version, &kind.kind, &kind.plural)
 }
 
 /// Run a command; the exit code says how it ended.

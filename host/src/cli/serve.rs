@@ -82,6 +82,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 "[sandbox] embedded sandbox cluster (a test double) at {}",
                 sandbox.url()
             );
+            // A plugin dropped in later brings its kind with it, as its CRD would.
+            let mut swaps = plugins.subscribe();
+            let (live, kinds) = (plugins.clone(), sandbox.kinds());
+            tokio::spawn(async move {
+                while swaps.changed().await.is_ok() {
+                    for plugin in live.current().plugins() {
+                        kinds.register(super::sandbox_kind(plugin));
+                    }
+                }
+            });
             if let Some(path) = &args.sandbox_kubeconfig {
                 std::fs::write(path, sandbox.kubeconfig())?;
                 println!("[sandbox] kubeconfig: {}", path.display());

@@ -74,6 +74,8 @@ pub struct LivePlugins {
     metrics: Option<Arc<Metrics>>,
     /// One reload at a time.
     reloading: Mutex<()>,
+    /// Bumped after each swap that changed something.
+    swaps: tokio::sync::watch::Sender<u64>,
 }
 
 impl LivePlugins {
@@ -90,6 +92,7 @@ impl LivePlugins {
             options,
             metrics,
             reloading: Mutex::new(()),
+            swaps: tokio::sync::watch::Sender::new(0),
         });
         live.reload_with(&|_| true)?;
         Ok(live)
@@ -103,12 +106,19 @@ impl LivePlugins {
             options: Options::default(),
             metrics: None,
             reloading: Mutex::new(()),
+            swaps: tokio::sync::watch::Sender::new(0),
         })
     }
 
     /// The snapshot to resolve against; it stays valid while held.
     pub fn current(&self) -> Arc<Registry> {
         self.current.load_full()
+    }
+
+    /// Told after each swap that changed what is served (e.g. to
+    /// register a new plugin's kind with a sandbox).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.swaps.subscribe()
     }
 
     /// Look at the directory now.
@@ -127,6 +137,9 @@ impl LivePlugins {
         }
         // Swapped even when nothing changed: the snapshot remembers what was looked at.
         self.current.store(Arc::new(next));
+        if !changes.is_empty() {
+            self.swaps.send_modify(|count| *count += 1);
+        }
         Ok(changes)
     }
 

@@ -64,6 +64,16 @@ pub struct Sandbox {
     operators: tokio::task::JoinHandle<()>,
 }
 
+/// Registers kinds with a running sandbox (see [`Sandbox::kinds`]).
+#[derive(Clone)]
+pub struct Kinds(Arc<Shared>);
+
+impl Kinds {
+    pub fn register(&self, kind: Kind) {
+        self.0.store.register(kind);
+    }
+}
+
 impl Sandbox {
     /// Start serving on loopback. Call within a tokio runtime.
     pub async fn start(config: SandboxConfig) -> anyhow::Result<Sandbox> {
@@ -113,6 +123,11 @@ impl Sandbox {
     /// Serve another kind (a CRD), e.g. the one a plugin declares.
     pub fn register(&self, kind: Kind) {
         self.shared.store.register(kind);
+    }
+
+    /// A handle for registering kinds later, from another task.
+    pub fn kinds(&self) -> Kinds {
+        Kinds(self.shared.clone())
     }
 
     pub fn faults(&self) -> &Faults {

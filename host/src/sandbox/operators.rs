@@ -11,7 +11,10 @@
 //! An object's annotations choose its fate:
 //! `sandbox.flytewasm.io/outcome`: `succeed` (default), `fail`,
 //! `submission-fail` (Spark), or `run-forever`;
-//! `sandbox.flytewasm.io/step-ms`: time between states.
+//! `sandbox.flytewasm.io/step-ms`: time between states;
+//! `sandbox.flytewasm.io/statuses`: a JSON array of statuses to apply in
+//! turn instead, for an object of any kind — how a new plugin's phase
+//! mapping is tried end to end before its operator has a simulator.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +26,7 @@ use super::store::{EventType, Kind, now_rfc3339};
 
 pub const OUTCOME_ANNOTATION: &str = "sandbox.flytewasm.io/outcome";
 pub const STEP_ANNOTATION: &str = "sandbox.flytewasm.io/step-ms";
+pub const STATUSES_ANNOTATION: &str = "sandbox.flytewasm.io/statuses";
 
 pub fn spark_kind() -> Kind {
     Kind::new(
@@ -59,7 +63,17 @@ pub(super) fn start(shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {
             let status_only = |states: Vec<Value>| -> Vec<Value> {
                 states.into_iter().map(|s| json!({ "status": s })).collect()
             };
-            let (kind, steps) = if event.kind_key == spark_kind().key() {
+            let (kind, steps) = if let Some(statuses) = scripted(&event.object) {
+                let Some(kind) = shared
+                    .store
+                    .kinds()
+                    .into_iter()
+                    .find(|k| k.key() == event.kind_key)
+                else {
+                    continue;
+                };
+                (kind, status_only(statuses))
+            } else if event.kind_key == spark_kind().key() {
                 (spark_kind(), status_only(spark_states(&event.object)))
             } else if event.kind_key == pod_kind().key() {
                 (pod_kind(), status_only(pod_states(&event.object)))
@@ -123,6 +137,18 @@ fn outcome(object: &Value) -> &str {
     object["metadata"]["annotations"][OUTCOME_ANNOTATION]
         .as_str()
         .unwrap_or("succeed")
+}
+
+/// The statuses an object's annotation scripts, if it has a valid one.
+fn scripted(object: &Value) -> Option<Vec<Value>> {
+    let raw = object["metadata"]["annotations"][STATUSES_ANNOTATION].as_str()?;
+    match serde_json::from_str(raw) {
+        Ok(statuses) => Some(statuses),
+        Err(err) => {
+            tracing::warn!(target: "sandbox", "[sandbox] ignoring {STATUSES_ANNOTATION}: not a JSON array of statuses: {err}");
+            None
+        }
+    }
 }
 
 fn step(object: &Value, default: Duration) -> Duration {
