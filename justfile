@@ -58,6 +58,10 @@ demo: build examples
     @echo "== the same task the way Flyte's propeller sends it: the agent gRPC protocol, flytewasm serve"
     {{python}} scripts/agent_demo.py target/debug/flytewasm {{plugins}} examples/spark_pi.pb
 
+# Cluster faults lose nothing, at scale: 1,000 task lifecycles (or TASKS) under injected API faults
+chaos TASKS="1000": build-plugins
+    FLYTEWASM_CHAOS_TASKS={{TASKS}} cargo test -p flytewasm --test chaos -- --nocapture
+
 # Benchmarks: plugin calls in wasm vs native, and 1,000 concurrent tasks on the sandbox
 bench: build-plugins
     cargo bench -p flytewasm-spark --bench calls

@@ -19,6 +19,8 @@ pub struct Faults {
     rules: Mutex<Vec<Rule>>,
     latency: Mutex<Duration>,
     counts: Mutex<BTreeMap<&'static str, u64>>,
+    /// Errors answered, by "verb code".
+    served: Mutex<BTreeMap<String, u64>>,
     drops: watch::Sender<u64>,
 }
 
@@ -34,6 +36,7 @@ impl Default for Faults {
             rules: Mutex::new(Vec::new()),
             latency: Mutex::new(Duration::ZERO),
             counts: Mutex::new(BTreeMap::new()),
+            served: Mutex::new(BTreeMap::new()),
             drops: watch::channel(0).0,
         }
     }
@@ -49,6 +52,12 @@ impl Faults {
             code,
             remaining: times,
         });
+    }
+
+    /// Stop injecting: no pending errors, no delay.
+    pub fn clear(&self) {
+        self.rules.lock().unwrap().clear();
+        *self.latency.lock().unwrap() = Duration::ZERO;
     }
 
     /// Delay every response.
@@ -70,6 +79,11 @@ impl Faults {
         self.counts.lock().unwrap().get(verb).copied().unwrap_or(0)
     }
 
+    /// Injected errors answered so far, by "verb code".
+    pub fn errors_served(&self) -> BTreeMap<String, u64> {
+        self.served.lock().unwrap().clone()
+    }
+
     /// Requests served, per verb.
     pub fn request_counts(&self) -> BTreeMap<&'static str, u64> {
         self.counts.lock().unwrap().clone()
@@ -89,6 +103,12 @@ impl Faults {
         rule.remaining -= 1;
         let code = rule.code;
         rules.retain(|r| r.remaining > 0);
+        *self
+            .served
+            .lock()
+            .unwrap()
+            .entry(format!("{verb} {code}"))
+            .or_default() += 1;
         let reason = match code {
             409 => "Conflict",
             429 => "TooManyRequests",
