@@ -92,13 +92,19 @@ def test_bad_input_is_invalid_argument_naming_the_field(agent, template):
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "resource_meta.version" in err.value.details()
 
+
+def test_a_task_the_plugin_refuses_fails_permanently_naming_the_field(agent, template):
+    # Not a create error, which propeller would retry: a FAILED task, as
+    # Flyte's Spark plugin reports a task it cannot build.
     broken = type(template)()
     broken.CopyFrom(template)
     broken.custom["executorPath"] = 12
-    with pytest.raises(grpc.RpcError) as err:
-        agent.CreateTask(create_request(broken, "exec-bad"), timeout=30)
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "executorPath" in err.value.details()
+    meta = agent.CreateTask(create_request(broken, "exec-bad"), timeout=30).resource_meta
+    resource, _ = get_until_done(agent, broken, meta)
+    assert resource.phase == Phase.FAILED
+    assert "executorPath" in resource.message
+    assert resource.agent_error.code == "FailedToBuildResource"
+    agent.DeleteTask(agent_pb2.DeleteTaskRequest(resource_meta=meta, task_category=category(broken)), timeout=10)
 
 
 def test_list_agents_advertises_the_spark_plugin(server):

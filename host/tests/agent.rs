@@ -13,7 +13,7 @@ use flytewasm::sandbox::{Sandbox, SandboxConfig};
 use flytewasm::testkit;
 use flytewasm_proto::flyteidl::admin::{
     CreateTaskRequest, DeleteTaskRequest, GetTaskLogsRequest, GetTaskMetricsRequest,
-    GetTaskRequest, TaskExecutionMetadata,
+    GetTaskRequest, Resource, TaskExecutionMetadata, agent_error,
 };
 use flytewasm_proto::flyteidl::core::{
     NodeExecutionIdentifier, TaskExecutionIdentifier, TaskTemplate, WorkflowExecutionIdentifier,
@@ -154,31 +154,54 @@ async fn an_unknown_task_type_is_not_found() {
     assert!(status.message().contains("`nope`"), "{}", status.message());
 }
 
+/// Create, then the resource GetTask reports (the first one).
+async fn created_then_got(env: &Env, template: TaskTemplate, execution: &str) -> Resource {
+    let meta = env
+        .service
+        .create_task(Request::new(create(template, execution)))
+        .await
+        .expect("a task that fails at launch is still created, failed")
+        .into_inner()
+        .resource_meta;
+    env.service
+        .get_task(get(&meta))
+        .await
+        .unwrap()
+        .into_inner()
+        .resource
+        .unwrap()
+}
+
 #[tokio::test]
-async fn a_task_the_plugin_refuses_is_invalid_argument() {
+async fn a_task_the_plugin_refuses_fails_permanently_naming_the_field() {
+    // Not a create error (propeller would retry it): a FAILED task, as
+    // Flyte's k8s plugin manager reports a task it cannot build.
     let env = env().await;
-    let status = status_of(
-        env.service
-            .create_task(Request::new(create(testing("bad-task"), "bad")))
-            .await,
-    )
-    .await;
-    assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+    let resource = created_then_got(&env, testing("bad-task"), "bad").await;
+    assert_eq!(resource.phase, task_execution::Phase::Failed as i32);
+    let error = resource.agent_error.unwrap();
+    assert_eq!(error.code, "FailedToBuildResource");
+    assert_eq!(error.kind, agent_error::Kind::NonRecoverable as i32);
+    assert!(
+        resource.message.contains("`bad-task` is not allowed"),
+        "{}",
+        resource.message
+    );
 
     // A Spark task with a mistyped field: the message names it.
     let mut template = testkit::spark_task(NS, "unused").template;
     template.custom = Some(serde_json::from_value(json!({ "mainApplicationFile": 12 })).unwrap());
-    let status = status_of(
-        env.service
-            .create_task(Request::new(create(template, "typo")))
-            .await,
-    )
-    .await;
-    assert_eq!(status.code(), Code::InvalidArgument);
+    let resource = created_then_got(&env, template, "typo").await;
+    assert_eq!(resource.phase, task_execution::Phase::Failed as i32);
     assert!(
-        status.message().contains("mainApplicationFile"),
+        resource.message.contains("mainApplicationFile"),
         "{}",
-        status.message()
+        resource.message
+    );
+    assert_eq!(
+        env.sandbox.faults().requests("create"),
+        0,
+        "nothing was created"
     );
 }
 
@@ -203,21 +226,19 @@ async fn missing_request_fields_are_invalid_argument() {
 }
 
 #[tokio::test]
-async fn a_plugin_that_crashes_is_internal() {
+async fn a_plugin_that_crashes_fails_the_task_permanently() {
     let env = env().await;
-    let status = status_of(
-        env.service
-            .create_task(Request::new(create(testing("panic"), "boom")))
-            .await,
-    )
-    .await;
-    assert_eq!(status.code(), Code::Internal, "{}", status.message());
-    assert!(status.message().contains("testing"), "{}", status.message());
+    let resource = created_then_got(&env, testing("panic"), "boom").await;
+    assert_eq!(resource.phase, task_execution::Phase::Failed as i32);
+    assert_eq!(resource.agent_error.unwrap().code, "FailedToBuildResource");
+    // The plugin, the call and the panic's own words.
+    for part in ["testing", "build-resource", "asked to panic"] {
+        assert!(resource.message.contains(part), "{}", resource.message);
+    }
+    let metrics = env.service.metrics().encode();
     assert!(
-        env.service
-            .metrics()
-            .encode()
-            .contains(r#"flytewasm_plugin_errors_total{plugin="testing"} 1"#)
+        metrics.contains(r#"flytewasm_plugin_errors_total{plugin="testing"} 1"#),
+        "{metrics}"
     );
 }
 

@@ -204,9 +204,9 @@ async fn faults_lose_nothing() {
             // Aborted, unless it had already ended by then.
             Fate::Abort(_) => assert!(
                 got == "aborted" || got == natural,
-                "{name}: aborted task ended {got}"
+                "{name}: aborted task ended {got}: {outcome:?}"
             ),
-            _ => assert_eq!(got, natural, "{name} ({fate:?})"),
+            _ => assert_eq!(got, natural, "{name} ({fate:?}): {outcome:?}"),
         }
         assert_eq!(
             terminal.len(),

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::executor::{TaskRequest, TaskState};
+use crate::executor::{PhaseEvent, TaskRequest, TaskState};
 
 /// The layout this host writes and reads.
 pub const VERSION: u64 = 1;
@@ -18,6 +18,10 @@ pub struct ResourceMeta {
     pub version: u64,
     pub state: TaskState,
     pub task: TaskRequest,
+    /// Set when the task failed before any object was made (the plugin
+    /// refused the task, or failed building it): what GetTask reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_failure: Option<PhaseEvent>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -38,6 +42,15 @@ impl ResourceMeta {
             version: VERSION,
             state,
             task,
+            launch_failure: None,
+        }
+    }
+
+    /// A task that failed at launch: nothing was created.
+    pub fn failed_launch(state: TaskState, task: TaskRequest, failure: PhaseEvent) -> Self {
+        ResourceMeta {
+            launch_failure: Some(failure),
+            ..ResourceMeta::new(state, task)
         }
     }
 

@@ -113,6 +113,21 @@ impl AgentService {
             .launch(&plugin, &task)
             .await
             .map_err(|err| self.engine_status(&plugin, err))?;
+        if event.phase == Phase::PermanentFailure {
+            // The plugin refused the task or failed building it: nothing was
+            // created, and retrying cannot help. The failure goes into the
+            // resource_meta, so GetTask reports it as Flyte's k8s plugin
+            // manager would (a permanent failure), not as a create error
+            // propeller would retry.
+            if event.error.as_ref().is_some_and(|e| e.kind == "SYSTEM") {
+                self.metrics.plugin_error(plugin.id()); // the plugin's fault, not the task's
+            }
+            let message = event.error.as_ref().map_or("", |e| e.message.as_str());
+            tracing::warn!(plugin = plugin.id(), name = %state.name, "task failed at launch: {message}");
+            return Ok(CreateTaskResponse {
+                resource_meta: ResourceMeta::failed_launch(state, task, event).encode(),
+            });
+        }
         if event.phase != Phase::Queued {
             return Err(self.launch_refused(&plugin, &event));
         }
@@ -128,6 +143,12 @@ impl AgentService {
         call: &mut Call<'_>,
     ) -> Result<GetTaskResponse, Status> {
         let meta = decode(&request.resource_meta)?;
+        if let Some(failure) = &meta.launch_failure {
+            call.plugin = meta.state.plugin_id.clone();
+            return Ok(GetTaskResponse {
+                resource: Some(resource(failure)),
+            });
+        }
         let plugin = self.plugin_by_id(&meta)?;
         call.plugin = plugin.id().to_owned();
         let event = self
@@ -168,6 +189,9 @@ impl AgentService {
         call: &mut Call<'_>,
     ) -> Result<DeleteTaskResponse, Status> {
         let meta = decode(&request.resource_meta)?;
+        if meta.launch_failure.is_some() {
+            return Ok(DeleteTaskResponse {}); // nothing was created
+        }
         let plugin = self.plugin_by_id(&meta)?;
         call.plugin = plugin.id().to_owned();
         // Both are fine with an object that is already gone.

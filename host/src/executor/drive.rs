@@ -57,7 +57,7 @@ pub async fn run_to_completion(
                     let aborted = retrying(|| engine.abort(plugin, request, &state)).await?;
                     retrying(|| engine.finalize(plugin, &state)).await?;
                     if aborted == Aborted::Deleted {
-                        engine.wait_gone(&state, Duration::from_secs(60)).await?;
+                        engine.wait_gone(&state, Duration::from_secs(60)).await;
                     }
                     return Ok(Outcome::Aborted(aborted));
                 }

@@ -253,7 +253,11 @@ impl Engine {
         };
         let prepared = {
             let (plugin, config, request) = (plugin.clone(), self.config.clone(), request.clone());
-            off_the_runtime(move || prepare(&plugin, &config, &request, SystemTime::now())).await
+            let slot = plugin.call_slot().await;
+            off_the_runtime(slot, move || {
+                prepare(&plugin, &config, &request, SystemTime::now())
+            })
+            .await
         };
         let event = match prepared {
             Err(err) => build_failure(err),
@@ -304,7 +308,9 @@ impl Engine {
                 let ctx = self.phase_context(plugin, request, state);
                 let plugin = plugin.clone();
                 let observed = object.to_string();
-                let answer = off_the_runtime(move || plugin.get_task_phase(&ctx, &observed)).await;
+                let slot = plugin.call_slot().await;
+                let answer =
+                    off_the_runtime(slot, move || plugin.get_task_phase(&ctx, &observed)).await;
                 let event = match answer {
                     Ok(info) => PhaseEvent::from_wit(info),
                     Err(err) => plugin_failure(&err),
@@ -363,7 +369,8 @@ impl Engine {
         let ctx = self.phase_context(plugin, request, state);
         let call = plugin.clone();
         let observed = object.to_string();
-        let action = off_the_runtime(move || call.on_abort(&ctx, &observed)).await;
+        let slot = call.call_slot().await;
+        let action = off_the_runtime(slot, move || call.on_abort(&ctx, &observed)).await;
         let cluster_error = |source| EngineError::Cluster {
             action: "aborting",
             name: state.name.clone(),
@@ -445,16 +452,19 @@ impl Engine {
         self.cluster.changes(&state.kind, &state.namespace)
     }
 
-    /// Wait until the object no longer exists (up to `max`).
-    pub async fn wait_gone(&self, state: &TaskState, max: Duration) -> Result<bool, EngineError> {
+    /// Wait until the object no longer exists (up to `max`). A read that
+    /// fails on the cluster is not an answer: it looks again.
+    pub async fn wait_gone(&self, state: &TaskState, max: Duration) -> bool {
         let mut changes = self.changes(state);
         let deadline = tokio::time::Instant::now() + max;
         loop {
-            if self.get(state).await?.is_none() {
-                return Ok(true);
+            match self.get(state).await {
+                Ok(None) => return true,
+                Ok(Some(_)) => {}
+                Err(err) => tracing::debug!(task = %state.name, "will look again: {err}"),
             }
             if tokio::time::Instant::now() >= deadline {
-                return Ok(false);
+                return false;
             }
             self.wait_for_change(state, &mut changes, Duration::from_secs(1))
                 .await;
@@ -495,12 +505,18 @@ impl TaskState {
     }
 }
 
-/// Run a plugin call on the blocking pool: a call may spin until its
-/// deadline, which must not stall the async executor.
-async fn off_the_runtime<R: Send + 'static>(call: impl FnOnce() -> R + Send + 'static) -> R {
-    tokio::task::spawn_blocking(call)
-        .await
-        .expect("plugin calls turn every failure into an error")
+/// Run a plugin call on the blocking pool, holding its instance slot: a
+/// call may spin until its deadline, which must not stall the async executor.
+async fn off_the_runtime<R: Send + 'static>(
+    slot: tokio::sync::OwnedSemaphorePermit,
+    call: impl FnOnce() -> R + Send + 'static,
+) -> R {
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        call()
+    })
+    .await
+    .expect("plugin calls turn every failure into an error")
 }
 
 pub fn plugin_kind(plugin: &Plugin) -> ResourceKind {

@@ -92,6 +92,8 @@ pub struct Runtime {
     linker: Arc<Linker<CallState>>,
     config: Arc<RuntimeConfig>,
     precompile_key: Option<precompiled::PrecompileKey>,
+    /// One permit per pooled instance slot (see [`Plugin::call_slot`]).
+    slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Runtime {
@@ -135,6 +137,7 @@ impl Runtime {
             linker: Arc::new(linker),
             config: Arc::new(config),
             precompile_key,
+            slots: Arc::new(tokio::sync::Semaphore::new(slots as usize)),
         })
     }
 
@@ -309,6 +312,19 @@ impl std::fmt::Debug for Plugin {
 }
 
 impl Plugin {
+    /// Wait for a free instance slot. The pool holds
+    /// `max_concurrent_calls` instances; a call beyond that would fail to
+    /// start, so concurrent callers queue here and hold the permit for the call.
+    pub async fn call_slot(&self) -> tokio::sync::OwnedSemaphorePermit {
+        self.inner
+            .runtime
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the slot semaphore is never closed")
+    }
+
     pub fn id(&self) -> &str {
         &self.inner.info.id
     }

@@ -1,10 +1,22 @@
 //! Task type `testing`: creates a ConfigMap, or misbehaves as the task's
 //! `custom.behaviour` asks, so host tests can check every failure is
-//! contained: `panic`, `loop` (never returns), `allocate` (grows memory
-//! without bound), `wrong-kind`, `not-json`, `bad-task`; `patch-on-abort`
-//! patches the object instead of deleting it when aborted;
-//! `fail-with-cleanup` fails while the object still runs.
+//! contained:
+//! - traps: `panic`, `loop` (never returns), `allocate` (grows memory
+//!   without bound), `recurse` (overflows the stack) — in `build_resource`,
+//!   or in `get_task_phase` / `on_abort` with a `phase-` / `abort-` prefix;
+//! - bad answers: `huge` (50 MB of JSON), `invalid-json`, `not-json`,
+//!   `wrong-kind`, `cluster-scoped` (a ClusterRole), `other-namespace`;
+//! - overreach: `own-metadata` (another name, owner, finalizer and
+//!   Flyte's labels), `probe` (reads a file, opens a socket, reads the
+//!   environment and the clock, and reports what it got in the object);
+//! - `bad-task`; `patch-on-abort` patches the object instead of deleting
+//!   it when aborted; `fail-with-cleanup` fails while the object still runs.
+//!
+//! With the `describe-traps` feature, `describe()` panics: the host must
+//! refuse to load it.
 
+use flytewasm_plugin_sdk::Exported;
+use flytewasm_plugin_sdk::bindings::{self, flytewasm::plugin::types as wit};
 use flytewasm_plugin_sdk::custom::struct_to_json;
 use flytewasm_plugin_sdk::prelude::*;
 
@@ -19,8 +31,21 @@ fn behaviour(ctx: &TaskContext) -> String {
         .unwrap_or_default()
 }
 
+/// Traps in the call `call` when `what` names one for it (`panic`,
+/// `phase-panic`, `abort-panic`...).
+fn misbehave_in(call: &str, what: &str) {
+    match (call, what.split_once('-')) {
+        ("build", _) => misbehave(what),
+        (_, Some((prefix, trap))) if prefix == call => misbehave(trap),
+        _ => {}
+    }
+}
+
 fn misbehave(what: &str) {
     match what {
+        "recurse" => {
+            std::hint::black_box(recurse(u64::MAX));
+        }
         "panic" => panic!("the testing plugin was asked to panic"),
         "loop" => {
             let mut n: u64 = 0;
@@ -39,8 +64,37 @@ fn misbehave(what: &str) {
     }
 }
 
+/// Recursion the optimizer cannot turn into a loop.
+fn recurse(depth: u64) -> u64 {
+    let frame = std::hint::black_box([depth; 16]);
+    if depth == 0 {
+        return 0;
+    }
+    recurse(depth - 1).wrapping_add(frame[std::hint::black_box(3)])
+}
+
+/// What a plugin gets when it reaches outside: each must be denied or meaningless.
+fn probe() -> Value {
+    let file = match std::fs::read_to_string("/etc/hostname") {
+        Ok(text) => format!("read {} bytes", text.len()),
+        Err(err) => format!("denied: {err}"),
+    };
+    let socket = match std::net::TcpStream::connect("127.0.0.1:80") {
+        Ok(_) => "connected".to_owned(),
+        Err(err) => format!("denied: {err}"),
+    };
+    let env: Vec<String> = std::env::vars().map(|(k, _)| k).collect();
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    json!({ "file": file, "socket": socket, "env": env.join(","), "clock": clock.to_string() })
+}
+
 impl Plugin for Testing {
     fn describe() -> PluginInfo {
+        if cfg!(feature = "describe-traps") {
+            panic!("the testing plugin's describe() was built to trap");
+        }
         PluginInfo {
             id: "testing".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -59,9 +113,38 @@ impl Plugin for Testing {
 
     fn build_resource(ctx: &TaskContext) -> Result<Value, PluginError> {
         let what = behaviour(ctx);
-        misbehave(&what);
+        misbehave_in("build", &what);
         match what.as_str() {
             "wrong-kind" => Ok(json!({ "apiVersion": "v1", "kind": "Secret", "metadata": {} })),
+            "cluster-scoped" => Ok(json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "ClusterRole",
+                "metadata": { "name": "take-over" },
+                "rules": [{ "apiGroups": ["*"], "resources": ["*"], "verbs": ["*"] }],
+            })),
+            "own-metadata" => Ok(json!({
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {
+                    "name": "someone-elses",
+                    "labels": { "execution-id": "forged", "made-by": "testing" },
+                    "ownerReferences": [{ "apiVersion": "v1", "kind": "Namespace", "name": "kube-system",
+                                          "uid": "forged", "controller": true }],
+                    "finalizers": ["example.com/never-let-go"],
+                },
+                "data": { "behaviour": what },
+            })),
+            "other-namespace" => Ok(json!({
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": { "namespace": "kube-system" },
+            })),
+            "probe" => Ok(json!({
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {},
+                "data": probe(),
+            })),
             "not-json" => Ok(json!("just a string")),
             "bad-task" => Err(PluginError::bad_task(
                 "TaskTemplate.custom.behaviour: `bad-task` is not allowed",
@@ -77,7 +160,7 @@ impl Plugin for Testing {
 
     fn get_task_phase(ctx: &PhaseContext, observed: &Value) -> Result<PhaseInfo, PluginError> {
         let what = behaviour(ctx);
-        misbehave(&what);
+        misbehave_in("phase", &what);
         if what == "fail-with-cleanup" {
             // Like a pod stuck in ImagePullBackOff: failed, but still there.
             return Ok(PhaseInfo::retryable_failure(
@@ -94,7 +177,9 @@ impl Plugin for Testing {
 
     /// `patch-on-abort` asks for a patch instead of a delete.
     fn on_abort(ctx: &PhaseContext, _observed: &Value) -> Result<AbortAction, PluginError> {
-        Ok(match behaviour(ctx).as_str() {
+        let what = behaviour(ctx);
+        misbehave_in("abort", &what);
+        Ok(match what.as_str() {
             "patch-on-abort" => AbortAction::Patch(
                 json!({ "metadata": { "annotations": { "aborted": "true" } } }).to_string(),
             ),
@@ -103,4 +188,42 @@ impl Plugin for Testing {
     }
 }
 
-export_plugin!(Testing);
+/// The SDK's adapter, except for answers the SDK cannot produce: raw
+/// strings that are too big or not JSON at all.
+struct Raw;
+
+impl bindings::Guest for Raw {
+    fn describe() -> PluginInfo {
+        <Exported<Testing> as bindings::Guest>::describe()
+    }
+
+    fn build_resource(ctx: wit::TaskContext) -> Result<String, PluginError> {
+        let what = TaskContext::from_wit(ctx.clone()).map(|c| behaviour(&c));
+        match what.as_deref() {
+            Ok("huge") => {
+                // 50 MB of valid JSON, built in place (a copy would not fit the memory cap).
+                let mut answer = String::with_capacity((50 << 20) + 64);
+                answer.push_str(r#"{"apiVersion":"v1","kind":"ConfigMap","data":{"x":""#);
+                while answer.len() < 50 << 20 {
+                    answer.push_str("xxxxxxxxxxxxxxxx");
+                }
+                answer.push_str(r#""}}"#);
+                Ok(answer)
+            }
+            Ok("invalid-json") => {
+                Ok(r#"{"apiVersion": "v1", "kind": "ConfigMap", "data": {"#.into())
+            }
+            _ => <Exported<Testing> as bindings::Guest>::build_resource(ctx),
+        }
+    }
+
+    fn get_task_phase(ctx: wit::PhaseContext, observed: String) -> Result<PhaseInfo, PluginError> {
+        <Exported<Testing> as bindings::Guest>::get_task_phase(ctx, observed)
+    }
+
+    fn on_abort(ctx: wit::PhaseContext, observed: String) -> Result<AbortAction, PluginError> {
+        <Exported<Testing> as bindings::Guest>::on_abort(ctx, observed)
+    }
+}
+
+bindings::__export_plugin_world!(Raw with_types_in bindings);
