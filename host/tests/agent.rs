@@ -389,7 +389,7 @@ async fn shutdown_drains_calls_in_flight() {
         .resource_meta;
     // The same task, but the plugin now spins until its call deadline (2 s).
     let mut slow = ResourceMeta::decode(&meta).unwrap();
-    slow.task.template = testing("loop");
+    slow.task.template = testing("phase-loop");
 
     let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -430,4 +430,67 @@ async fn shutdown_drains_calls_in_flight() {
         tokio::net::TcpStream::connect(address).await.is_err(),
         "still listening after shutdown"
     );
+}
+
+#[tokio::test]
+async fn resource_meta_pointing_at_another_object_touches_nothing() {
+    let env = env().await;
+    // Someone else's task, and ours.
+    let theirs = env
+        .service
+        .create_task(Request::new(create(testing("run"), "theirs")))
+        .await
+        .unwrap()
+        .into_inner()
+        .resource_meta;
+    let ours = env
+        .service
+        .create_task(Request::new(create(testing("run"), "ours")))
+        .await
+        .unwrap()
+        .into_inner()
+        .resource_meta;
+    let target = ResourceMeta::decode(&theirs).unwrap().state;
+
+    // Our resource_meta, edited to name their object (and then another namespace).
+    let mut forged: serde_json::Value = serde_json::from_slice(&ours).unwrap();
+    forged["state"]["name"] = target.name.clone().into();
+    let mut elsewhere = forged.clone();
+    elsewhere["state"]["namespace"] = "kube-system".into();
+    let deletes_before = env.sandbox.faults().requests("delete");
+    for forged in [forged, elsewhere] {
+        let bytes = forged.to_string().into_bytes();
+        let status = status_of(env.service.get_task(get(&bytes)).await).await;
+        assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+        assert!(
+            status.message().contains("is not the object of this task"),
+            "{}",
+            status.message()
+        );
+        let status = status_of(
+            env.service
+                .delete_task(Request::new(DeleteTaskRequest {
+                    resource_meta: bytes,
+                    ..Default::default()
+                }))
+                .await,
+        )
+        .await;
+        assert_eq!(status.code(), Code::InvalidArgument);
+    }
+    assert_eq!(
+        env.sandbox.faults().requests("delete"),
+        deletes_before,
+        "nothing deleted"
+    );
+    // Their task is still there and still theirs.
+    let resource = env
+        .service
+        .get_task(get(&theirs))
+        .await
+        .unwrap()
+        .into_inner()
+        .resource
+        .unwrap();
+    assert_eq!(resource.phase, task_execution::Phase::Running as i32);
 }

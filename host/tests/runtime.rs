@@ -122,7 +122,8 @@ fn a_bad_task_is_the_users_error_not_a_crash() {
 fn a_misbehaving_phase_call_is_contained_too() {
     let runtime = strict_runtime();
     let plugin = testing_plugin(&runtime);
-    let ctx = request("panic").task_context(&plugin, &HostConfig::default(), testkit::fixed_now());
+    let ctx =
+        request("phase-panic").task_context(&plugin, &HostConfig::default(), testkit::fixed_now());
     let ctx = testkit::phase_context(ctx, wit::Phase::Running, 0, "");
     let err = plugin.get_task_phase(&ctx, "{}").unwrap_err();
     assert!(

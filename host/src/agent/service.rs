@@ -151,6 +151,7 @@ impl AgentService {
         }
         let plugin = self.plugin_by_id(&meta)?;
         call.plugin = plugin.id().to_owned();
+        check_object(&meta, &plugin)?;
         let event = self
             .engine
             .observe(&plugin, &meta.task, &meta.state)
@@ -194,6 +195,7 @@ impl AgentService {
         }
         let plugin = self.plugin_by_id(&meta)?;
         call.plugin = plugin.id().to_owned();
+        check_object(&meta, &plugin)?;
         // Both are fine with an object that is already gone.
         self.engine
             .abort(&plugin, &meta.task, &meta.state)
@@ -269,6 +271,20 @@ impl AgentService {
             }
         }
     }
+}
+
+/// resource_meta comes back from the wire: its object must be the one its
+/// task makes (same name and namespace), so edited bytes cannot point
+/// GetTask or DeleteTask at an object this task did not create.
+fn check_object(meta: &ResourceMeta, plugin: &Plugin) -> Result<(), Status> {
+    let (expected_ns, expected_name) = (&meta.task.namespace, meta.task.object_name(plugin));
+    if meta.state.namespace != *expected_ns || meta.state.name != expected_name {
+        return Err(Status::invalid_argument(format!(
+            "resource_meta.state: {}/{} is not the object of this task (it makes {expected_ns}/{expected_name})",
+            meta.state.namespace, meta.state.name
+        )));
+    }
+    Ok(())
 }
 
 fn decode(bytes: &[u8]) -> Result<ResourceMeta, Status> {
