@@ -14,7 +14,7 @@ import pytest
 from flyteidl.core import tasks_pb2
 from flyteidl.service import agent_pb2_grpc
 
-from agent_support import GRPC, HTTP, Phase, channel, create_request, get_until_done, serve
+from agent_support import GRPC, HTTP, SANDBOX, Phase, channel, create_request, get_until_done, serve
 from conftest import ROOT, serialize
 from spark_user_tasks import minimal
 
@@ -69,6 +69,13 @@ def flytewasm(flytewasm_bin, *args):
         timeout=120,
         env={"FLYTEWASM_CACHE_DIR": str(ROOT / "target/flytewasm-cache"), "PATH": "/usr/bin:/bin"},
     )
+
+
+def configmap(sandbox_url, meta):
+    state = json.loads(meta)["state"]
+    url = f"{sandbox_url}/api/v1/namespaces/{state['namespace']}/configmaps/{state['name']}"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.load(response)
 
 
 def assert_names(message, behaviour):
@@ -138,6 +145,19 @@ def test_the_agent_contains_every_case_and_keeps_serving(flytewasm_bin, plugins,
             resource, _ = get_until_done(agent, template(behaviour), meta, timeout=60)
             assert resource.phase == Phase.FAILED, (behaviour, resource)
             assert_names(resource.message, behaviour)
+
+        # Overreach through the agent: the object in the cluster is the host's.
+        sandbox = server.found[SANDBOX]
+        meta = agent.CreateTask(create_request(template("own-metadata"), "overreach"), timeout=30).resource_meta
+        created = configmap(sandbox, meta)
+        assert created["metadata"]["name"] == "overreach-n0-0"
+        assert created["metadata"]["labels"]["execution-id"] == "overreach"
+        assert all(o.get("uid") != "forged" for o in created["metadata"].get("ownerReferences", []))
+        assert "example.com/never-let-go" not in created["metadata"].get("finalizers", [])
+        meta = agent.CreateTask(create_request(template("probe"), "probe"), timeout=30).resource_meta
+        seen = configmap(sandbox, meta)["data"]
+        assert seen["file"].startswith("denied:") and seen["socket"].startswith("denied:"), seen
+        assert seen["env"] == "" and seen["clock"] == "0", seen
 
         # Other tasks are served as before: a Spark task runs to success.
         _, _, spark = serialize(minimal, tmp_path, "minimal")
