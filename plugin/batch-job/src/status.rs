@@ -4,7 +4,12 @@
 //! - `Complete` → success;
 //! - `Failed`: `BackoffLimitExceeded` and `DeadlineExceeded` are retryable
 //!   failures (the user's pods failed or ran too long: Flyte's retries
-//!   apply), `PodFailurePolicy` a permanent one (the policy chose to fail);
+//!   apply), `PodFailurePolicy` a permanent one (the policy chose to fail).
+//!   A Job shows no pod reasons (ImagePullBackOff, OOMKilled) except what a
+//!   pod failure policy quotes; from that, Flyte's pod rules (flyte-facts
+//!   §4.4) name the cause: exit code 137 or 247 (killed, e.g. out of
+//!   memory) and a `DisruptionTarget` pod (evicted, preempted) are an
+//!   `Interrupted` system error, other exit codes the user's;
 //! - pods active → running; else queued (created, no pod yet).
 
 use flytewasm_plugin_sdk::prelude::*;
@@ -28,6 +33,12 @@ pub fn phase(job: &Value) -> PhaseInfo {
         let (reason, message) = (text(&failed["reason"]), text(&failed["message"]));
         let message = format!("Job failed ({reason}): {message}");
         return match reason.as_str() {
+            "PodFailurePolicy" if interrupted(&message) => PhaseInfo::failure(
+                Phase::PermanentFailure,
+                ErrorKind::System,
+                "Interrupted",
+                message,
+            ),
             "PodFailurePolicy" => PhaseInfo::permanent_failure(reason, message),
             "" => PhaseInfo::retryable_failure("JobFailed", message),
             _ => PhaseInfo::retryable_failure(reason, message),
@@ -53,4 +64,16 @@ pub fn phase(job: &Value) -> PhaseInfo {
         ));
     }
     PhaseInfo::queued("Job created, no pod yet")
+}
+
+/// Whether a pod failure policy's message (as the Job controller writes it:
+/// "Container main for pod ns/p failed with exit code 137 matching FailJob
+/// rule at index 0", "Pod ns/p has condition DisruptionTarget matching ...")
+/// says the pod was killed or disrupted rather than failing on its own.
+fn interrupted(message: &str) -> bool {
+    let exit_code = message
+        .split("failed with exit code ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next());
+    matches!(exit_code, Some("137" | "247")) || message.contains("has condition DisruptionTarget")
 }

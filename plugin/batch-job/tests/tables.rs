@@ -176,12 +176,43 @@ fn job_status_maps_to_flyte_phases() {
             wit::Phase::PermanentFailure,
             Some("PodFailurePolicy"),
         ),
+        // Pod-level causes the policy quotes, by Flyte's pod rules.
+        (
+            json!({ "spec": {}, "status": { "conditions": [{ "type": "Failed", "status": "True", "reason": "PodFailurePolicy",
+                "message": "Container main for pod team/j-1 failed with exit code 137 matching FailJob rule at index 0" }] } }),
+            wit::Phase::PermanentFailure,
+            Some("Interrupted"),
+        ),
+        (
+            json!({ "spec": {}, "status": { "conditions": [{ "type": "Failed", "status": "True", "reason": "PodFailurePolicy",
+                "message": "Pod team/j-1 has condition DisruptionTarget matching FailJob rule at index 1" }] } }),
+            wit::Phase::PermanentFailure,
+            Some("Interrupted"),
+        ),
+        (
+            json!({ "spec": {}, "status": { "conditions": [{ "type": "Failed", "status": "True", "reason": "PodFailurePolicy",
+                "message": "Container main for pod team/j-1 failed with exit code 42 matching FailJob rule at index 0" }] } }),
+            wit::Phase::PermanentFailure,
+            Some("PodFailurePolicy"),
+        ),
     ];
     for (job, expected, code) in cases {
         let info = phase(job.clone());
         assert_eq!(info.phase, expected, "{job}");
         assert_eq!(info.error.as_ref().map(|e| e.code.as_str()), code, "{job}");
     }
+    let killed = phase(
+        json!({ "spec": {}, "status": { "conditions": [{ "type": "Failed", "status": "True",
+        "reason": "PodFailurePolicy",
+        "message": "Container main for pod team/j-1 failed with exit code 137 matching FailJob rule at index 0" }] } }),
+    );
+    let error = killed.error.unwrap();
+    assert_eq!(
+        error.kind,
+        wit::ErrorKind::System,
+        "an interruption is the system's doing"
+    );
+    assert!(error.message.contains("exit code 137"), "{}", error.message);
     let waiting = phase(
         json!({ "metadata": { "labels": { "kueue.x-k8s.io/queue-name": "q" } }, "spec": { "suspend": true }, "status": {} }),
     );
