@@ -5,33 +5,32 @@ use std::path::PathBuf;
 
 use super::wit;
 
+/// The message carries its cause (`cause`, deliberately not an error
+/// `source`), so printing the chain does not repeat it.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read plugin {path}: {source}")]
+    #[error("cannot read plugin {path}: {cause}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("{path}: refused precompiled plugin: {reason}")]
     Precompiled { path: PathBuf, reason: String },
-    #[error("{path} is not a valid WebAssembly component: {source:#}")]
-    Compile {
-        path: PathBuf,
-        source: anyhow::Error,
-    },
+    #[error("{path} is not a valid WebAssembly component: {cause:#}")]
+    Compile { path: PathBuf, cause: anyhow::Error },
     #[error(
         "{path} was built for the contract {found}, this host serves {}@{}",
         super::WIT_PACKAGE,
         super::WIT_VERSION
     )]
     WitVersion { path: PathBuf, found: String },
-    #[error("{path} does not fit the flytewasm:plugin contract: {source:#}")]
+    #[error("{path} does not fit the flytewasm:plugin contract: {cause:#}")]
     Link {
         path: PathBuf,
-        source: wasmtime::Error,
+        cause: wasmtime::Error,
     },
-    #[error("{path}: describe() failed: {source}")]
-    Describe { path: PathBuf, source: CallError },
+    #[error("{path}: describe() failed: {cause}")]
+    Describe { path: PathBuf, cause: CallError },
     #[error("{path}: invalid plugin info: {reason}")]
     Invalid { path: PathBuf, reason: String },
 }

@@ -153,9 +153,9 @@ impl Runtime {
     /// Load a component file: digest, compile (or reuse the precompiled
     /// artifact), type-check it against the contract, and ask who it is.
     pub fn load(&self, path: &Path) -> Result<Plugin, LoadError> {
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+        let bytes = std::fs::read(path).map_err(|cause| LoadError::Read {
             path: path.into(),
-            source,
+            cause,
         })?;
         self.load_bytes(&bytes, path)
     }
@@ -173,9 +173,9 @@ impl Runtime {
         } else {
             let digest = precompiled::digest_of(bytes);
             let component =
-                cache::compile(self, bytes, &digest).map_err(|source| LoadError::Compile {
+                cache::compile(self, bytes, &digest).map_err(|cause| LoadError::Compile {
                     path: path.into(),
-                    source,
+                    cause,
                 })?;
             (component, digest)
         };
@@ -188,9 +188,9 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .and_then(wit::PluginPre::new)
-            .map_err(|source| LoadError::Link {
+            .map_err(|cause| LoadError::Link {
                 path: path.into(),
-                source,
+                cause,
             })?;
         // Ask who it is in a throwaway instance, named after its file until it says.
         let file_name = path
@@ -200,9 +200,9 @@ impl Runtime {
         let info = call::in_fresh_instance(self, &pre, &file_name, "describe", |plugin, store| {
             plugin.call_describe(store).map(Ok)
         })
-        .map_err(|source| LoadError::Describe {
+        .map_err(|cause| LoadError::Describe {
             path: path.into(),
-            source,
+            cause,
         })?;
         validate_info(&info).map_err(|reason| LoadError::Invalid {
             path: path.into(),
