@@ -58,9 +58,10 @@ demo: build examples
     @echo "== the same task the way Flyte's propeller sends it: the agent gRPC protocol, flytewasm serve"
     {{python}} scripts/agent_demo.py target/debug/flytewasm {{plugins}} examples/spark_pi.pb
 
-# Cluster faults lose nothing, at scale: 1,000 task lifecycles (or TASKS) under injected API faults
-chaos TASKS="1000": build-plugins
+# The reliability suites at scale: TASKS lifecycles under injected cluster faults, and ROUNDS SIGKILLs of serve per phase
+chaos TASKS="1000" ROUNDS="10": build
     FLYTEWASM_CHAOS_TASKS={{TASKS}} cargo test -p flytewasm --test chaos -- --nocapture
+    FLYTEWASM_RESTART_ROUNDS={{ROUNDS}} FLYTEWASM_BIN=target/debug/flytewasm {{python}} -m pytest tests/test_restarts.py -q -s
 
 # Benchmarks: plugin calls in wasm vs native, and 1,000 concurrent tasks on the sandbox
 bench: build-plugins

@@ -6,7 +6,8 @@ separate process that outlives the kills. Launch is never duplicated, an
 abort asked for before a kill still removes the object, and our finalizer
 never stays behind.
 
-Each run prints its seed; FLYTEWASM_RESTART_SEED replays it."""
+Each run prints its seed; FLYTEWASM_RESTART_SEED replays it, and
+FLYTEWASM_RESTART_ROUNDS (default 3) sets the kills per phase."""
 
 import json
 import os
@@ -28,6 +29,7 @@ from agent_support import GRPC, SANDBOX, Phase, category, channel, create_reques
 NAMESPACE = "flytesnacks-development"
 FINALIZER = "flyte.org/finalizer-k8s"
 SLOW = {"sandbox.flytewasm.io/step-ms": "700"}
+ROUNDS = int(os.environ.get("FLYTEWASM_RESTART_ROUNDS", "3"))
 
 
 @pytest.fixture(scope="module")
@@ -79,10 +81,11 @@ class Host:
 
 
 @pytest.fixture
-def host(flytewasm_bin, plugins_dir, cluster, tmp_path):
+def host(flytewasm_bin, plugins_dir, cluster, tmp_path, request):
     host = Host(flytewasm_bin, plugins_dir, cluster, tmp_path)
     yield host
     host.process.stop()
+    print(f"restarts: {request.node.name}: {host.kills} SIGKILLs of serve")
 
 
 def objects(cluster, execution):
@@ -113,7 +116,7 @@ def answered(call):
 
 
 def test_launch_is_not_duplicated(host, cluster, template, rng):
-    for round in range(3):
+    for round in range(ROUNDS):
         execution = f"restart-launch-{round}"
         request = create_request(template, execution, SLOW)
         timer = host.kill_after(rng.uniform(0.0, 0.3))
@@ -133,7 +136,7 @@ def test_launch_is_not_duplicated(host, cluster, template, rng):
 def test_monitoring_survives_kills(host, cluster, template, rng):
     meta = host.agent.CreateTask(create_request(template, "restart-monitor", SLOW), timeout=30).resource_meta
     phases = []
-    for _ in range(3):
+    for _ in range(ROUNDS):
         timer = host.kill_after(rng.uniform(0.1, 0.8))
         while True:
             resource = answered(
@@ -153,7 +156,7 @@ def test_monitoring_survives_kills(host, cluster, template, rng):
 
 
 def test_an_abort_asked_before_a_kill_still_removes_the_object(host, cluster, template, rng):
-    for round in range(3):
+    for round in range(ROUNDS):
         execution = f"restart-abort-{round}"
         meta = host.agent.CreateTask(create_request(template, execution, SLOW), timeout=30).resource_meta
         time.sleep(rng.uniform(0.0, 1.0))
@@ -168,7 +171,7 @@ def test_an_abort_asked_before_a_kill_still_removes_the_object(host, cluster, te
 
 
 def test_finalizers_are_removed_despite_kills(host, cluster, template, rng):
-    for round in range(2):
+    for round in range(ROUNDS):
         execution = f"restart-finalize-{round}"
         meta = host.agent.CreateTask(create_request(template, execution, SLOW), timeout=30).resource_meta
         assert FINALIZER in objects(cluster, execution)[0]["metadata"].get("finalizers", [])
