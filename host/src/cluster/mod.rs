@@ -4,6 +4,7 @@
 //! retried with back-off on transient failures (5xx, 429, timeouts).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -92,6 +93,9 @@ pub struct Cluster {
 /// The shared watch of one kind in one namespace.
 struct KindWatch {
     cache: reflector::Store<DynamicObject>,
+    /// False from a watch error until the watch delivers again: meanwhile
+    /// the cache may be stale, so reads go to the API.
+    healthy: Arc<AtomicBool>,
     api_resource: ApiResource,
     changes: broadcast::Sender<String>,
     task: tokio::task::JoinHandle<()>,
@@ -200,7 +204,12 @@ impl Cluster {
     ) -> Result<Option<Value>, ClusterError> {
         let watch = self.watch(kind, namespace);
         let key = ObjectRef::new_with(name, watch.api_resource.clone()).within(namespace);
-        if let Some(object) = watch.cache.get(&key) {
+        let cached = watch
+            .healthy
+            .load(Ordering::Relaxed)
+            .then(|| watch.cache.get(&key))
+            .flatten();
+        if let Some(object) = cached {
             return Ok(Some(
                 serde_json::to_value(&*object).expect("objects serialize"),
             ));
@@ -301,6 +310,12 @@ impl Cluster {
         self.watch(kind, namespace).changes.subscribe()
     }
 
+    /// Whether the shared watch of `kind` in `namespace` is delivering (no
+    /// error since its last event); while not, reads go to the API.
+    pub fn watch_healthy(&self, kind: &ResourceKind, namespace: &str) -> bool {
+        self.watch(kind, namespace).healthy.load(Ordering::Relaxed)
+    }
+
     /// Wait until the shared watch has listed `kind` in `namespace` once.
     pub async fn wait_synced(&self, kind: &ResourceKind, namespace: &str) {
         let _ = self.watch(kind, namespace).cache.wait_until_ready().await;
@@ -325,23 +340,34 @@ impl Cluster {
         let api = self.api(kind, namespace);
         let sender = changes.clone();
         let label = format!("{} {}/{namespace}", kind.kind, kind.api_version);
+        let healthy = Arc::new(AtomicBool::new(true));
+        let health = healthy.clone();
         let task = tokio::spawn(async move {
             let stream = watcher(api, watcher::Config::default().any_semantic())
                 .default_backoff()
-                .reflect(writer)
-                .touched_objects();
+                .reflect(writer);
             futures::pin_mut!(stream);
             while let Some(event) = stream.next().await {
                 match event {
-                    Ok(object) => {
-                        let _ = sender.send(object.metadata.name.unwrap_or_default());
+                    Ok(event) => {
+                        health.store(true, Ordering::Relaxed);
+                        if let watcher::Event::Apply(object)
+                        | watcher::Event::InitApply(object)
+                        | watcher::Event::Delete(object) = event
+                        {
+                            let _ = sender.send(object.metadata.name.unwrap_or_default());
+                        }
                     }
-                    Err(err) => tracing::warn!(watch = %label, "watch error (retrying): {err}"),
+                    Err(err) => {
+                        health.store(false, Ordering::Relaxed);
+                        tracing::warn!(watch = %label, "watch error (retrying): {err}");
+                    }
                 }
             }
         });
         KindWatch {
             cache,
+            healthy,
             api_resource,
             changes,
             task,

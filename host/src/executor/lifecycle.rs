@@ -216,6 +216,9 @@ pub enum Aborted {
     Patched,
 }
 
+/// How often to look at an object while its kind's watch is failing.
+const POLL_WITHOUT_WATCH: Duration = Duration::from_secs(1);
+
 /// Runs tasks' objects on one cluster.
 #[derive(Clone)]
 pub struct Engine {
@@ -432,6 +435,12 @@ impl Engine {
         changes: &mut tokio::sync::broadcast::Receiver<String>,
         max: Duration,
     ) {
+        // Without a working watch no change will be announced: poll instead.
+        let max = if self.cluster.watch_healthy(&state.kind, &state.namespace) {
+            max
+        } else {
+            max.min(POLL_WITHOUT_WATCH)
+        };
         let deadline = tokio::time::sleep(max);
         tokio::pin!(deadline);
         loop {
