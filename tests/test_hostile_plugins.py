@@ -11,6 +11,7 @@ import subprocess
 import urllib.request
 
 import pytest
+import yaml
 from flyteidl.core import tasks_pb2
 from flyteidl.service import agent_pb2_grpc
 
@@ -106,8 +107,6 @@ def test_run_fails_the_task_permanently(flytewasm_bin, plugins, tmp_path, behavi
 
 
 def test_the_host_re_derives_what_a_plugin_overreaches(flytewasm_bin, plugins, tmp_path):
-    import yaml
-
     result = flytewasm(flytewasm_bin, "render", "--plugins", plugins, "--execution", "e1", task_file(tmp_path, "own-metadata"))
     assert result.returncode == 0, result.stderr
     meta = yaml.safe_load(result.stdout)["metadata"]
@@ -119,8 +118,6 @@ def test_the_host_re_derives_what_a_plugin_overreaches(flytewasm_bin, plugins, t
 
 
 def test_files_sockets_environment_and_clock_are_out_of_reach(flytewasm_bin, plugins, tmp_path):
-    import yaml
-
     result = flytewasm(flytewasm_bin, "render", "--plugins", plugins, task_file(tmp_path, "probe"))
     assert result.returncode == 0, result.stderr
     seen = yaml.safe_load(result.stdout)["data"]

@@ -25,7 +25,8 @@ CARGO_TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
 NOT_COPIED = shutil.ignore_patterns("target", ".venv", ".git", ".flyteidl", "__pycache__", ".pytest_cache")
 
 
-def run(cmd, cwd, **env):
+def run(cmd, cwd, ok=True, **env):
+    """Run `cmd` in `cwd` sharing this checkout's build products; it must succeed unless `ok=False`."""
     result = subprocess.run(
         cmd,
         cwd=cwd,
@@ -38,7 +39,8 @@ def run(cmd, cwd, **env):
             **env,
         },
     )
-    assert result.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{result.stdout}\n{result.stderr}"
+    if ok:
+        assert result.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{result.stdout}\n{result.stderr}"
     return result
 
 
@@ -115,10 +117,10 @@ def test_creates_the_schema_plugin_and_sdk_module(repo, created):
 
 
 def test_refuses_to_overwrite_or_a_bad_name(repo, created):
-    again = subprocess.run(["just", "new-plugin", "demo"], cwd=repo, capture_output=True, text=True)
+    again = run(["just", "new-plugin", "demo"], repo, ok=False)
     assert again.returncode != 0
     assert "plugin/demo/Cargo.toml" in again.stderr and "already exist" in again.stderr
-    bad = subprocess.run(["just", "new-plugin", "Demo Job"], cwd=repo, capture_output=True, text=True)
+    bad = run(["just", "new-plugin", "Demo Job"], repo, ok=False)
     assert bad.returncode != 0 and "not a plugin name" in bad.stderr
 
 
@@ -158,12 +160,12 @@ def test_a_task_with_the_new_config_runs_on_the_sandbox(repo, built, task_pb, fl
 
     # The failure branch of the template's phase mapping, the same way.
     fails = json.dumps([{"phase": "Running"}, {"phase": "Failed", "message": "out of cheese"}])
-    failed = subprocess.run(
+    failed = run(
         [flytewasm_bin, "run", "--sandbox", "--plugins", repo / "target/plugins", "--sandbox-step-ms", "100",
          "--annotation", f"{STATUSES}={fails}", task_pb],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "FLYTEWASM_CACHE_DIR": str(ROOT / "target/flytewasm-cache")},
+        repo,
+        ok=False,
+        FLYTEWASM_CACHE_DIR=str(ROOT / "target/flytewasm-cache"),
     )
     assert failed.returncode != 0
     assert "DemoFailed" in failed.stdout + failed.stderr and "out of cheese" in failed.stdout + failed.stderr

@@ -102,6 +102,38 @@ pub fn spark_task(namespace: &str, name: &str) -> TaskRequest {
     }
 }
 
+/// A task of `task_type` running the container `image` (with Flyte's
+/// input-path argument template), its config `custom` in
+/// TaskTemplate.custom; object `tests/task1`, inputs under `s3://bucket/in`.
+/// What plugin crates' tests start from.
+pub fn container_task(
+    task_type: &str,
+    custom: Option<serde_json::Value>,
+    image: &str,
+) -> TaskRequest {
+    TaskRequest {
+        template: TaskTemplate {
+            r#type: task_type.into(),
+            custom: custom.map(|c| serde_json::from_value(c).expect("a JSON object")),
+            target: Some(Target::Container(Container {
+                image: image.into(),
+                args: vec![
+                    "pyflyte-execute".into(),
+                    "--inputs".into(),
+                    "{{.input}}".into(),
+                ],
+                ..Default::default()
+            })),
+            ..Default::default()
+        },
+        namespace: "tests".into(),
+        name: Some("task1".into()),
+        input_prefix: "s3://bucket/in".into(),
+        max_attempts: 1,
+        ..Default::default()
+    }
+}
+
 /// VmHWM, the peak resident set in KiB, of a process (`"self"` or a pid);
 /// 0 where /proc is not available.
 pub fn peak_rss_kib(pid: &str) -> u64 {

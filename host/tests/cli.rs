@@ -6,7 +6,7 @@ use std::process::{Command, Output};
 
 use flytewasm::testkit;
 use flytewasm_proto::flyteidl::admin::TaskSpec;
-use flytewasm_proto::flyteidl::core::{Container, Identifier, TaskTemplate, task_template::Target};
+use flytewasm_proto::flyteidl::core::{Identifier, TaskTemplate};
 use prost::Message;
 use serde_json::{Value, json};
 
@@ -48,18 +48,7 @@ fn spark_template(custom: Option<Value>) -> TaskTemplate {
             version: "v1".into(),
             ..Default::default()
         }),
-        r#type: "spark".into(),
-        custom: custom.map(|c| serde_json::from_value(c).unwrap()),
-        target: Some(Target::Container(Container {
-            image: "ghcr.io/example/spark:1".into(),
-            args: vec![
-                "pyflyte-execute".into(),
-                "--inputs".into(),
-                "{{.input}}".into(),
-            ],
-            ..Default::default()
-        })),
-        ..Default::default()
+        ..testkit::container_task("spark", custom, "ghcr.io/example/spark:1").template
     }
 }
 

@@ -255,10 +255,9 @@ impl Engine {
             reason: String::new(),
         };
         let prepared = {
-            let (plugin, config, request) = (plugin.clone(), self.config.clone(), request.clone());
-            let slot = plugin.call_slot().await;
-            off_the_runtime(slot, move || {
-                prepare(&plugin, &config, &request, SystemTime::now())
+            let (config, request) = (self.config.clone(), request.clone());
+            off_the_runtime(plugin, move |plugin| {
+                prepare(plugin, &config, &request, SystemTime::now())
             })
             .await
         };
@@ -309,11 +308,10 @@ impl Engine {
             ),
             Some(object) => {
                 let ctx = self.phase_context(plugin, request, state);
-                let plugin = plugin.clone();
                 let observed = object.to_string();
-                let slot = plugin.call_slot().await;
                 let answer =
-                    off_the_runtime(slot, move || plugin.get_task_phase(&ctx, &observed)).await;
+                    off_the_runtime(plugin, move |plugin| plugin.get_task_phase(&ctx, &observed))
+                        .await;
                 let event = match answer {
                     Ok(info) => PhaseEvent::from_wit(info),
                     Err(err) => plugin_failure(&err),
@@ -370,10 +368,8 @@ impl Engine {
             return Ok(Aborted::Deleted);
         };
         let ctx = self.phase_context(plugin, request, state);
-        let call = plugin.clone();
         let observed = object.to_string();
-        let slot = call.call_slot().await;
-        let action = off_the_runtime(slot, move || call.on_abort(&ctx, &observed)).await;
+        let action = off_the_runtime(plugin, move |plugin| plugin.on_abort(&ctx, &observed)).await;
         let cluster_error = |source| EngineError::Cluster {
             action: "aborting",
             name: state.name.clone(),
@@ -514,15 +510,18 @@ impl TaskState {
     }
 }
 
-/// Run a plugin call on the blocking pool, holding its instance slot: a
-/// call may spin until its deadline, which must not stall the async executor.
+/// Run a plugin call on the blocking pool once an instance slot is free,
+/// holding the slot: a call may spin until its deadline, which must not
+/// stall the async executor.
 async fn off_the_runtime<R: Send + 'static>(
-    slot: tokio::sync::OwnedSemaphorePermit,
-    call: impl FnOnce() -> R + Send + 'static,
+    plugin: &Plugin,
+    call: impl FnOnce(&Plugin) -> R + Send + 'static,
 ) -> R {
+    let slot = plugin.call_slot().await;
+    let plugin = plugin.clone();
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        call()
+        call(&plugin)
     })
     .await
     .expect("plugin calls turn every failure into an error")

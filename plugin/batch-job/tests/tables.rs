@@ -5,7 +5,6 @@ use flytewasm::config::HostConfig;
 use flytewasm::executor::TaskRequest;
 use flytewasm::runtime::{CallError, Plugin, wit};
 use flytewasm::testkit;
-use flytewasm_proto::flyteidl::core::{Container, TaskTemplate, task_template::Target};
 use serde_json::{Value, json};
 
 fn plugin() -> Plugin {
@@ -14,25 +13,9 @@ fn plugin() -> Plugin {
 
 fn request(custom: Option<Value>) -> TaskRequest {
     TaskRequest {
-        template: TaskTemplate {
-            r#type: "batch_job".into(),
-            custom: custom.map(|c| serde_json::from_value(c).unwrap()),
-            target: Some(Target::Container(Container {
-                image: "ghcr.io/example/job:1".into(),
-                args: vec![
-                    "pyflyte-execute".into(),
-                    "--inputs".into(),
-                    "{{.input}}".into(),
-                ],
-                ..Default::default()
-            })),
-            ..Default::default()
-        },
         namespace: "team".into(),
         name: Some("job1".into()),
-        input_prefix: "s3://bucket/in".into(),
-        max_attempts: 1,
-        ..Default::default()
+        ..testkit::container_task("batch_job", custom, "ghcr.io/example/job:1")
     }
 }
 
@@ -135,6 +118,12 @@ fn bad_config_is_a_bad_task_naming_the_field() {
 #[test]
 fn job_status_maps_to_flyte_phases() {
     let condition = |kind: &str, reason: &str| json!({ "type": kind, "status": "True", "reason": reason, "message": "m" });
+    // A Job a pod failure policy failed, quoting the pod's failure.
+    let policy_failed = |message: &str| {
+        json!({ "spec": {}, "status": { "conditions": [
+            { "type": "Failed", "status": "True", "reason": "PodFailurePolicy", "message": message }] } })
+    };
+    const KILLED: &str = "Container main for pod team/j-1 failed with exit code 137 matching FailJob rule at index 0";
     let cases = [
         (
             json!({ "spec": {}, "status": {} }),
@@ -178,20 +167,21 @@ fn job_status_maps_to_flyte_phases() {
         ),
         // Pod-level causes the policy quotes, by Flyte's pod rules.
         (
-            json!({ "spec": {}, "status": { "conditions": [{ "type": "Failed", "status": "True", "reason": "PodFailurePolicy",
-                "message": "Container main for pod team/j-1 failed with exit code 137 matching FailJob rule at index 0" }] } }),
+            policy_failed(KILLED),
             wit::Phase::PermanentFailure,
             Some("Interrupted"),
         ),
         (
-            json!({ "spec": {}, "status": { "conditions": [{ "type": "Failed", "status": "True", "reason": "PodFailurePolicy",
-                "message": "Pod team/j-1 has condition DisruptionTarget matching FailJob rule at index 1" }] } }),
+            policy_failed(
+                "Pod team/j-1 has condition DisruptionTarget matching FailJob rule at index 1",
+            ),
             wit::Phase::PermanentFailure,
             Some("Interrupted"),
         ),
         (
-            json!({ "spec": {}, "status": { "conditions": [{ "type": "Failed", "status": "True", "reason": "PodFailurePolicy",
-                "message": "Container main for pod team/j-1 failed with exit code 42 matching FailJob rule at index 0" }] } }),
+            policy_failed(
+                "Container main for pod team/j-1 failed with exit code 42 matching FailJob rule at index 0",
+            ),
             wit::Phase::PermanentFailure,
             Some("PodFailurePolicy"),
         ),
@@ -201,11 +191,7 @@ fn job_status_maps_to_flyte_phases() {
         assert_eq!(info.phase, expected, "{job}");
         assert_eq!(info.error.as_ref().map(|e| e.code.as_str()), code, "{job}");
     }
-    let killed = phase(
-        json!({ "spec": {}, "status": { "conditions": [{ "type": "Failed", "status": "True",
-        "reason": "PodFailurePolicy",
-        "message": "Container main for pod team/j-1 failed with exit code 137 matching FailJob rule at index 0" }] } }),
-    );
+    let killed = phase(policy_failed(KILLED));
     let error = killed.error.unwrap();
     assert_eq!(
         error.kind,

@@ -5,29 +5,16 @@ use flytewasm::config::HostConfig;
 use flytewasm::executor::TaskRequest;
 use flytewasm::runtime::{Plugin, wit};
 use flytewasm::testkit;
-use flytewasm_proto::flyteidl::core::{Container, TaskTemplate, task_template::Target};
 use serde_json::{Value, json};
 
 fn plugin() -> Plugin {
     testkit::plugin("{{id}}")
 }
 
+const TASK_TYPE: &str = "{{task_type}}";
+
 fn request(custom: Value) -> TaskRequest {
-    TaskRequest {
-        template: TaskTemplate {
-            r#type: "{{task_type}}".into(),
-            custom: Some(serde_json::from_value(custom).unwrap()),
-            target: Some(Target::Container(Container {
-                image: "ghcr.io/example/app:1".into(),
-                args: vec!["pyflyte-execute".into()],
-                ..Default::default()
-            })),
-            ..Default::default()
-        },
-        namespace: "tests".into(),
-        name: Some("task1".into()),
-        ..Default::default()
-    }
+    testkit::container_task(TASK_TYPE, Some(custom), "ghcr.io/example/app:1")
 }
 
 fn context(plugin: &Plugin, custom: Value) -> wit::TaskContext {
