@@ -11,6 +11,9 @@
 //!     spark-history-server-url: https://spark-history.example.com
 //! runtime:
 //!   call-timeout: 2000       # milliseconds
+//! security:
+//!   resource-meta-keys: /etc/flytewasm-keys/resource-meta-keys.yaml
+//!   namespaces: ["{project}-{domain}"]   # where tasks may run
 //! task-type-owners:          # who serves a task type two plugins claim
 //!   spark: spark
 //! ```
@@ -33,6 +36,8 @@ pub struct HostConfig {
     pub plugins: BTreeMap<String, Value>,
     #[serde(default)]
     pub runtime: RuntimeConfig,
+    #[serde(default)]
+    pub security: SecurityConfig,
     /// Task type name → the plugin id that serves it when two plugins claim it.
     #[serde(default)]
     pub task_type_owners: std::collections::HashMap<String, String>,
@@ -61,6 +66,47 @@ pub struct K8sConfig {
     /// Pod defaults, passed through to plugins as they are.
     #[serde(flatten)]
     pub pod_defaults: serde_json::Map<String, Value>,
+}
+
+/// Who may ask for what.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// The keys file that signs and verifies `resource_meta` (shared by
+    /// every replica; see `agent::MetaKeys`). `serve` needs it, except on
+    /// the sandbox, which makes a key for the process.
+    pub resource_meta_keys: Option<std::path::PathBuf>,
+    /// The namespaces tasks may run in; absent: any. An entry is a name or
+    /// a pattern with `{project}` and `{domain}` (Flyte's default
+    /// `{project}-{domain}` layout), filled from the task's execution.
+    pub namespaces: Option<Vec<String>>,
+}
+
+impl SecurityConfig {
+    /// Whether a task of `project`/`domain` may run in `namespace`; the
+    /// error says what is allowed.
+    pub fn check_namespace(
+        &self,
+        namespace: &str,
+        project: &str,
+        domain: &str,
+    ) -> Result<(), String> {
+        let Some(allowed) = &self.namespaces else {
+            return Ok(());
+        };
+        let fill = |pattern: &str| {
+            pattern
+                .replace("{project}", project)
+                .replace("{domain}", domain)
+        };
+        if allowed.iter().any(|pattern| fill(pattern) == namespace) {
+            return Ok(());
+        }
+        Err(format!(
+            "namespace `{namespace}` is not allowed for {project}/{domain} by this host's policy (security.namespaces: {})",
+            allowed.join(", ")
+        ))
+    }
 }
 
 fn default_annotations() -> BTreeMap<String, String> {
@@ -127,5 +173,42 @@ impl HostConfig {
             .cloned()
             .unwrap_or(Value::Null)
             .to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespace_patterns_are_filled_from_the_execution() {
+        let policy = SecurityConfig {
+            namespaces: Some(vec!["{project}-{domain}".into(), "shared".into()]),
+            ..SecurityConfig::default()
+        };
+        assert!(
+            policy
+                .check_namespace("flytesnacks-development", "flytesnacks", "development")
+                .is_ok()
+        );
+        assert!(policy.check_namespace("shared", "any", "thing").is_ok());
+        let err = policy
+            .check_namespace("kube-system", "flytesnacks", "development")
+            .unwrap_err();
+        assert!(
+            err.contains("`kube-system` is not allowed") && err.contains("{project}-{domain}"),
+            "{err}"
+        );
+        // Another project's namespace is not this one's.
+        assert!(
+            policy
+                .check_namespace("other-development", "flytesnacks", "development")
+                .is_err()
+        );
+        assert!(
+            SecurityConfig::default()
+                .check_namespace("anything", "p", "d")
+                .is_ok()
+        );
     }
 }

@@ -19,10 +19,13 @@ pub fn workspace_dir() -> PathBuf {
 }
 
 /// Runtime settings for tests: the default limits, and a precompiled
-/// artifact cache under `target/` so each component compiles once per build.
+/// artifact cache under `target/` so each component compiles once per build
+/// (sealed with a key kept beside it, not in it).
 pub fn runtime_config() -> RuntimeConfig {
+    let target = workspace_dir().join("target");
     RuntimeConfig {
-        cache_dir: Some(workspace_dir().join("target/flytewasm-cache")),
+        cache_dir: Some(target.join("flytewasm-cache")),
+        precompile_key_file: Some(target.join("flytewasm-test-keys/precompile.key")),
         ..RuntimeConfig::default()
     }
 }

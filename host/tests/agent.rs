@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use flytewasm::agent::{AgentService, Metrics, ResourceMeta};
+use flytewasm::agent::{AgentService, MetaKeys, Metrics, ResourceMeta};
 use flytewasm::cluster::Cluster;
 use flytewasm::executor::Engine;
 use flytewasm::registry::{LivePlugins, Registry};
@@ -28,6 +28,7 @@ const NS: &str = "agent-tests";
 struct Env {
     sandbox: Sandbox,
     service: AgentService,
+    keys: MetaKeys,
 }
 
 async fn env() -> Env {
@@ -41,13 +42,19 @@ async fn env() -> Env {
     let engine = Engine::new(Arc::new(cluster), Arc::default());
     let registry =
         Registry::from_plugins(vec![testkit::plugin("spark"), testkit::plugin("testing")]).unwrap();
+    let keys = MetaKeys::ephemeral();
     let service = AgentService::new(
         engine,
         LivePlugins::fixed(registry),
         Arc::new(Metrics::default()),
+        keys.clone(),
         false,
     );
-    Env { sandbox, service }
+    Env {
+        sandbox,
+        service,
+        keys,
+    }
 }
 
 fn create(template: TaskTemplate, execution: &str) -> CreateTaskRequest {
@@ -106,7 +113,7 @@ async fn create_then_get_follows_the_object_to_success() {
         .unwrap()
         .into_inner()
         .resource_meta;
-    let decoded = ResourceMeta::decode(&meta).unwrap();
+    let decoded = ResourceMeta::decode(&meta, &env.keys).unwrap();
     assert_eq!(decoded.state.plugin_id, "spark");
     assert_eq!(decoded.state.name, "ok-n0-0");
     assert_eq!(decoded.state.namespace, NS);
@@ -245,15 +252,19 @@ async fn a_plugin_that_crashes_fails_the_task_permanently() {
 #[tokio::test]
 async fn bad_resource_meta_is_invalid_argument_naming_the_field() {
     let env = env().await;
+    // Unsigned bytes are refused before they are read; signed ones (as a
+    // holder of the key could write) are checked field by field.
+    let signed = |bytes: &[u8]| env.keys.sign(bytes);
     for (meta, expected) in [
         (b"".to_vec(), "resource_meta is empty"),
+        (b"{not json".to_vec(), "resource_meta is not signed"),
         (
-            b"{not json".to_vec(),
+            signed(b"{not json"),
             "resource_meta is not flytewasm's JSON",
         ),
-        (br#"{"version": 9}"#.to_vec(), "resource_meta version 9"),
+        (signed(br#"{"version": 9}"#), "resource_meta version 9"),
         (
-            br#"{"version": 1, "state": {}}"#.to_vec(),
+            signed(br#"{"version": 1, "state": {}}"#),
             "resource_meta.state",
         ),
     ] {
@@ -330,9 +341,9 @@ async fn a_task_from_an_unloaded_plugin_is_not_found() {
         .unwrap()
         .into_inner()
         .resource_meta;
-    let mut decoded = ResourceMeta::decode(&meta).unwrap();
+    let mut decoded = ResourceMeta::decode(&meta, &env.keys).unwrap();
     decoded.state.plugin_id = "retired".into();
-    let status = status_of(env.service.get_task(get(&decoded.encode())).await).await;
+    let status = status_of(env.service.get_task(get(&decoded.encode(&env.keys))).await).await;
     assert_eq!(status.code(), Code::NotFound);
     assert!(
         status.message().contains("`retired`"),
@@ -380,6 +391,7 @@ async fn shutdown_drains_calls_in_flight() {
     let Env {
         sandbox: _sandbox,
         service,
+        keys,
     } = env().await;
     let meta = service
         .create_task(Request::new(create(testing("succeed"), "drain")))
@@ -388,7 +400,7 @@ async fn shutdown_drains_calls_in_flight() {
         .into_inner()
         .resource_meta;
     // The same task, but the plugin now spins until its call deadline (2 s).
-    let mut slow = ResourceMeta::decode(&meta).unwrap();
+    let mut slow = ResourceMeta::decode(&meta, &keys).unwrap();
     slow.task.template = testing("phase-loop");
 
     let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -404,7 +416,7 @@ async fn shutdown_drains_calls_in_flight() {
     let call = tokio::spawn(async move {
         client
             .get_task(GetTaskRequest {
-                resource_meta: slow.encode(),
+                resource_meta: slow.encode(&keys),
                 ..Default::default()
             })
             .await
@@ -450,16 +462,19 @@ async fn resource_meta_pointing_at_another_object_touches_nothing() {
         .unwrap()
         .into_inner()
         .resource_meta;
-    let target = ResourceMeta::decode(&theirs).unwrap().state;
+    let target = ResourceMeta::decode(&theirs, &env.keys).unwrap().state;
 
-    // Our resource_meta, edited to name their object (and then another namespace).
-    let mut forged: serde_json::Value = serde_json::from_slice(&ours).unwrap();
+    // Our resource_meta, edited to name their object (and then another
+    // namespace), and signed again as only a holder of the key could: even
+    // a signed meta cannot point at an object its task does not make.
+    let ours = ResourceMeta::decode(&ours, &env.keys).unwrap();
+    let mut forged: serde_json::Value = serde_json::to_value(&ours).unwrap();
     forged["state"]["name"] = target.name.clone().into();
     let mut elsewhere = forged.clone();
     elsewhere["state"]["namespace"] = "kube-system".into();
     let deletes_before = env.sandbox.faults().requests("delete");
     for forged in [forged, elsewhere] {
-        let bytes = forged.to_string().into_bytes();
+        let bytes = env.keys.sign(forged.to_string().as_bytes());
         let status = status_of(env.service.get_task(get(&bytes)).await).await;
         assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
         assert!(
@@ -493,4 +508,120 @@ async fn resource_meta_pointing_at_another_object_touches_nothing() {
         .resource
         .unwrap();
     assert_eq!(resource.phase, task_execution::Phase::Running as i32);
+}
+
+/// What an attacker who can reach the port but has no key can do with a
+/// genuine resource_meta: edit it consistently (another execution, another
+/// namespace, another kind), or replay one from another deployment. Every
+/// variant is refused as INVALID_ARGUMENT and nothing in the cluster is
+/// written.
+#[tokio::test]
+async fn forged_or_foreign_resource_meta_is_refused_and_touches_nothing() {
+    let env = env().await;
+    let genuine = env
+        .service
+        .create_task(Request::new(create(testing("run"), "victim")))
+        .await
+        .unwrap()
+        .into_inner()
+        .resource_meta;
+    let payload_at = genuine.iter().position(|b| *b == b'{').unwrap();
+    let (header, json_and_tag) = genuine.split_at(payload_at);
+    let payload = &json_and_tag[..json_and_tag.len() - 32];
+    let tag = &json_and_tag[json_and_tag.len() - 32..];
+    let meta: serde_json::Value = serde_json::from_slice(payload).unwrap();
+
+    let mut other_execution = meta.clone();
+    other_execution["task"]["execution"]["name"] = "someone-else".into();
+    other_execution["state"]["name"] = "someone-else-n0-0".into();
+    let mut other_namespace = meta.clone();
+    other_namespace["task"]["namespace"] = "kube-system".into();
+    other_namespace["state"]["namespace"] = "kube-system".into();
+    let mut other_kind = meta.clone();
+    other_kind["state"]["kind"] =
+        json!({"apiVersion": "v1", "kind": "Secret", "plural": "secrets"});
+    let mut forgeries: Vec<Vec<u8>> = [other_execution, other_namespace, other_kind]
+        .iter()
+        .map(|edited| [header, edited.to_string().as_bytes(), tag].concat())
+        .collect();
+    // Unsigned JSON, as an older host wrote it.
+    forgeries.push(payload.to_vec());
+    // A genuine meta of another deployment (another key under the same id).
+    let elsewhere = MetaKeys::ephemeral();
+    forgeries.push(elsewhere.sign(payload));
+
+    let writes = |env: &Env| {
+        ["create", "delete", "patch", "update"]
+            .iter()
+            .map(|verb| env.sandbox.faults().requests(verb))
+            .sum::<u64>()
+    };
+    let before = writes(&env);
+    for bytes in forgeries {
+        let status = status_of(env.service.get_task(get(&bytes)).await).await;
+        assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+        assert!(
+            status.message().contains("resource_meta"),
+            "{}",
+            status.message()
+        );
+        let status = status_of(
+            env.service
+                .delete_task(Request::new(DeleteTaskRequest {
+                    resource_meta: bytes,
+                    ..Default::default()
+                }))
+                .await,
+        )
+        .await;
+        assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+    }
+    assert_eq!(writes(&env), before, "a forged meta wrote to the cluster");
+    // The genuine one still works.
+    assert!(env.service.get_task(get(&genuine)).await.is_ok());
+}
+
+/// The namespace policy refuses a task outside it at CreateTask with a
+/// permanent failure that says why, and creates nothing.
+#[tokio::test]
+async fn a_task_outside_the_namespace_policy_fails_and_creates_nothing() {
+    let sandbox = Sandbox::start(SandboxConfig::default()).await.unwrap();
+    let cluster = Cluster::new(sandbox.client().unwrap());
+    let config: flytewasm::config::HostConfig =
+        serde_yaml::from_str("security:\n  namespaces: [\"{project}-{domain}\"]\n").unwrap();
+    let engine = Engine::new(Arc::new(cluster), Arc::new(config));
+    let keys = MetaKeys::ephemeral();
+    let service = AgentService::new(
+        engine,
+        LivePlugins::fixed(Registry::from_plugins(vec![testkit::plugin("testing")]).unwrap()),
+        Arc::new(Metrics::default()),
+        keys.clone(),
+        false,
+    );
+    let creates = sandbox.faults().requests("create");
+    let meta = service
+        .create_task(Request::new(create(testing("run"), "elsewhere")))
+        .await
+        .unwrap()
+        .into_inner()
+        .resource_meta;
+    assert_eq!(
+        sandbox.faults().requests("create"),
+        creates,
+        "nothing created"
+    );
+    let resource = service
+        .get_task(get(&meta))
+        .await
+        .unwrap()
+        .into_inner()
+        .resource
+        .unwrap();
+    assert_eq!(resource.phase, task_execution::Phase::Failed as i32);
+    assert!(
+        resource.message.contains("is not allowed")
+            && resource.message.contains("{project}-{domain}"),
+        "{}",
+        resource.message
+    );
 }

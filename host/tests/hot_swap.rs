@@ -202,22 +202,44 @@ fn the_allow_list_refuses_unlisted_digests() {
     let error = failure_of(&status, "spark.wasm").expect("refused");
     assert!(error.contains("not on the allow-list"), "{error}");
     assert_eq!(serving_version(&live).as_deref(), Some("0.1.0"));
+    // Checked on the digest before anything is compiled: bytes that are
+    // not even a component are refused for not being listed.
+    publish(&dir, "unlisted.wasm", b"\0asm\x0d\0\x01\0 anything at all");
+    live.reload().unwrap();
+    let status = live.current().status();
+    let error = failure_of(&status, "unlisted.wasm").expect("refused");
+    assert!(
+        error.contains("is not on the allow-list") && !error.contains("not a valid"),
+        "{error}"
+    );
 }
 
 #[test]
-fn two_plugins_claiming_a_task_type_do_not_both_serve() {
+fn two_files_claiming_one_plugin_id_are_a_conflict() {
+    // Both new at start-up: no file wins by its name; both are refused.
     let (_dir, dir) = dir_with_spark();
     publish(&dir, "spark-next.wasm", &component("spark-next"));
     let live = live(&dir, Options::default());
-    // The first file by name serves; the other is refused, saying why.
-    assert_eq!(live.current().plugins().len(), 1);
-    assert_eq!(serving_version(&live).as_deref(), Some("0.1.0-next"));
+    assert!(live.current().plugins().is_empty());
     let status = live.current().status();
-    let error = failure_of(&status, "spark.wasm").expect("refused");
-    assert!(
-        error.contains("already served by `spark`") && error.contains("task-type-owners"),
-        "{error}"
-    );
+    for file in ["spark.wasm", "spark-next.wasm"] {
+        let error = failure_of(&status, file).expect("refused");
+        assert!(
+            error.contains("plugin id `spark` is claimed by")
+                && error.contains("two files may not claim one id"),
+            "{error}"
+        );
+    }
+    // One serving: a second file with its id is refused, and it keeps serving.
+    std::fs::remove_file(dir.join("spark-next.wasm")).unwrap();
+    live.reload().unwrap();
+    assert_eq!(serving_version(&live).as_deref(), Some("0.1.0"));
+    publish(&dir, "spark-copy.wasm", &component("spark-next"));
+    live.reload().unwrap();
+    assert_eq!(serving_version(&live).as_deref(), Some("0.1.0"));
+    let status = live.current().status();
+    let error = failure_of(&status, "spark-copy.wasm").expect("refused");
+    assert!(error.contains("already served by spark.wasm"), "{error}");
 }
 
 #[test]

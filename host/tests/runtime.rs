@@ -248,14 +248,14 @@ fn plugins_see_no_files_environment_or_clock() {
 
 #[test]
 fn a_component_is_compiled_once_and_reloaded_from_the_artifact_cache() {
-    let cache = tempfile::tempdir().unwrap();
+    let (cache, keys) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let config = RuntimeConfig {
         cache_dir: Some(cache.path().into()),
+        precompile_key_file: Some(keys.path().join("precompile.key")),
         ..RuntimeConfig::default()
     };
     let path = testkit::component_path("testing");
     let first = Runtime::new(config.clone()).unwrap().load(&path).unwrap();
-    // Beside the host's precompile key.
     let artifacts: Vec<_> = std::fs::read_dir(cache.path())
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -286,4 +286,230 @@ fn a_component_is_compiled_once_and_reloaded_from_the_artifact_cache() {
         std::fs::metadata(&artifacts[0]).unwrap().len() > 1000,
         "the damaged artifact was replaced"
     );
+}
+
+/// Blocking WASI calls end with the call: a sleep of an hour and a poll on
+/// a far-future clock deadline both stop at the 200 ms deadline, as a
+/// timeout, and the plugin serves the next call.
+#[test]
+fn blocking_wasi_calls_end_at_the_deadline() {
+    let runtime = strict_runtime();
+    let plugin = testing_plugin(&runtime);
+    for behaviour in ["sleep", "poll-far"] {
+        let started = std::time::Instant::now();
+        let err = build(&plugin, behaviour).unwrap_err();
+        assert!(
+            matches!(err, CallError::Timeout { limit_ms: 200, .. }),
+            "{behaviour}: {err:?}"
+        );
+        // Not a timing assertion: a sleep that was not cut would take an hour.
+        assert!(started.elapsed() < Duration::from_secs(60), "{behaviour}");
+        assert_still_serves(&plugin);
+    }
+    let ctx =
+        request("phase-sleep").task_context(&plugin, &HostConfig::default(), testkit::fixed_now());
+    let ctx = testkit::phase_context(ctx, wit::Phase::Running, 0, "");
+    let err = plugin.get_task_phase(&ctx, "{}").unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CallError::Timeout {
+                call: "get-task-phase",
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+/// Output floods never fail the task: megabytes on stderr still build the
+/// object, and a `log` loop is stopped by the deadline like any loop.
+#[test]
+fn output_floods_are_cut_not_fatal() {
+    let object: serde_json::Value = serde_json::from_str(
+        &build(&testkit::plugin("testing"), "stderr-flood").expect("a flood is not a failure"),
+    )
+    .unwrap();
+    assert_eq!(object["kind"], "ConfigMap");
+    let plugin = testing_plugin(&strict_runtime());
+    let err = build(&plugin, "log-flood").unwrap_err();
+    assert!(matches!(err, CallError::Timeout { .. }), "{err:?}");
+    assert_still_serves(&plugin);
+}
+
+/// A 20 MB phase reason and message come back cut to their bounds, with a
+/// marker, far below propeller's 4 MiB message limit.
+#[test]
+fn a_huge_phase_answer_is_cut_to_its_bounds() {
+    let plugin = testkit::plugin("testing");
+    let ctx =
+        request("phase-huge").task_context(&plugin, &HostConfig::default(), testkit::fixed_now());
+    let ctx = testkit::phase_context(ctx, wit::Phase::Running, 0, "");
+    let info = plugin.get_task_phase(&ctx, "{}").unwrap();
+    use flytewasm::runtime::answer::{MAX_MESSAGE_BYTES, MAX_REASON_BYTES};
+    assert!(
+        info.reason.len() <= MAX_REASON_BYTES,
+        "{}",
+        info.reason.len()
+    );
+    assert!(info.reason.ends_with("bytes cut]"));
+    let message = &info.error.as_ref().unwrap().message;
+    assert!(message.len() <= MAX_MESSAGE_BYTES && message.ends_with("bytes cut]"));
+}
+
+/// A component that would take many pool entries (40 core instances, each
+/// with a memory) is refused when it is compiled, naming the limit.
+#[test]
+fn a_component_with_many_instances_and_memories_is_refused() {
+    let mut wat = String::from("(component\n  (core module $m (memory 1))\n");
+    for _ in 0..40 {
+        wat.push_str("  (core instance (instantiate $m))\n");
+    }
+    wat.push(')');
+    let bytes = wat::parse_str(&wat).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("greedy.wasm");
+    std::fs::write(&path, bytes).unwrap();
+    let err = strict_runtime().load(&path).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, LoadError::Compile { .. }), "{err:?}");
+    assert!(
+        text.contains("greedy.wasm") && (text.contains("memories") || text.contains("instances")),
+        "{text}"
+    );
+}
+
+/// One plugin's calls that hang cannot take another plugin's slots: with
+/// 2 slots per plugin, two sleeping `testing` calls fill its share, a third
+/// is refused as busy (retryable) after the wait, and `spark` is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_plugin_keeps_to_its_share_of_slots() {
+    let runtime = Runtime::new(RuntimeConfig {
+        call_timeout: Duration::from_secs(3),
+        max_concurrent_calls: 4,
+        max_calls_per_plugin: Some(2),
+        slot_wait: Duration::from_millis(100),
+        ..testkit::runtime_config()
+    })
+    .unwrap();
+    let testing = testing_plugin(&runtime);
+    let spark = runtime.load(&testkit::component_path("spark")).unwrap();
+    let mut stuck = Vec::new();
+    for _ in 0..2 {
+        let slot = testing.call_slot("build-resource").await.unwrap();
+        let plugin = testing.clone();
+        stuck.push(tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            build(&plugin, "sleep")
+        }));
+    }
+    assert!(testing.saturated());
+    let err = testing.call_slot("build-resource").await.err().unwrap();
+    assert!(err.is_busy(), "{err:?}");
+    assert!(err.to_string().contains("busy"), "{err}");
+
+    let slot = spark
+        .call_slot("build-resource")
+        .await
+        .expect("spark has its own share");
+    assert!(!spark.saturated());
+    let task = testkit::spark_task("tests", "spark-1");
+    let ctx = task.task_context(&spark, &HostConfig::default(), testkit::fixed_now());
+    let built = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        spark.build_resource(&ctx)
+    })
+    .await
+    .unwrap();
+    assert!(built.is_ok(), "{built:?}");
+    for call in stuck {
+        assert!(matches!(
+            call.await.unwrap(),
+            Err(CallError::Timeout { .. })
+        ));
+    }
+    assert!(
+        !testing.saturated(),
+        "the timed-out calls gave their slots back"
+    );
+}
+
+/// The compile cache holds native code, so it is sealed like a `.cwasm`: a
+/// well-formed artifact planted under a plugin's name — another plugin's,
+/// sealed with the right key, or a bare wasmtime artifact — is refused
+/// before it is deserialized, and the real plugin is compiled instead.
+#[test]
+fn a_planted_cache_artifact_is_refused_before_it_is_deserialized() {
+    let (cache, keys) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let config = RuntimeConfig {
+        cache_dir: Some(cache.path().into()),
+        precompile_key_file: Some(keys.path().join("precompile.key")),
+        ..RuntimeConfig::default()
+    };
+    let runtime = Runtime::new(config.clone()).unwrap();
+    let testing_path = testkit::component_path("testing");
+    runtime.load(&testing_path).unwrap();
+    let artifact = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|ext| ext == "cwasm"))
+        .expect("the testing plugin's artifact");
+    // Spark's code, sealed with this host's key, under testing's name.
+    let spark_sealed = runtime
+        .precompile(&std::fs::read(testkit::component_path("spark")).unwrap())
+        .unwrap();
+    // The same without the seal: a bare, well-formed wasmtime artifact.
+    let header_len = u32::from_le_bytes(spark_sealed[16..20].try_into().unwrap()) as usize;
+    let bare = spark_sealed[20 + header_len..spark_sealed.len() - 32].to_vec();
+    for planted in [spark_sealed, bare] {
+        std::fs::write(&artifact, &planted).unwrap();
+        let plugin = Runtime::new(config.clone())
+            .unwrap()
+            .load(&testing_path)
+            .unwrap();
+        assert_eq!(plugin.id(), "testing", "the planted artifact was used");
+        assert_still_serves(&plugin);
+        assert_ne!(std::fs::read(&artifact).unwrap(), planted, "replaced");
+    }
+}
+
+/// The key must live outside the cache, and a cache needs a key.
+#[test]
+fn the_precompile_key_is_kept_out_of_the_cache() {
+    let cache = tempfile::tempdir().unwrap();
+    let inside = RuntimeConfig {
+        cache_dir: Some(cache.path().into()),
+        precompile_key_file: Some(cache.path().join("sub/precompile.key")),
+        ..RuntimeConfig::default()
+    };
+    let err = Runtime::new(inside).err().unwrap().to_string();
+    assert!(err.contains("inside runtime.cache-dir"), "{err}");
+    let keyless = RuntimeConfig {
+        cache_dir: Some(cache.path().into()),
+        ..RuntimeConfig::default()
+    };
+    let err = Runtime::new(keyless).err().unwrap().to_string();
+    assert!(err.contains("needs runtime.precompile-key-file"), "{err}");
+}
+
+/// Replicas starting together race to create the key: every one starts,
+/// and all end up with the same key.
+#[test]
+fn replicas_creating_the_key_at_once_all_start_with_one_key() {
+    let keys = tempfile::tempdir().unwrap();
+    let path = keys.path().join("precompile.key");
+    let started: Vec<_> = (0..16)
+        .map(|_| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                flytewasm::runtime::precompiled::PrecompileKey::load_or_create(&path).map(|_| ())
+            })
+        })
+        .collect();
+    for replica in started {
+        replica.join().unwrap().expect("every replica starts");
+    }
+    assert_eq!(std::fs::read(&path).unwrap().len(), 32);
+    let leftovers: Vec<_> = std::fs::read_dir(keys.path()).unwrap().collect();
+    assert_eq!(leftovers.len(), 1, "no temporary files left: {leftovers:?}");
 }

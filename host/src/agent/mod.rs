@@ -6,6 +6,7 @@ mod resource;
 mod resource_meta;
 mod server;
 mod service;
+mod signing;
 
 pub use crate::metrics::Metrics;
 pub use request::{BadRequest, task_request};
@@ -13,3 +14,4 @@ pub use resource::resource;
 pub use resource_meta::{MetaError, ResourceMeta};
 pub use server::serve;
 pub use service::AgentService;
+pub use signing::MetaKeys;

@@ -1,10 +1,17 @@
 //! The `serve` process: the agent services over gRPC, and `/healthz`,
 //! `/readyz`, `/metrics` over HTTP. On shutdown, readiness turns off first
 //! and calls in flight are drained before the process exits.
+//!
+//! Readiness tells the truth: not ready while calls cannot be served — no
+//! plugin loaded, a plugin with every call slot taken, the API server not
+//! answering — so Kubernetes stops routing to a frozen replica. gRPC health
+//! (`grpc.health.v1`, tonic-health) reports the same, for the whole server
+//! and for the agent service.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -14,7 +21,8 @@ use flytewasm_proto::flyteidl::service::async_agent_service_server::AsyncAgentSe
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::transport::{Server, ServerTlsConfig};
+use tonic_health::ServingStatus;
 
 use super::service::AgentService;
 use crate::registry::PluginStatus;
@@ -24,14 +32,17 @@ pub async fn serve(
     service: AgentService,
     grpc: TcpListener,
     http: TcpListener,
-    tls: Option<Identity>,
+    tls: Option<ServerTlsConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let service = Arc::new(service);
     let health = Arc::new(Health {
         service: service.clone(),
         stopping: AtomicBool::new(false),
+        cluster_error: Mutex::new(None),
     });
+    let (reporter, grpc_health) = tonic_health::server::health_reporter();
+    tokio::spawn(watch_health(health.clone(), reporter));
     let (stop, stopped) = watch::channel(false);
     let stopping = health.clone();
     tokio::spawn(async move {
@@ -42,10 +53,11 @@ pub async fn serve(
     });
 
     let mut builder = Server::builder();
-    if let Some(identity) = tls {
-        builder = builder.tls_config(ServerTlsConfig::new().identity(identity))?;
+    if let Some(tls) = tls {
+        builder = builder.tls_config(tls)?;
     }
     let grpc = builder
+        .add_service(grpc_health)
         .add_service(AsyncAgentServiceServer::from_arc(service.clone()))
         .add_service(AgentMetadataServiceServer::from_arc(service))
         .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), wait(stopped.clone()));
@@ -71,21 +83,84 @@ async fn wait(mut stopped: watch::Receiver<bool>) {
 struct Health {
     service: Arc<AgentService>,
     stopping: AtomicBool,
+    /// The API server's last answer to the probe: None while it answers.
+    cluster_error: Mutex<Option<String>>,
 }
 
-/// Ready while serving at least one plugin and not shutting down.
-async fn ready(State(health): State<Arc<Health>>) -> (StatusCode, String) {
-    if health.stopping.load(Ordering::SeqCst) {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".into());
+/// How often the cluster is probed and gRPC health refreshed.
+const HEALTH_PERIOD: Duration = Duration::from_secs(1);
+
+impl Health {
+    /// Why calls cannot be served now, if they cannot.
+    fn not_ready(&self) -> Option<String> {
+        if self.stopping.load(Ordering::SeqCst) {
+            return Some("shutting down".into());
+        }
+        let registry = self.service.plugins().current();
+        let plugins = registry.plugins();
+        if plugins.is_empty() {
+            return Some("no plugins loaded".into());
+        }
+        if let Some(error) = self.cluster_error.lock().unwrap().clone() {
+            return Some(format!("the cluster is not answering: {error}"));
+        }
+        let saturated: Vec<&str> = plugins
+            .iter()
+            .filter(|p| p.saturated())
+            .map(|p| p.id())
+            .collect();
+        if !saturated.is_empty() {
+            return Some(format!(
+                "every call slot of plugin {} is taken",
+                saturated.join(", ")
+            ));
+        }
+        None
     }
-    let loaded = health.service.plugins().current().plugins().len();
-    if loaded == 0 {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no plugins loaded\n".into(),
+}
+
+/// Probe the cluster and keep gRPC health in step with readiness.
+async fn watch_health(health: Arc<Health>, reporter: tonic_health::server::HealthReporter) {
+    type Agent = AsyncAgentServiceServer<AgentService>;
+    let mut last = None;
+    loop {
+        let probe = tokio::time::timeout(
+            HEALTH_PERIOD * 3,
+            health.service.engine().cluster().reachable(),
         )
-    } else {
-        (StatusCode::OK, format!("ready: {loaded} plugins\n"))
+        .await;
+        *health.cluster_error.lock().unwrap() = match probe {
+            Ok(Ok(())) => None,
+            Ok(Err(err)) => Some(err.to_string()),
+            Err(_) => Some("no answer within 3 s".into()),
+        };
+        let status = match health.not_ready() {
+            None => ServingStatus::Serving,
+            Some(_) => ServingStatus::NotServing,
+        };
+        if last != Some(status) {
+            reporter.set_service_status("", status).await;
+            match status {
+                ServingStatus::Serving => reporter.set_serving::<Agent>().await,
+                _ => reporter.set_not_serving::<Agent>().await,
+            }
+            last = Some(status);
+        }
+        tokio::time::sleep(HEALTH_PERIOD).await;
+    }
+}
+
+/// 200 while calls can be served, else 503 with the reason.
+async fn ready(State(health): State<Arc<Health>>) -> (StatusCode, String) {
+    match health.not_ready() {
+        Some(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")),
+        None => (
+            StatusCode::OK,
+            format!(
+                "ready: {} plugins\n",
+                health.service.plugins().current().plugins().len()
+            ),
+        ),
     }
 }
 
@@ -99,7 +174,8 @@ async fn metrics(State(health): State<Arc<Health>>) -> ([(&'static str, &'static
     )
 }
 
-/// Every plugin file and version, as `flytewasm plugins` shows them.
+/// Every plugin file and version, as `flytewasm plugins` shows them (by
+/// file name: where the host keeps its files is not the caller's business).
 async fn plugins(State(health): State<Arc<Health>>) -> axum::Json<Vec<PluginStatus>> {
     axum::Json(health.service.plugins().current().status())
 }

@@ -2,10 +2,14 @@
 //! lifecycle engine. Stateless: a task lives in its `resource_meta` and in
 //! the cluster, so any replica answers any call.
 //!
+//! Nothing from the caller is trusted: a `resource_meta` is used only if
+//! this deployment signed it, the object's kind is always the plugin's
+//! declared kind, and the namespace must pass the host's policy.
+//!
 //! Status codes: a caller's mistake is INVALID_ARGUMENT (naming the field)
 //! or NOT_FOUND (an unknown task type, agent or plugin); a cluster that
-//! cannot be reached now is UNAVAILABLE (propeller retries); INTERNAL is
-//! kept for a plugin that failed on its own.
+//! cannot be reached now, or a plugin with no free slot, is UNAVAILABLE
+//! (propeller retries); INTERNAL is kept for a plugin that failed on its own.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -23,7 +27,9 @@ use tonic::{Code, Request, Response, Status};
 use super::request::task_request;
 use super::resource::resource;
 use super::resource_meta::ResourceMeta;
-use crate::executor::{Engine, EngineError, Phase, PhaseEvent};
+use super::signing::MetaKeys;
+use crate::executor::lifecycle::plugin_kind;
+use crate::executor::{Engine, EngineError, Phase, PhaseEvent, TaskState};
 use crate::metrics::Metrics;
 use crate::registry::LivePlugins;
 use crate::runtime::Plugin;
@@ -32,6 +38,7 @@ pub struct AgentService {
     engine: Engine,
     plugins: Arc<LivePlugins>,
     metrics: Arc<Metrics>,
+    keys: MetaKeys,
     pin_versions: bool,
 }
 
@@ -43,6 +50,7 @@ impl AgentService {
         engine: Engine,
         plugins: Arc<LivePlugins>,
         metrics: Arc<Metrics>,
+        keys: MetaKeys,
         pin_versions: bool,
     ) -> Self {
         metrics.plugins_loaded(plugins.current().plugins().len());
@@ -50,8 +58,13 @@ impl AgentService {
             engine,
             plugins,
             metrics,
+            keys,
             pin_versions,
         }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -125,7 +138,7 @@ impl AgentService {
             let message = event.error.as_ref().map_or("", |e| e.message.as_str());
             tracing::warn!(plugin = plugin.id(), name = %state.name, "task failed at launch: {message}");
             return Ok(CreateTaskResponse {
-                resource_meta: ResourceMeta::failed_launch(state, task, event).encode(),
+                resource_meta: ResourceMeta::failed_launch(state, task, event).encode(&self.keys),
             });
         }
         if event.phase != Phase::Queued {
@@ -133,7 +146,7 @@ impl AgentService {
         }
         tracing::info!(plugin = plugin.id(), namespace = %state.namespace, name = %state.name, "task launched");
         Ok(CreateTaskResponse {
-            resource_meta: ResourceMeta::new(state, task).encode(),
+            resource_meta: ResourceMeta::new(state, task).encode(&self.keys),
         })
     }
 
@@ -142,7 +155,7 @@ impl AgentService {
         request: GetTaskRequest,
         call: &mut Call<'_>,
     ) -> Result<GetTaskResponse, Status> {
-        let meta = decode(&request.resource_meta)?;
+        let meta = self.decode(&request.resource_meta)?;
         if let Some(failure) = &meta.launch_failure {
             call.plugin = meta.state.plugin_id.clone();
             return Ok(GetTaskResponse {
@@ -151,10 +164,10 @@ impl AgentService {
         }
         let plugin = self.plugin_by_id(&meta)?;
         call.plugin = plugin.id().to_owned();
-        check_object(&meta, &plugin)?;
+        let state = self.object_of(&meta, &plugin)?;
         let event = self
             .engine
-            .observe(&plugin, &meta.task, &meta.state)
+            .observe(&plugin, &meta.task, &state)
             .await
             .map_err(|err| self.engine_status(&plugin, err))?;
         if event
@@ -169,12 +182,12 @@ impl AgentService {
             // the k8s PluginManager's Finalize would. Both steps are idempotent.
             if event.phase.is_failure() && event.cleanup_on_failure {
                 self.engine
-                    .abort(&plugin, &meta.task, &meta.state)
+                    .abort(&plugin, &meta.task, &state)
                     .await
                     .map_err(|err| self.engine_status(&plugin, err))?;
             }
             self.engine
-                .finalize(&plugin, &meta.state)
+                .finalize(&plugin, &state)
                 .await
                 .map_err(|err| self.engine_status(&plugin, err))?;
         }
@@ -189,23 +202,23 @@ impl AgentService {
         request: DeleteTaskRequest,
         call: &mut Call<'_>,
     ) -> Result<DeleteTaskResponse, Status> {
-        let meta = decode(&request.resource_meta)?;
+        let meta = self.decode(&request.resource_meta)?;
         if meta.launch_failure.is_some() {
             return Ok(DeleteTaskResponse {}); // nothing was created
         }
         let plugin = self.plugin_by_id(&meta)?;
         call.plugin = plugin.id().to_owned();
-        check_object(&meta, &plugin)?;
+        let state = self.object_of(&meta, &plugin)?;
         // Both are fine with an object that is already gone.
         self.engine
-            .abort(&plugin, &meta.task, &meta.state)
+            .abort(&plugin, &meta.task, &state)
             .await
             .map_err(|err| self.engine_status(&plugin, err))?;
         self.engine
-            .finalize(&plugin, &meta.state)
+            .finalize(&plugin, &state)
             .await
             .map_err(|err| self.engine_status(&plugin, err))?;
-        tracing::info!(plugin = plugin.id(), namespace = %meta.state.namespace, name = %meta.state.name, "task deleted");
+        tracing::info!(plugin = plugin.id(), namespace = %state.namespace, name = %state.name, "task deleted");
         Ok(DeleteTaskResponse {})
     }
 
@@ -244,14 +257,31 @@ impl AgentService {
         Ok(plugin)
     }
 
+    fn decode(&self, bytes: &[u8]) -> Result<ResourceMeta, Status> {
+        ResourceMeta::decode(bytes, &self.keys)
+            .map_err(|err| Status::invalid_argument(err.to_string()))
+    }
+
+    /// The object a verified meta's task owns: its name and namespace as
+    /// the task makes them (so not even a signed meta can point elsewhere),
+    /// in a namespace the policy still allows, of the plugin's own kind.
+    fn object_of(&self, meta: &ResourceMeta, plugin: &Plugin) -> Result<TaskState, Status> {
+        check_object(meta, plugin)?;
+        self.engine
+            .namespace_allowed(&meta.task)
+            .map_err(Status::permission_denied)?;
+        Ok(TaskState {
+            kind: plugin_kind(plugin),
+            ..meta.state.clone()
+        })
+    }
+
     fn engine_status(&self, plugin: &Plugin, err: EngineError) -> Status {
-        match err {
-            EngineError::Cluster { .. } => Status::unavailable(err.to_string()),
-            EngineError::Plugin(_) => {
-                self.metrics.plugin_error(plugin.id());
-                Status::internal(err.to_string())
-            }
+        if err.is_transient() {
+            return Status::unavailable(err.to_string());
         }
+        self.metrics.plugin_error(plugin.id());
+        Status::internal(err.to_string())
     }
 
     /// The task could not be launched: say whose fault it is.
@@ -285,10 +315,6 @@ fn check_object(meta: &ResourceMeta, plugin: &Plugin) -> Result<(), Status> {
         )));
     }
     Ok(())
-}
-
-fn decode(bytes: &[u8]) -> Result<ResourceMeta, Status> {
-    ResourceMeta::decode(bytes).map_err(|err| Status::invalid_argument(err.to_string()))
 }
 
 /// One RPC being answered: counted and timed when it finishes.

@@ -28,7 +28,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let wasm = std::fs::read(&args.file)
         .map_err(|err| anyhow::anyhow!("cannot read {}: {err}", args.file.display()))?;
     // Load it first: only a plugin that fits the contract is worth compiling.
-    let plugin = runtime.load_bytes(&wasm, &args.file)?;
+    let plugin = runtime.load_bytes(&wasm, &args.file, &|_| Ok(()))?;
     let sealed = runtime.precompile(&wasm)?;
     // Write-then-rename: a watching host never sees half of it.
     let tmp = args.output.with_extension("cwasm.partial");

@@ -77,13 +77,30 @@ impl HostArgs {
     }
 }
 
-/// A runtime with the precompiled-artifact cache in the user's cache dir.
+/// A runtime with the precompiled-artifact cache in the user's cache dir,
+/// sealed with a key in the user's config dir (never inside the cache).
 pub fn runtime(config: &RuntimeConfig) -> anyhow::Result<Runtime> {
     let mut config = config.clone();
     if config.cache_dir.is_none() {
         config.cache_dir = default_cache_dir();
     }
+    if config.precompile_key_file.is_none() {
+        config.precompile_key_file = default_key_file();
+    }
+    if config.precompile_key_file.is_none() {
+        config.cache_dir = None; // nowhere safe for a key: no cache
+    }
     Runtime::new(config)
+}
+
+fn default_key_file() -> Option<PathBuf> {
+    if let Some(path) = std::env::var_os("FLYTEWASM_PRECOMPILE_KEY") {
+        return Some(path.into());
+    }
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".config")))?;
+    Some(base.join("flytewasm").join("precompile.key"))
 }
 
 fn default_cache_dir() -> Option<PathBuf> {

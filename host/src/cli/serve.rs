@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use crate::agent::{AgentService, Metrics, serve};
+use crate::agent::{AgentService, MetaKeys, Metrics, serve};
 use crate::cluster::Cluster;
 use crate::executor::Engine;
 use crate::registry::{AllowList, LivePlugins, Options, PluginState};
@@ -29,6 +29,10 @@ pub struct Args {
     /// The private key (PEM) of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM): mutual TLS,
+    /// for meshes and setups that issue them. Needs --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_client_ca: Option<PathBuf>,
     /// Run on the embedded sandbox cluster (a test double), for trying it out.
     #[arg(long)]
     pub sandbox: bool,
@@ -53,6 +57,13 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let config = args.host.config()?;
+    let keys = match (&config.security.resource_meta_keys, args.sandbox) {
+        (Some(path), _) => MetaKeys::load(path)?,
+        (None, true) => MetaKeys::ephemeral(),
+        (None, false) => anyhow::bail!(
+            "serve needs security.resource-meta-keys in the host config: the keys file every replica shares to sign resource_meta (docs/operations.md)"
+        ),
+    };
     let runtime = super::runtime(&config.runtime)?;
     let options = Options {
         allow_list: args
@@ -66,10 +77,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let plugins = LivePlugins::load(runtime, &args.host.plugins, options, Some(metrics.clone()))?;
     let _watching = plugins.watch()?;
     let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => Some(tonic::transport::Identity::from_pem(
-            read(cert, "--tls-cert")?,
-            read(key, "--tls-key")?,
-        )),
+        (Some(cert), Some(key)) => {
+            let identity = tonic::transport::Identity::from_pem(
+                read(cert, "--tls-cert")?,
+                read(key, "--tls-key")?,
+            );
+            let mut tls = tonic::transport::ServerTlsConfig::new().identity(identity);
+            if let Some(ca) = &args.tls_client_ca {
+                tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(read(
+                    ca,
+                    "--tls-client-ca",
+                )?));
+            }
+            Some(tls)
+        }
         _ => None,
     };
 
@@ -122,14 +143,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.host.plugins.display()
         );
         let engine = Engine::new(Arc::new(cluster), Arc::new(config));
-        let service = AgentService::new(engine, plugins, metrics, args.pin_versions);
+        let service = AgentService::new(engine, plugins, metrics, keys, args.pin_versions);
 
         let grpc = bind(args.grpc, "--grpc").await?;
         let http = bind(args.http, "--http").await?;
         println!(
             "[serve] agent gRPC on {}{}; /healthz /readyz /metrics on http://{}",
             grpc.local_addr()?,
-            if tls.is_some() { " (TLS)" } else { "" },
+            match (&tls, &args.tls_client_ca) {
+                (Some(_), Some(_)) => " (mutual TLS: client certificates required)",
+                (Some(_), None) => " (TLS)",
+                _ => "",
+            },
             http.local_addr()?
         );
         serve(service, grpc, http, tls, shutdown_signal()).await?;

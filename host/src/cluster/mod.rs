@@ -160,6 +160,16 @@ impl Cluster {
         Ok(Cluster::new(kube::Client::try_from(config)?))
     }
 
+    /// Whether the API server answers now: a cheap discovery read that
+    /// every authenticated client may make.
+    pub async fn reachable(&self) -> Result<(), ClusterError> {
+        self.client
+            .list_core_api_versions()
+            .await
+            .map(|_| ())
+            .map_err(ClusterError::from_kube)
+    }
+
     pub fn default_namespace(&self) -> &str {
         self.client.default_namespace()
     }

@@ -76,14 +76,14 @@ pub async fn run_to_completion(
     })
 }
 
-/// Retry a step that failed on the cluster (Flyte retries it next round).
+/// Retry a step that failed transiently (Flyte retries it next round).
 async fn retrying<T, F: Future<Output = Result<T, EngineError>>>(
     mut step: impl FnMut() -> F,
 ) -> Result<T, EngineError> {
     let mut attempt = 0;
     loop {
         match step().await {
-            Err(EngineError::Cluster { .. }) if attempt < MAX_RETRIES => {
+            Err(err) if err.is_transient() && attempt < MAX_RETRIES => {
                 attempt += 1;
                 tokio::time::sleep(RETRY).await;
             }

@@ -209,6 +209,17 @@ pub enum EngineError {
     Plugin(#[from] CallError),
 }
 
+impl EngineError {
+    /// Worth trying again later: the cluster failed, or the plugin had no
+    /// free slot (its call never ran).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            EngineError::Cluster { .. } => true,
+            EngineError::Plugin(call) => call.is_busy(),
+        }
+    }
+}
+
 /// What aborting did to the object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Aborted {
@@ -235,6 +246,14 @@ impl Engine {
         &self.cluster
     }
 
+    /// The host's namespace policy (`security.namespaces`) for this task.
+    pub fn namespace_allowed(&self, request: &TaskRequest) -> Result<(), String> {
+        let id = &request.execution;
+        self.config
+            .security
+            .check_namespace(&request.namespace, &id.project, &id.domain)
+    }
+
     /// Build the object with the plugin and create it. Returns the state to
     /// keep and the first event: Queued when created (or already there),
     /// else the failure Flyte would report.
@@ -254,12 +273,22 @@ impl Engine {
             version: 0,
             reason: String::new(),
         };
+        if let Err(reason) = self.namespace_allowed(request) {
+            let event = PhaseEvent::failure(
+                Phase::PermanentFailure,
+                "USER",
+                "NamespaceNotAllowed",
+                reason,
+            );
+            state.record(&event);
+            return Ok((state, event));
+        }
         let prepared = {
             let (config, request) = (self.config.clone(), request.clone());
-            off_the_runtime(plugin, move |plugin| {
+            off_the_runtime(plugin, "build-resource", move |plugin| {
                 prepare(plugin, &config, &request, SystemTime::now())
             })
-            .await
+            .await?
         };
         let event = match prepared {
             Err(err) => build_failure(err),
@@ -309,9 +338,10 @@ impl Engine {
             Some(object) => {
                 let ctx = self.phase_context(plugin, request, state);
                 let observed = object.to_string();
-                let answer =
-                    off_the_runtime(plugin, move |plugin| plugin.get_task_phase(&ctx, &observed))
-                        .await;
+                let answer = off_the_runtime(plugin, "get-task-phase", move |plugin| {
+                    plugin.get_task_phase(&ctx, &observed)
+                })
+                .await?;
                 let event = match answer {
                     Ok(info) => PhaseEvent::from_wit(info),
                     Err(err) => plugin_failure(&err),
@@ -369,7 +399,10 @@ impl Engine {
         };
         let ctx = self.phase_context(plugin, request, state);
         let observed = object.to_string();
-        let action = off_the_runtime(plugin, move |plugin| plugin.on_abort(&ctx, &observed)).await;
+        let action = off_the_runtime(plugin, "on-abort", move |plugin| {
+            plugin.on_abort(&ctx, &observed)
+        })
+        .await?;
         let cluster_error = |source| EngineError::Cluster {
             action: "aborting",
             name: state.name.clone(),
@@ -510,21 +543,29 @@ impl TaskState {
     }
 }
 
-/// Run a plugin call on the blocking pool once an instance slot is free,
+/// Run a plugin call on the blocking pool once one of its slots is free,
 /// holding the slot: a call may spin until its deadline, which must not
-/// stall the async executor.
+/// stall the async executor. No slot within the wait is a transient error.
 async fn off_the_runtime<R: Send + 'static>(
     plugin: &Plugin,
+    name: &'static str,
     call: impl FnOnce(&Plugin) -> R + Send + 'static,
-) -> R {
-    let slot = plugin.call_slot().await;
+) -> Result<R, EngineError> {
+    let slot = plugin.call_slot(name).await?;
+    let plugin_id = plugin.id().to_owned();
     let plugin = plugin.clone();
     tokio::task::spawn_blocking(move || {
         let _slot = slot;
         call(&plugin)
     })
     .await
-    .expect("plugin calls turn every failure into an error")
+    .map_err(|join| {
+        EngineError::Plugin(CallError::Trap {
+            plugin: plugin_id.clone(),
+            call: name,
+            message: format!("the host's call thread failed: {join}"),
+        })
+    })
 }
 
 pub fn plugin_kind(plugin: &Plugin) -> ResourceKind {

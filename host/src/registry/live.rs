@@ -37,6 +37,17 @@ pub struct Options {
 }
 
 impl Options {
+    /// A digest listed for some plugin (checked before compiling: an
+    /// unlisted file never reaches Cranelift or the deserializer).
+    pub(super) fn admit_digest(&self, digest: &str) -> Result<(), String> {
+        match &self.allow_list {
+            Some(list) if !list.values().flatten().any(|d| d == digest) => {
+                Err(format!("digest {digest} is not on the allow-list"))
+            }
+            _ => Ok(()),
+        }
+    }
+
     pub(super) fn check_allowed(&self, plugin: &Plugin) -> Result<(), String> {
         let Some(list) = &self.allow_list else {
             return Ok(());

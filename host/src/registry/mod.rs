@@ -54,6 +54,10 @@ struct FileState {
     failure: Option<(FileStamp, String, SystemTime)>,
 }
 
+/// A plugin that may serve after a reload: (plugin, newly loaded, the
+/// version its file served before, load time).
+type Candidate = (Plugin, bool, Option<Plugin>, Option<std::time::Duration>);
+
 #[derive(Clone)]
 pub struct Registry {
     dir: PathBuf,
@@ -88,12 +92,8 @@ impl Registry {
     pub fn from_plugins(plugins: Vec<Plugin>) -> anyhow::Result<Self> {
         let mut registry = Registry::empty(Path::new("(given plugins)"));
         for plugin in plugins {
-            if let Some((other, task_type)) = registry.conflict(&plugin) {
-                anyhow::bail!(
-                    "plugins `{}` and `{}` both serve task type {task_type}",
-                    other.id(),
-                    plugin.id()
-                );
+            if let Some(reason) = registry.conflict(&plugin) {
+                anyhow::bail!("{reason}");
             }
             registry.active.push(plugin);
         }
@@ -181,8 +181,7 @@ impl Registry {
             files: BTreeMap::new(),
         };
         let mut changes = Vec::new();
-        // Candidates for serving, per file: (plugin, newly loaded, previous, took).
-        let mut candidates = Vec::new();
+        let mut candidates: Vec<Candidate> = Vec::new();
         for (path, file_stamp) in &on_disk {
             let previous = self.active.iter().find(|p| p.path() == path.as_path());
             let state = self.files.get(path).cloned().unwrap_or(FileState {
@@ -202,9 +201,14 @@ impl Registry {
                 continue;
             }
             let started = Instant::now();
-            let loaded = runtime
-                .load(path)
-                .map_err(|err| err.to_string())
+            let loaded = std::fs::read(path)
+                .map_err(|err| format!("cannot read plugin {}: {err}", path.display()))
+                .and_then(|bytes| {
+                    // The allow-list is checked on the digest before anything is compiled.
+                    runtime
+                        .load_bytes(&bytes, path, &|digest| options.admit_digest(digest))
+                        .map_err(|err| err.to_string())
+                })
                 .and_then(|plugin| options.check_allowed(&plugin).map(|()| plugin));
             let now = SystemTime::now();
             match loaded {
@@ -254,15 +258,29 @@ impl Registry {
         candidates.sort_by_key(|(plugin, new, ..)| {
             (!options.owns_any(plugin), *new, plugin.path().to_owned())
         });
-        for (plugin, new, previous, took) in candidates {
-            if let Some((other, task_type)) = next.conflict(&plugin) {
+        // Two new files with one id, and neither serving yet: no file wins.
+        let mut by_id: HashMap<&str, Vec<&Candidate>> = HashMap::new();
+        for candidate in &candidates {
+            by_id.entry(candidate.0.id()).or_default().push(candidate);
+        }
+        let ambiguous: HashMap<String, String> = by_id
+            .into_iter()
+            .filter(|(_, claims)| claims.len() > 1 && claims.iter().all(|c| c.1))
+            .map(|(id, claims)| {
+                let files: Vec<String> = claims.iter().map(|c| file_name(c.0.path())).collect();
                 let reason = format!(
-                    "plugin `{}` claims task type {task_type}, already served by `{}` ({}); \
-                     set task-type-owners in the host config to choose",
-                    plugin.id(),
-                    other.id(),
-                    other.path().display()
+                    "plugin id `{id}` is claimed by {}: two files may not claim one id; remove one",
+                    files.join(" and ")
                 );
+                (id.to_owned(), reason)
+            })
+            .collect();
+        for (plugin, new, previous, took) in candidates {
+            let conflict = ambiguous
+                .get(plugin.id())
+                .cloned()
+                .or_else(|| next.conflict(&plugin));
+            if let Some(reason) = conflict {
                 tracing::error!(file = %plugin.path().display(), "plugin not loaded: {reason}");
                 changes.push(Change::Failed {
                     file: plugin.path().into(),
@@ -271,10 +289,13 @@ impl Registry {
                 // The version this file served before keeps serving.
                 let keep = previous.filter(|p| next.conflict(p).is_none());
                 let state = next.files.get_mut(plugin.path()).expect("listed above");
-                let refused = state.loaded.take().map(|l| l.0).unwrap_or(FileStamp {
+                state.loaded = None;
+                // Stamped as no file on disk, so the next look loads it
+                // again: a conflict ends when the other file goes.
+                let refused = FileStamp {
                     len: 0,
                     modified: None,
-                });
+                };
                 state.failure = Some((refused, reason, SystemTime::now()));
                 if let Some(previous) = keep {
                     state.loaded = Some((
@@ -332,10 +353,30 @@ impl Registry {
         Ok((next, changes))
     }
 
-    fn conflict(&self, plugin: &Plugin) -> Option<(&Plugin, String)> {
+    /// Why `plugin` cannot serve beside the active ones: another file
+    /// has its id (tasks find their plugin by id), or serves one of its
+    /// task types.
+    fn conflict(&self, plugin: &Plugin) -> Option<String> {
+        if let Some(other) = self.active.iter().find(|p| p.id() == plugin.id()) {
+            return Some(format!(
+                "plugin id `{}` is already served by {} ({}); two files may not claim one id: remove one",
+                plugin.id(),
+                file_name(other.path()),
+                other.digest()
+            ));
+        }
         plugin.info().task_types.iter().find_map(|t| {
-            self.find(&t.name, t.version)
-                .map(|other| (other, format!("`{}` version {}", t.name, t.version)))
+            self.find(&t.name, t.version).map(|other| {
+                format!(
+                    "plugin `{}` claims task type `{}` version {}, already served by `{}` ({}); \
+                     set task-type-owners in the host config to choose",
+                    plugin.id(),
+                    t.name,
+                    t.version,
+                    other.id(),
+                    file_name(other.path())
+                )
+            })
         })
     }
 
@@ -343,6 +384,13 @@ impl Registry {
         self.retired.retain(|p| p.digest() != plugin.digest());
         self.retired.push(plugin);
     }
+}
+
+/// A plugin file as callers see it: its name, not where the host keeps it.
+pub fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn is_plugin_file(path: &Path) -> bool {

@@ -38,12 +38,16 @@ fn rfc3339(time: SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(time).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// Files by name and errors without the directory: the listing is served
+/// over HTTP, and where the host keeps its files is nobody else's business.
 pub(super) fn of(registry: &Registry) -> Vec<PluginStatus> {
+    let dir_prefix = format!("{}/", registry.dir.display());
+    let hide_dir = |reason: &str| reason.replace(&dir_prefix, "");
     let describe = |plugin: &crate::runtime::Plugin, state| {
         let file = registry.files.get(plugin.path());
         PluginStatus {
             state,
-            file: plugin.path().to_owned(),
+            file: super::file_name(plugin.path()).into(),
             id: Some(plugin.id().to_owned()),
             version: Some(plugin.info().version.clone()),
             digest: Some(plugin.digest().to_owned()),
@@ -60,7 +64,7 @@ pub(super) fn of(registry: &Registry) -> Vec<PluginStatus> {
             last_error: file
                 .and_then(|f| f.failure.as_ref())
                 .filter(|_| state == PluginState::Serving)
-                .map(|(_, reason, _)| reason.clone()),
+                .map(|(_, reason, _)| hide_dir(reason)),
         }
     };
     let mut out: Vec<PluginStatus> = registry
@@ -73,13 +77,13 @@ pub(super) fn of(registry: &Registry) -> Vec<PluginStatus> {
         if let Some((_, reason, _)) = state.failure.as_ref().filter(|_| !serving) {
             out.push(PluginStatus {
                 state: PluginState::Failed,
-                file: file.clone(),
+                file: super::file_name(file).into(),
                 id: None,
                 version: None,
                 digest: None,
                 task_types: Vec::new(),
                 loaded_at: None,
-                last_error: Some(reason.clone()),
+                last_error: Some(hide_dir(reason)),
             });
         }
     }

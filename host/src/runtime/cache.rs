@@ -1,36 +1,48 @@
 //! Compile a component once: precompiled artifacts are kept on disk, keyed
 //! by the component's digest and the engine's compatibility hash, so a
 //! restart (or a second load of the same file) skips Cranelift.
+//!
+//! An artifact is native code, and the directory may be writable by others
+//! (a shared volume): each is sealed with the precompile key like a
+//! `.cwasm`, and its seal and source digest are checked before it is
+//! deserialized. One that does not check out is recompiled and replaced.
 
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 
 use wasmtime::component::Component;
 
-use super::Runtime;
+use super::{Runtime, precompiled};
 
 pub(super) fn compile(runtime: &Runtime, bytes: &[u8], digest: &str) -> anyhow::Result<Component> {
     // Parse fully first: malformed input is an error, never a panic.
     wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
         .validate_all(bytes)?;
-    let Some(path) = artifact_path(runtime, digest) else {
+    let (Some(path), Some(key)) = (artifact_path(runtime, digest), &runtime.precompile_key) else {
         return Ok(Component::new(&runtime.engine, bytes)?);
     };
+    // Read, not mapped: a file replaced or damaged on disk later cannot
+    // pull memory out from under a loaded plugin.
     if let Ok(artifact) = std::fs::read(&path) {
-        // Read, not mapped: a file replaced or damaged on disk later cannot
-        // pull memory out from under a loaded plugin.
-        // SAFETY: the cache directory holds only artifacts this host wrote,
-        // named by the digest of their source and this engine's hash, and
-        // wasmtime checks the engine compatibility before using one.
-        match unsafe { Component::deserialize(&runtime.engine, &artifact) } {
+        let opened = precompiled::verify(runtime, Some(key), &artifact).and_then(|sealed| {
+            if sealed.source_digest() != digest {
+                return Err(format!(
+                    "it was compiled from {}, not {digest}",
+                    sealed.source_digest()
+                ));
+            }
+            sealed.open(runtime)
+        });
+        match opened {
             Ok(component) => return Ok(component),
-            Err(err) => {
-                tracing::warn!(path = %path.display(), "ignoring unusable precompiled artifact: {err:#}")
+            Err(reason) => {
+                tracing::warn!(path = %path.display(), "refusing cached artifact, recompiling: {reason}")
             }
         }
     }
     let component = Component::new(&runtime.engine, bytes)?;
-    if let Err(err) = store(&path, &component.serialize()?) {
+    let sealed = precompiled::seal(runtime, key, digest, &component.serialize()?)?;
+    if let Err(err) = store(&path, &sealed) {
         tracing::warn!(path = %path.display(), "cannot cache the precompiled plugin: {err}");
     }
     Ok(component)
@@ -55,7 +67,9 @@ fn store(path: &PathBuf, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let mut nonce = [0u8; 8];
+    getrandom::fill(&mut nonce).map_err(|err| std::io::Error::other(err.to_string()))?;
+    let tmp = path.with_extension(format!("tmp-{}", hex::encode(nonce)));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
 }

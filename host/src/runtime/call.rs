@@ -1,21 +1,31 @@
 //! One plugin call: a fresh Store from the pre-linked component, a
-//! deadline, a memory cap, and every failure turned into a [`CallError`].
+//! deadline, a memory cap, bounded output, and every failure turned into a
+//! [`CallError`].
+//!
+//! The deadline holds whatever the plugin does: the epoch interrupts wasm
+//! that computes, and the whole call (instantiation included) is a future
+//! under a timeout, so a WASI import that blocks — a sleep, a poll — is
+//! cancelled with it. The Store and its pool slot go when the call ends.
 
 use std::time::Instant;
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{ResourceLimiter, Store, Trap};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime::{ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::{CallError, EPOCH_TICK, Plugin, sandbox, wit};
+use super::output::{CapturedOutput, LogBudget};
+use super::{
+    CORE_INSTANCES_PER_COMPONENT, CallError, EPOCH_TICK, MEMORIES_PER_COMPONENT, Plugin,
+    TABLES_PER_COMPONENT, capabilities, slots, wit,
+};
 
 /// The Store's data for one call.
 pub struct CallState {
     pub(super) plugin: std::sync::Arc<str>,
+    pub(super) log_budget: LogBudget,
     wasi: WasiCtx,
     table: ResourceTable,
-    limiter: MemoryCap,
+    limits: Limits,
 }
 
 impl WasiView for CallState {
@@ -27,40 +37,53 @@ impl WasiView for CallState {
     }
 }
 
-/// Refuses growth past the cap and remembers that it did, so the trap that
-/// follows is reported as running out of memory.
-struct MemoryCap {
-    limit: usize,
-    exceeded: bool,
+/// wasmtime's per-Store limits (memory, instances, memories, tables),
+/// remembering a refused growth so the trap that follows is reported as
+/// running out of memory.
+struct Limits {
+    store: StoreLimits,
+    memory_exceeded: bool,
 }
 
-impl ResourceLimiter for MemoryCap {
+impl ResourceLimiter for Limits {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
-        _max: Option<usize>,
+        max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let allowed = desired <= self.limit;
-        self.exceeded |= !allowed;
+        let allowed = self.store.memory_growing(current, desired, max)?;
+        self.memory_exceeded |= !allowed;
         Ok(allowed)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
-        _max: Option<usize>,
+        max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+        self.store.table_growing(current, desired, max)
+    }
+
+    fn instances(&self) -> usize {
+        self.store.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.store.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.store.memories()
     }
 }
 
 impl Plugin {
     /// The object for this task, as JSON text (checked by the caller).
     pub fn build_resource(&self, ctx: &wit::TaskContext) -> Result<String, CallError> {
-        let json = self.call("build-resource", |plugin, store| {
-            plugin.call_build_resource(store, ctx)
+        let json = self.call("build-resource", async |plugin, store| {
+            plugin.call_build_resource(store, ctx).await
         })?;
         self.check_size("build-resource", &json)?;
         Ok(json)
@@ -71,9 +94,15 @@ impl Plugin {
         ctx: &wit::PhaseContext,
         observed: &str,
     ) -> Result<wit::PhaseInfo, CallError> {
-        self.call("get-task-phase", |plugin, store| {
-            plugin.call_get_task_phase(store, ctx, observed)
-        })
+        let mut info = self.call("get-task-phase", async |plugin, store| {
+            plugin.call_get_task_phase(store, ctx, observed).await
+        })?;
+        super::answer::bound_phase_info(&mut info).map_err(|reason| CallError::InvalidOutput {
+            plugin: self.id().into(),
+            call: "get-task-phase",
+            reason,
+        })?;
+        Ok(info)
     }
 
     pub fn on_abort(
@@ -81,8 +110,8 @@ impl Plugin {
         ctx: &wit::PhaseContext,
         observed: &str,
     ) -> Result<wit::AbortAction, CallError> {
-        let action = self.call("on-abort", |plugin, store| {
-            plugin.call_on_abort(store, ctx, observed)
+        let action = self.call("on-abort", async |plugin, store| {
+            plugin.call_on_abort(store, ctx, observed).await
         })?;
         if let wit::AbortAction::Patch(patch) = &action {
             self.check_size("on-abort", patch)?;
@@ -102,49 +131,87 @@ impl Plugin {
         Ok(())
     }
 
-    fn call<R>(
+    fn call<R: Send>(
         &self,
         call: &'static str,
-        f: impl FnOnce(
+        f: impl AsyncFnOnce(
             &wit::Plugin,
             &mut Store<CallState>,
-        ) -> wasmtime::Result<Result<R, wit::PluginError>>,
+        ) -> wasmtime::Result<Result<R, wit::PluginError>>
+        + Send,
     ) -> Result<R, CallError> {
         in_fresh_instance(&self.inner.runtime, &self.inner.pre, self.id(), call, f)
     }
 }
 
 /// Run `f` in a fresh instance of `pre`. A trap poisons only this Store.
-pub(super) fn in_fresh_instance<R>(
+/// The caller holds a call slot ([`super::CallSlot`]).
+pub(super) fn in_fresh_instance<R: Send>(
     runtime: &super::Runtime,
     pre: &wit::PluginPre<CallState>,
     plugin: &str,
     call: &'static str,
-    f: impl FnOnce(&wit::Plugin, &mut Store<CallState>) -> wasmtime::Result<Result<R, wit::PluginError>>,
+    f: impl AsyncFnOnce(
+        &wit::Plugin,
+        &mut Store<CallState>,
+    ) -> wasmtime::Result<Result<R, wit::PluginError>>
+    + Send,
 ) -> Result<R, CallError> {
+    slots::blocking(|| run(runtime, pre, plugin, call, f))
+}
+
+fn run<R>(
+    runtime: &super::Runtime,
+    pre: &wit::PluginPre<CallState>,
+    plugin: &str,
+    call: &'static str,
+    f: impl AsyncFnOnce(
+        &wit::Plugin,
+        &mut Store<CallState>,
+    ) -> wasmtime::Result<Result<R, wit::PluginError>>,
+) -> Result<R, CallError> {
+    let config = &runtime.config;
     let plugin_id: std::sync::Arc<str> = plugin.into();
-    let (wasi, stdout, stderr) = sandbox::wasi_context();
+    let (stdout, stderr) = (
+        CapturedOutput::new(config.max_log_bytes_per_call),
+        CapturedOutput::new(config.max_log_bytes_per_call),
+    );
+    let mut table = ResourceTable::new();
+    table.set_max_capacity(capabilities::MAX_HOST_RESOURCES);
     let state = CallState {
         plugin: plugin_id.clone(),
-        wasi,
-        table: ResourceTable::new(),
-        limiter: MemoryCap {
-            limit: runtime.config.memory_limit_bytes,
-            exceeded: false,
+        log_budget: LogBudget::new(config.max_log_bytes_per_call, config.max_log_lines_per_call),
+        wasi: capabilities::wasi_context(&stdout, &stderr),
+        table,
+        limits: Limits {
+            store: StoreLimitsBuilder::new()
+                .memory_size(config.memory_limit_bytes)
+                .table_elements(100_000)
+                .instances(CORE_INSTANCES_PER_COMPONENT as usize)
+                .memories(MEMORIES_PER_COMPONENT as usize)
+                .tables(TABLES_PER_COMPONENT as usize)
+                .build(),
+            memory_exceeded: false,
         },
     };
     let mut store = Store::new(&runtime.engine, state);
-    store.limiter(|state| &mut state.limiter);
-    let ticks = (runtime.config.call_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+    store.limiter(|state| &mut state.limits);
+    let ticks = (config.call_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
     store.set_epoch_deadline(ticks);
 
     let started = Instant::now();
-    let result = pre
-        .instantiate(&mut store)
-        .map_err(|err| (true, err))
-        .and_then(|plugin| f(&plugin, &mut store).map_err(|err| (false, err)));
-    forward_output(&plugin_id, "stdout", &stdout);
-    let panic_text = forward_output(&plugin_id, "stderr", &stderr);
+    let run = async {
+        let plugin = pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|err| (true, err))?;
+        f(&plugin, &mut store).await.map_err(|err| (false, err))
+    };
+    // The timer is made inside the runtime that drives it.
+    let result = slots::block_on(async { tokio::time::timeout(config.call_timeout, run).await });
+    forward_output(store.data_mut(), "stdout", &stdout);
+    let panic_text = forward_output(store.data_mut(), "stderr", &stderr);
+    store.data().log_budget.report(&plugin_id, call);
     tracing::trace!(
         plugin = &*plugin_id,
         call,
@@ -152,23 +219,28 @@ pub(super) fn in_fresh_instance<R>(
     );
 
     let plugin = plugin.to_owned();
+    let timeout = || CallError::Timeout {
+        plugin: plugin.clone(),
+        call,
+        limit_ms: config.call_timeout.as_millis(),
+    };
+    let Ok(result) = result else {
+        // Blocked in a host call (a sleep, a poll) when the deadline came.
+        return Err(timeout());
+    };
     match result {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(error)) => Err(CallError::from_plugin(&plugin, call, error)),
         Err((instantiating, error)) => {
-            if store.data().limiter.exceeded {
+            if store.data().limits.memory_exceeded {
                 return Err(CallError::OutOfMemory {
                     plugin,
                     call,
-                    limit_bytes: runtime.config.memory_limit_bytes,
+                    limit_bytes: config.memory_limit_bytes,
                 });
             }
             match error.downcast_ref::<Trap>() {
-                Some(Trap::Interrupt) => Err(CallError::Timeout {
-                    plugin,
-                    call,
-                    limit_ms: runtime.config.call_timeout.as_millis(),
-                }),
+                Some(Trap::Interrupt) => Err(timeout()),
                 Some(trap) => {
                     let message = match panic_text {
                         Some(text) => format!("{text} ({trap})"),
@@ -195,21 +267,32 @@ pub(super) fn in_fresh_instance<R>(
     }
 }
 
-/// Log what the plugin printed, one line per log event, and return stderr's
-/// last meaningful text (a Rust panic message lands there).
-fn forward_output(plugin: &str, stream: &str, pipe: &MemoryOutputPipe) -> Option<String> {
-    let bytes = pipe.contents();
-    if bytes.is_empty() {
+/// Log what the plugin printed (within the call's log budget), one line
+/// per log event, and return stderr's last meaningful text (a Rust panic
+/// message lands there).
+fn forward_output(state: &mut CallState, stream: &str, output: &CapturedOutput) -> Option<String> {
+    let text = output.text();
+    if text.is_empty() {
         return None;
     }
-    let text = String::from_utf8_lossy(&bytes);
+    let plugin = state.plugin.clone();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        tracing::info!(plugin, stream, "{line}");
+        if let Some(line) = state.log_budget.admit(line) {
+            tracing::info!(plugin = &*plugin, stream, "{line}");
+        }
     }
     let summary: Vec<&str> = text
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
         .collect();
-    (!summary.is_empty()).then(|| summary.join(" "))
+    // The end of stderr, where a panic message is: bounded like any answer.
+    let summary = summary.join(" ");
+    let start = summary
+        .len()
+        .saturating_sub(super::answer::MAX_MESSAGE_BYTES);
+    let start = (start..=summary.len())
+        .find(|i| summary.is_char_boundary(*i))
+        .unwrap_or(summary.len());
+    (!summary.is_empty()).then(|| summary[start..].to_owned())
 }

@@ -16,6 +16,9 @@ pub enum LoadError {
     },
     #[error("{path}: refused precompiled plugin: {reason}")]
     Precompiled { path: PathBuf, reason: String },
+    /// Refused by digest before anything was compiled (the allow-list).
+    #[error("{path}: refused: {reason}")]
+    Refused { path: PathBuf, reason: String },
     #[error("{path} is not a valid WebAssembly component: {cause:#}")]
     Compile { path: PathBuf, cause: anyhow::Error },
     #[error(
@@ -78,27 +81,40 @@ pub enum CallError {
         call: &'static str,
         reason: String,
     },
-    /// The host could not start the call (e.g. every slot busy).
+    /// The host could not start the call (e.g. a pool limit).
     #[error("plugin `{plugin}` could not be started for {call}: {message}")]
     Instantiate {
         plugin: String,
         call: &'static str,
         message: String,
     },
+    /// Every slot this plugin may use stayed taken: try again later.
+    #[error(
+        "plugin `{plugin}` is busy: no call slot for {call} within {waited_ms} ms (its other calls hold them); retry later"
+    )]
+    Busy {
+        plugin: String,
+        call: &'static str,
+        waited_ms: u128,
+    },
 }
 
 impl CallError {
     pub(super) fn from_plugin(plugin: &str, call: &'static str, error: wit::PluginError) -> Self {
+        let bounded = |mut message: String| {
+            super::answer::truncate(&mut message, super::answer::MAX_MESSAGE_BYTES);
+            message
+        };
         match error {
             wit::PluginError::BadTask(message) => CallError::BadTask {
                 plugin: plugin.into(),
                 call,
-                message,
+                message: bounded(message),
             },
             wit::PluginError::Internal(message) => CallError::Internal {
                 plugin: plugin.into(),
                 call,
-                message,
+                message: bounded(message),
             },
         }
     }
@@ -106,5 +122,11 @@ impl CallError {
     /// The user's task is at fault (a permanent, user-kind failure).
     pub fn is_bad_task(&self) -> bool {
         matches!(self, CallError::BadTask { .. })
+    }
+
+    /// The call never ran because the plugin was saturated: retrying later
+    /// can succeed, and says nothing about the task.
+    pub fn is_busy(&self) -> bool {
+        matches!(self, CallError::Busy { .. })
     }
 }

@@ -6,12 +6,16 @@
 //!   component file into a [`Plugin`].
 //! - [`Plugin`] calls the four contract functions. Every failure is a
 //!   [`CallError`] naming the plugin and the call.
+//! - [`slots`] shares the instance pool fairly between plugins.
 
+pub mod answer;
 mod cache;
 mod call;
+mod capabilities;
 mod error;
+mod output;
 pub mod precompiled;
-mod sandbox;
+mod slots;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,6 +26,7 @@ use wasmtime::{Config, Engine, PoolingAllocationConfig};
 
 pub use call::CallState;
 pub use error::{CallError, LoadError};
+pub use slots::CallSlot;
 
 /// The generated host side of `wit/plugin.wit`.
 pub mod wit {
@@ -29,6 +34,9 @@ pub mod wit {
         path: "../wit",
         world: "plugin",
         additional_derives: [PartialEq],
+        // Exports are called with the async API, so a host call that
+        // blocks (a WASI sleep or poll) is cancelled at the call's deadline.
+        exports: { default: async },
     });
     pub use self::flytewasm::plugin::types::*;
 }
@@ -48,12 +56,25 @@ pub struct RuntimeConfig {
     pub memory_limit_bytes: usize,
     /// Largest answer (object JSON) a plugin may return.
     pub max_output_bytes: usize,
-    /// Calls that may run at once (pooling allocator slots).
+    /// Calls that may run at once, all plugins together (pooling allocator slots).
     pub max_concurrent_calls: u32,
-    /// Where precompiled components are kept (None: no cache).
+    /// Slots one plugin may hold at once, so a plugin whose calls hang
+    /// cannot take the others' (default: half of `max-concurrent-calls`).
+    pub max_calls_per_plugin: Option<u32>,
+    /// How long a call may wait for a slot before it is refused with a
+    /// retryable error.
+    #[serde(with = "millis")]
+    pub slot_wait: Duration,
+    /// What a plugin may log in one call (the `log` import, stdout and
+    /// stderr together); the rest is dropped with a marker.
+    pub max_log_bytes_per_call: usize,
+    pub max_log_lines_per_call: usize,
+    /// Where precompiled components are kept (None: no cache). Artifacts
+    /// are sealed with the precompile key and checked before use.
     pub cache_dir: Option<PathBuf>,
-    /// The key that seals `.cwasm` files (`flytewasm plugin compile`);
-    /// default: `precompile.key` in the cache dir, created on first use.
+    /// The key that seals `.cwasm` files (`flytewasm plugin compile`) and
+    /// the cache; created on first use. It must not be in the cache dir:
+    /// whoever can write artifacts there must not be able to read the key.
     pub precompile_key_file: Option<PathBuf>,
 }
 
@@ -64,9 +85,20 @@ impl Default for RuntimeConfig {
             memory_limit_bytes: 64 << 20,
             max_output_bytes: 4 << 20,
             max_concurrent_calls: 64,
+            max_calls_per_plugin: None,
+            slot_wait: Duration::from_secs(1),
+            max_log_bytes_per_call: 64 << 10,
+            max_log_lines_per_call: 200,
             cache_dir: None,
             precompile_key_file: None,
         }
+    }
+}
+
+impl RuntimeConfig {
+    pub fn calls_per_plugin(&self) -> u32 {
+        let all = self.max_concurrent_calls.max(1);
+        self.max_calls_per_plugin.unwrap_or(all / 2).clamp(1, all)
     }
 }
 
@@ -92,19 +124,29 @@ pub struct Runtime {
     linker: Arc<Linker<CallState>>,
     config: Arc<RuntimeConfig>,
     precompile_key: Option<precompiled::PrecompileKey>,
-    /// One permit per pooled instance slot (see [`Plugin::call_slot`]).
-    slots: Arc<tokio::sync::Semaphore>,
+    /// The pool's instance slots and each plugin's share of them.
+    slots: Arc<slots::Slots>,
 }
+
+/// Per-component limits: a Rust wasip2 component is one memory and about
+/// three core instances (wasm-host.md §4); anything far past that is
+/// refused when it is compiled, before it can take pool entries.
+const MEMORIES_PER_COMPONENT: u32 = 2;
+const CORE_INSTANCES_PER_COMPONENT: u32 = 16;
+const TABLES_PER_COMPONENT: u32 = 8;
 
 impl Runtime {
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
         let mut pool = PoolingAllocationConfig::new();
         let slots = config.max_concurrent_calls.max(1);
         pool.total_component_instances(slots)
-            // A Rust component is about three core instances (wasm-host.md §4).
-            .total_core_instances(slots * 4)
-            .total_memories(slots * 2)
-            .total_tables(slots * 4)
+            .total_core_instances(slots * CORE_INSTANCES_PER_COMPONENT)
+            .total_memories(slots * MEMORIES_PER_COMPONENT)
+            .total_tables(slots * TABLES_PER_COMPONENT)
+            .total_stacks(slots)
+            .max_memories_per_component(MEMORIES_PER_COMPONENT)
+            .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+            .max_tables_per_component(TABLES_PER_COMPONENT)
             .max_memory_size(config.memory_limit_bytes)
             // Reset a finished call's memory by zeroing it in place rather
             // than unmapping it: fresh instances start warm (wasm-host.md §4).
@@ -122,22 +164,33 @@ impl Runtime {
         start_epoch_ticker(&engine);
 
         let mut linker = Linker::new(&engine);
-        sandbox::add_to_linker(&mut linker)?;
-        let key_file = config.precompile_key_file.clone().or_else(|| {
-            config
-                .cache_dir
-                .as_ref()
-                .map(|dir| dir.join("precompile.key"))
-        });
-        let precompile_key = key_file
-            .map(|path| precompiled::PrecompileKey::load_or_create(&path))
+        capabilities::add_to_linker(&mut linker)?;
+        if let (Some(dir), None) = (&config.cache_dir, &config.precompile_key_file) {
+            anyhow::bail!(
+                "runtime.cache-dir {} needs runtime.precompile-key-file: cached artifacts are native code and are sealed with it",
+                dir.display()
+            );
+        }
+        let precompile_key = config
+            .precompile_key_file
+            .as_deref()
+            .map(|path| {
+                if let Some(dir) = &config.cache_dir {
+                    precompiled::refuse_key_inside(path, dir)?;
+                }
+                precompiled::PrecompileKey::load_or_create(path)
+            })
             .transpose()?;
         Ok(Runtime {
             engine,
             linker: Arc::new(linker),
+            slots: Arc::new(slots::Slots::new(
+                slots,
+                config.calls_per_plugin(),
+                config.slot_wait,
+            )),
             config: Arc::new(config),
             precompile_key,
-            slots: Arc::new(tokio::sync::Semaphore::new(slots as usize)),
         })
     }
 
@@ -157,21 +210,35 @@ impl Runtime {
             path: path.into(),
             cause,
         })?;
-        self.load_bytes(&bytes, path)
+        self.load_bytes(&bytes, path, &|_| Ok(()))
     }
 
     /// Load a component, or a `.cwasm` this host sealed (its digest is the
-    /// digest of the component it was compiled from).
-    pub fn load_bytes(&self, bytes: &[u8], path: &Path) -> Result<Plugin, LoadError> {
+    /// digest of the component it was compiled from). `admit` sees the
+    /// digest before anything is compiled or deserialized, and may refuse it.
+    pub fn load_bytes(
+        &self,
+        bytes: &[u8],
+        path: &Path,
+        admit: &dyn Fn(&str) -> Result<(), String>,
+    ) -> Result<Plugin, LoadError> {
+        let refused = |reason| LoadError::Refused {
+            path: path.into(),
+            reason,
+        };
         let (component, digest) = if precompiled::is_sealed(bytes) {
-            precompiled::open(self, self.precompile_key.as_ref(), bytes).map_err(|reason| {
-                LoadError::Precompiled {
-                    path: path.into(),
-                    reason,
-                }
-            })?
+            let precompiled_error = |reason| LoadError::Precompiled {
+                path: path.into(),
+                reason,
+            };
+            let sealed = precompiled::verify(self, self.precompile_key.as_ref(), bytes)
+                .map_err(precompiled_error)?;
+            admit(sealed.source_digest()).map_err(refused)?;
+            let digest = sealed.source_digest().to_owned();
+            (sealed.open(self).map_err(precompiled_error)?, digest)
         } else {
             let digest = precompiled::digest_of(bytes);
+            admit(&digest).map_err(refused)?;
             let component =
                 cache::compile(self, bytes, &digest).map_err(|cause| LoadError::Compile {
                     path: path.into(),
@@ -197,13 +264,24 @@ impl Runtime {
             .file_stem()
             .map(|s| s.to_string_lossy())
             .unwrap_or_default();
-        let info = call::in_fresh_instance(self, &pre, &file_name, "describe", |plugin, store| {
-            plugin.call_describe(store).map(Ok)
-        })
-        .map_err(|cause| LoadError::Describe {
-            path: path.into(),
-            cause,
-        })?;
+        // A load waits for a slot and runs under the deadline and memory
+        // cap like any call; its share is that of the file until it says who it is.
+        let info = self
+            .slots
+            .acquire_blocking(&file_name, "describe")
+            .and_then(|_slot| {
+                call::in_fresh_instance(
+                    self,
+                    &pre,
+                    &file_name,
+                    "describe",
+                    async |plugin, store| plugin.call_describe(store).await.map(Ok),
+                )
+            })
+            .map_err(|cause| LoadError::Describe {
+                path: path.into(),
+                cause,
+            })?;
         validate_info(&info).map_err(|reason| LoadError::Invalid {
             path: path.into(),
             reason,
@@ -312,17 +390,16 @@ impl std::fmt::Debug for Plugin {
 }
 
 impl Plugin {
-    /// Wait for a free instance slot. The pool holds
-    /// `max_concurrent_calls` instances; a call beyond that would fail to
-    /// start, so concurrent callers queue here and hold the permit for the call.
-    pub async fn call_slot(&self) -> tokio::sync::OwnedSemaphorePermit {
-        self.inner
-            .runtime
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the slot semaphore is never closed")
+    /// Wait (up to `slot-wait`) for one of this plugin's slots and one of
+    /// the pool's, to be held for the call. Past the wait the call is
+    /// refused with [`CallError::Busy`], which is retryable.
+    pub async fn call_slot(&self, call: &'static str) -> Result<CallSlot, CallError> {
+        self.inner.runtime.slots.acquire(self.id(), call).await
+    }
+
+    /// Every slot this plugin may hold is taken: new calls wait.
+    pub fn saturated(&self) -> bool {
+        self.inner.runtime.slots.saturated(self.id())
     }
 
     pub fn id(&self) -> &str {

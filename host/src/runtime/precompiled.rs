@@ -35,32 +35,27 @@ pub struct PrecompileKey([u8; 32]);
 
 impl PrecompileKey {
     /// The key in `path`, created (random, mode 0600) if it does not exist.
+    /// Replicas starting together may race to create it: the key is written
+    /// to a private temporary file and linked into place, which fails if
+    /// another got there first, whose key is then read. Nobody ever reads
+    /// half a key.
     pub fn load_or_create(path: &Path) -> anyhow::Result<Self> {
-        match std::fs::read(path) {
-            Ok(bytes) => {
-                let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
-                    anyhow::anyhow!(
-                        "precompile key {} must be 32 bytes, it is {}",
-                        path.display(),
-                        bytes.len()
-                    )
-                })?;
-                Ok(PrecompileKey(key))
-            }
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+        match read_key(path)? {
+            Some(key) => Ok(key),
+            None => {
                 let mut key = [0u8; 32];
                 getrandom::fill(&mut key)
                     .map_err(|err| anyhow::anyhow!("no randomness for a key: {err}"))?;
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir)?;
                 }
-                write_private(path, &key)?;
-                Ok(PrecompileKey(key))
+                publish_private(path, &key).map_err(|err| {
+                    anyhow::anyhow!("cannot create precompile key {}: {err}", path.display())
+                })?;
+                read_key(path)?.ok_or_else(|| {
+                    anyhow::anyhow!("precompile key {} vanished after creation", path.display())
+                })
             }
-            Err(err) => Err(anyhow::anyhow!(
-                "cannot read precompile key {}: {err}",
-                path.display()
-            )),
         }
     }
 
@@ -69,24 +64,80 @@ impl PrecompileKey {
     }
 }
 
+fn read_key(path: &Path) -> anyhow::Result<Option<PrecompileKey>> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
+                anyhow::anyhow!(
+                    "precompile key {} must be 32 bytes, it is {}",
+                    path.display(),
+                    bytes.len()
+                )
+            })?;
+            Ok(Some(PrecompileKey(key)))
+        }
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(err) => Err(anyhow::anyhow!(
+            "cannot read precompile key {}: {err}",
+            path.display()
+        )),
+    }
+}
+
+/// The key must not be where artifacts are written: anyone who can plant
+/// an artifact in the cache must not also be able to read the key.
+pub fn refuse_key_inside(key: &Path, cache_dir: &Path) -> anyhow::Result<()> {
+    let absolute = |path: &Path| {
+        std::path::absolute(path).map(|p| p.components().collect::<std::path::PathBuf>())
+    };
+    let (key_abs, dir_abs) = (absolute(key)?, absolute(cache_dir)?);
+    if key_abs.starts_with(&dir_abs) {
+        anyhow::bail!(
+            "runtime.precompile-key-file {} is inside runtime.cache-dir {}: keep the key outside the cache (e.g. a mounted Secret)",
+            key.display(),
+            cache_dir.display()
+        );
+    }
+    Ok(())
+}
+
 #[cfg(unix)]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+fn publish_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    let mut nonce = [0u8; 8];
+    getrandom::fill(&mut nonce).map_err(|err| std::io::Error::other(err.to_string()))?;
+    let tmp = path.with_extension(format!("tmp-{}", hex::encode(nonce)));
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(path)?
-        .write_all(bytes)
+        .open(&tmp)?
+        .write_all(bytes)?;
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        other => other,
+    }
 }
 
 /// Compile `wasm` for this engine and seal it.
 pub fn compile(runtime: &Runtime, key: &PrecompileKey, wasm: &[u8]) -> anyhow::Result<Vec<u8>> {
     wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all()).validate_all(wasm)?;
     let artifact = runtime.engine.precompile_component(wasm)?;
+    seal(runtime, key, &digest_of(wasm), &artifact)
+}
+
+/// Seal a compiled artifact of the component with digest `source_digest`.
+pub(super) fn seal(
+    runtime: &Runtime,
+    key: &PrecompileKey,
+    source_digest: &str,
+    artifact: &[u8],
+) -> anyhow::Result<Vec<u8>> {
     let header = serde_json::to_vec(&Header {
-        source_digest: digest_of(wasm),
+        source_digest: source_digest.into(),
         flytewasm: env!("CARGO_PKG_VERSION").into(),
         engine: cache::engine_fingerprint(&runtime.engine),
     })?;
@@ -94,7 +145,7 @@ pub fn compile(runtime: &Runtime, key: &PrecompileKey, wasm: &[u8]) -> anyhow::R
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(header.len() as u32).to_le_bytes());
     out.extend_from_slice(&header);
-    out.extend_from_slice(&artifact);
+    out.extend_from_slice(artifact);
     let seal = key.seal(&out);
     out.extend_from_slice(seal.as_bytes());
     Ok(out)
@@ -105,16 +156,20 @@ pub fn is_sealed(bytes: &[u8]) -> bool {
     bytes.starts_with(MAGIC)
 }
 
-/// Check the seal and the engine, then deserialize. Returns the component
-/// and the digest of the `.wasm` it came from.
-pub fn open(
+/// An artifact whose seal and engine checked out: not yet deserialized.
+pub struct Sealed<'a> {
+    header: Header,
+    artifact: &'a [u8],
+}
+
+/// Check the seal and the engine; nothing is deserialized yet.
+pub fn verify<'a>(
     runtime: &Runtime,
     key: Option<&PrecompileKey>,
-    bytes: &[u8],
-) -> Result<(Component, String), String> {
-    let key = key.ok_or(
-        "precompiled plugins need a precompile key (runtime.precompile-key-file, or a cache dir)",
-    )?;
+    bytes: &'a [u8],
+) -> Result<Sealed<'a>, String> {
+    let key =
+        key.ok_or("precompiled plugins need a precompile key (runtime.precompile-key-file)")?;
     let body_len = bytes
         .len()
         .checked_sub(MAC_LEN)
@@ -132,7 +187,7 @@ pub fn open(
     }
     let header_len =
         u32::from_le_bytes(body[MAGIC.len()..MAGIC.len() + 4].try_into().unwrap()) as usize;
-    let header_end = MAGIC.len() + 4 + header_len;
+    let header_end = (MAGIC.len() + 4).saturating_add(header_len);
     let header: Header = body
         .get(MAGIC.len() + 4..header_end)
         .and_then(|h| serde_json::from_slice(h).ok())
@@ -146,12 +201,25 @@ pub fn open(
             env!("CARGO_PKG_VERSION")
         ));
     }
-    // SAFETY: the bytes carry this host's seal, so this host (or one holding
-    // its key) produced them with `precompile_component`; wasmtime checks the
-    // engine compatibility again before using them.
-    let component = unsafe { Component::deserialize(&runtime.engine, &body[header_end..]) }
-        .map_err(|err| format!("cannot use the precompiled plugin: {err:#}"))?;
-    Ok((component, header.source_digest))
+    Ok(Sealed {
+        header,
+        artifact: &body[header_end..],
+    })
+}
+
+impl Sealed<'_> {
+    /// The digest of the `.wasm` it was compiled from.
+    pub fn source_digest(&self) -> &str {
+        &self.header.source_digest
+    }
+
+    pub fn open(self, runtime: &Runtime) -> Result<Component, String> {
+        // SAFETY: the bytes carry this host's seal, so this host (or one
+        // holding its key) produced them with `precompile_component`;
+        // wasmtime checks the engine compatibility again before using them.
+        unsafe { Component::deserialize(&runtime.engine, self.artifact) }
+            .map_err(|err| format!("cannot use the precompiled plugin: {err:#}"))
+    }
 }
 
 pub fn digest_of(bytes: &[u8]) -> String {

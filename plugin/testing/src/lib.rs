@@ -4,7 +4,13 @@
 //! - traps: `panic`, `loop` (never returns), `allocate` (grows memory
 //!   without bound), `recurse` (overflows the stack) — in `build_resource`,
 //!   or in `get_task_phase` / `on_abort` with a `phase-` / `abort-` prefix;
-//! - bad answers: `huge` (50 MB of JSON), `invalid-json`, `not-json`,
+//! - blocking and flooding: `sleep` (a WASI sleep of an hour), `poll-far`
+//!   (polls a monotonic-clock deadline far in the future), `log-flood`
+//!   (calls the `log` import in a loop), `stderr-flood` (prints 1 MB
+//!   to stderr, then succeeds) — in `build_resource`, or with a `phase-`
+//!   prefix in `get_task_phase`;
+//! - bad answers: `huge` (50 MB of JSON), `phase-huge` (a 20 MB phase
+//!   reason and message), `invalid-json`, `not-json`,
 //!   `wrong-kind`, `cluster-scoped` (a ClusterRole), `other-namespace`;
 //! - overreach: `own-metadata` (another name, owner, finalizer and
 //!   Flyte's labels), `probe` (reads a file, opens a socket, reads the
@@ -51,6 +57,19 @@ fn misbehave(what: &str) {
             let mut n: u64 = 0;
             loop {
                 n = std::hint::black_box(n.wrapping_add(1));
+            }
+        }
+        "sleep" => std::thread::sleep(std::time::Duration::from_secs(3600)),
+        "poll-far" => {
+            // An instant far in the future on the monotonic clock, waited on.
+            wasip2::clocks::monotonic_clock::subscribe_instant(u64::MAX / 2).block();
+        }
+        "log-flood" => loop {
+            flytewasm_plugin_sdk::log(flytewasm_plugin_sdk::LogLevel::Info, &"flood ".repeat(100));
+        },
+        "stderr-flood" => {
+            for _ in 0..10_000 {
+                eprintln!("{}", "noise ".repeat(16));
             }
         }
         "allocate" => {
@@ -218,6 +237,14 @@ impl bindings::Guest for Raw {
     }
 
     fn get_task_phase(ctx: wit::PhaseContext, observed: String) -> Result<PhaseInfo, PluginError> {
+        let what = TaskContext::from_wit(ctx.task.clone()).map(|c| behaviour(&c));
+        if matches!(what.as_deref(), Ok("phase-huge")) {
+            // 20 MB of reason and of message: far past what propeller reads.
+            let text = "x".repeat(20 << 20);
+            let mut info = PhaseInfo::permanent_failure("Huge", text.clone());
+            info.reason = text;
+            return Ok(info);
+        }
         <Exported<Testing> as bindings::Guest>::get_task_phase(ctx, observed)
     }
 

@@ -1,36 +1,47 @@
 //! What a plugin can reach: WASI with an empty context (no preopened
-//! directories, no environment or arguments, no network, closed stdin,
+//! directories, no environment or arguments, no sockets, closed stdin,
 //! frozen clocks), stdout/stderr captured, and the host's logger.
+//!
+//! WASI is linked with its async bindings, so every import a wasip2 guest
+//! gets runs inside the call's deadline ([`super::call`]): a sleep or a
+//! poll on a far-future clock is cancelled when the deadline passes. What
+//! else could cost the host is capped here: random bytes per request and
+//! host-side resources (pollables, streams) per call.
 
 use std::time::Duration;
 
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx};
 
 use super::CallState;
+use super::output::CapturedOutput;
 use super::wit;
 
-/// Output a plugin may print per call before it is cut (panic messages fit).
-const CAPTURED_OUTPUT_BYTES: usize = 64 << 10;
+/// Random bytes one WASI call may ask for (std's hash seeds need 16).
+const MAX_RANDOM_BYTES: u64 = 64 << 10;
+/// Host-side WASI resources one call may hold at once.
+pub(super) const MAX_HOST_RESOURCES: usize = 10_000;
 
 pub(super) fn add_to_linker(linker: &mut Linker<CallState>) -> anyhow::Result<()> {
-    wasmtime_wasi::p2::add_to_linker_sync(linker)?;
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
     wit::Plugin::add_to_linker::<_, HasSelf<_>>(linker, |state| state)?;
     Ok(())
 }
 
-/// The WASI context of one call, and the pipes its output lands in.
-pub(super) fn wasi_context() -> (WasiCtx, MemoryOutputPipe, MemoryOutputPipe) {
-    let stdout = MemoryOutputPipe::new(CAPTURED_OUTPUT_BYTES);
-    let stderr = MemoryOutputPipe::new(CAPTURED_OUTPUT_BYTES);
-    let ctx = WasiCtx::builder()
+/// The WASI context of one call, writing stdout and stderr to `output`.
+pub(super) fn wasi_context(stdout: &CapturedOutput, stderr: &CapturedOutput) -> WasiCtx {
+    WasiCtx::builder()
         .stdout(stdout.clone())
         .stderr(stderr.clone())
         .wall_clock(FrozenClock)
         .monotonic_clock(FrozenClock)
-        .build();
-    (ctx, stdout, stderr)
+        // Off even though no address is allowed: creating sockets would
+        // still spend the host's file descriptors.
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .max_random_size(MAX_RANDOM_BYTES)
+        .build()
 }
 
 /// A clock stopped at the Unix epoch: plugins get time only through
@@ -58,6 +69,9 @@ impl HostMonotonicClock for FrozenClock {
 impl wit::flytewasm::plugin::host::Host for CallState {
     fn log(&mut self, level: wit::flytewasm::plugin::host::Level, message: String) {
         use wit::flytewasm::plugin::host::Level;
+        let Some(message) = self.log_budget.admit(&message) else {
+            return;
+        };
         let plugin = &*self.plugin;
         match level {
             Level::Debug => tracing::debug!(plugin, "{message}"),

@@ -1,0 +1,114 @@
+//! Fair shares of the instance pool. The pool holds `max-concurrent-calls`
+//! instances for all plugins; each plugin may hold at most its share of
+//! them, so one plugin whose calls hang (until their deadline) cannot take
+//! the slots another needs. Waiting has a bound: past it the call is
+//! refused with [`CallError::Busy`], a retryable error.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::CallError;
+
+pub(super) struct Slots {
+    pool: Arc<Semaphore>,
+    shares: Mutex<HashMap<String, Arc<Semaphore>>>,
+    per_plugin: usize,
+    wait: Duration,
+}
+
+/// Held for the length of one call: a slot of the plugin's share and one
+/// of the pool.
+pub struct CallSlot {
+    _share: OwnedSemaphorePermit,
+    _pool: OwnedSemaphorePermit,
+}
+
+impl Slots {
+    pub(super) fn new(pool: u32, per_plugin: u32, wait: Duration) -> Self {
+        Slots {
+            pool: Arc::new(Semaphore::new(pool as usize)),
+            shares: Mutex::new(HashMap::new()),
+            per_plugin: per_plugin as usize,
+            wait,
+        }
+    }
+
+    /// The share of a plugin id (every build of a plugin shares one).
+    fn share(&self, plugin: &str) -> Arc<Semaphore> {
+        let mut shares = self.shares.lock().unwrap();
+        shares
+            .entry(plugin.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_plugin)))
+            .clone()
+    }
+
+    pub(super) async fn acquire(
+        &self,
+        plugin: &str,
+        call: &'static str,
+    ) -> Result<CallSlot, CallError> {
+        let share = self.share(plugin);
+        let both = async {
+            // The plugin's share first: a saturated plugin's callers queue
+            // there, never in front of other plugins at the pool.
+            let share = share.acquire_owned().await;
+            let pool = self.pool.clone().acquire_owned().await;
+            (share, pool)
+        };
+        match tokio::time::timeout(self.wait, both).await {
+            Ok((Ok(share), Ok(pool))) => Ok(CallSlot {
+                _share: share,
+                _pool: pool,
+            }),
+            // The semaphores are never closed; a timeout is the only way here.
+            _ => Err(CallError::Busy {
+                plugin: plugin.into(),
+                call,
+                waited_ms: self.wait.as_millis(),
+            }),
+        }
+    }
+
+    /// [`Slots::acquire`] for callers outside async code (plugin loads).
+    pub(super) fn acquire_blocking(
+        &self,
+        plugin: &str,
+        call: &'static str,
+    ) -> Result<CallSlot, CallError> {
+        blocking(|| block_on(async { self.acquire(plugin, call).await }))
+    }
+
+    pub(super) fn saturated(&self, plugin: &str) -> bool {
+        self.share(plugin).available_permits() == 0
+    }
+}
+
+/// Run `body`, which blocks (on [`block_on`]), from wherever the caller is:
+/// on a worker of a multi-thread tokio runtime it steps out of the worker
+/// first; a current-thread runtime cannot be blocked at all, so `body` gets
+/// a thread of its own.
+pub(super) fn blocking<R: Send>(body: impl FnOnce() -> R + Send) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|handle| handle.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(body),
+        Ok(_) => std::thread::scope(|scope| match scope.spawn(body).join() {
+            Ok(value) => value,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }),
+        Err(_) => body(),
+    }
+}
+
+/// Drive a future to completion inside [`blocking`]: on the caller's tokio
+/// runtime when there is one, else on wasmtime-wasi's own, which also
+/// drives WASI's timers.
+pub(super) fn block_on<F: Future>(future: F) -> F::Output {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle.block_on(future),
+        Err(_) => wasmtime_wasi::runtime::in_tokio(future),
+    }
+}
