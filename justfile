@@ -69,3 +69,4 @@ bench: build-plugins
     cargo bench -p flytewasm --bench lifecycle
     cargo bench -p flytewasm --bench agent
     cargo bench -p flytewasm --bench swap
+    cargo bench -p flytewasm --bench resource_meta

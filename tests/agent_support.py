@@ -2,6 +2,7 @@
 started as processes (with the addresses they print), and the requests
 propeller would make, built with the official flyteidl stubs."""
 
+import base64
 import json
 import os
 import re
@@ -30,7 +31,12 @@ class Process:
             stdout=self.log,
             stderr=subprocess.STDOUT,
             text=True,
-            env={**os.environ, "FLYTEWASM_CACHE_DIR": str(ROOT / "target/flytewasm-cache"), **(env or {})},
+            env={
+                **os.environ,
+                "FLYTEWASM_CACHE_DIR": str(ROOT / "target/flytewasm-cache"),
+                "FLYTEWASM_PRECOMPILE_KEY": str(ROOT / "target/flytewasm-test-keys/precompile.key"),
+                **(env or {}),
+            },
         )
         self.found = {}
         deadline = time.monotonic() + 120
@@ -77,6 +83,30 @@ def sandbox(flytewasm_bin, plugins_dir, kubeconfig):
 
 
 Phase = execution_pb2.TaskExecution
+
+
+def write_meta_keys(directory, signing="k1", keys=None):
+    """A resource_meta keys file (`security.resource-meta-keys`): key id →
+    random bytes, base64. Replicas that share it answer each other's tasks."""
+    keys = keys or {signing: os.urandom(32)}
+    path = directory / f"meta-keys-{signing}.yaml"
+    lines = [f"signing-key: {signing}", "keys:"]
+    lines += [f"  {kid}: {base64.b64encode(material).decode()}" for kid, material in keys.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def host_config(directory, keys, extra=""):
+    """A host config file signing resource_meta with `keys`, plus `extra` YAML."""
+    path = directory / f"host-{keys.stem}.yaml"
+    path.write_text(f"security:\n  resource-meta-keys: {keys}\n{extra}")
+    return path
+
+
+def meta_json(meta):
+    """The JSON inside a signed resource_meta (after the key id, before the MAC)."""
+    start = meta.index(b"{")
+    return json.loads(meta[start:-32])
 
 
 def channel(address):
@@ -130,7 +160,7 @@ def get_until_done(agent, template, meta, timeout=30):
 
 def sandbox_object(server, meta):
     """The SparkApplication as the sandbox's API serves it, or None."""
-    state = json.loads(meta)["state"]
+    state = meta_json(meta)["state"]
     url = (
         f"{server.found[SANDBOX]}/apis/sparkoperator.k8s.io/v1beta2/namespaces/"
         f"{state['namespace']}/sparkapplications/{state['name']}"

@@ -90,7 +90,7 @@ def test_bad_input_is_invalid_argument_naming_the_field(agent, template):
     with pytest.raises(grpc.RpcError) as err:
         agent.GetTask(agent_pb2.GetTaskRequest(resource_meta=b"{}", task_category=category(template)), timeout=10)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "resource_meta.version" in err.value.details()
+    assert "resource_meta is not signed" in err.value.details()
 
 
 def test_a_task_the_plugin_refuses_fails_permanently_naming_the_field(agent, template):
@@ -134,8 +134,12 @@ def test_a_restarted_server_resumes_from_resource_meta(flytewasm_bin, plugins_di
     kubeconfig = tmp_path / "sandbox.kubeconfig"
     cluster = agent_support.sandbox(flytewasm_bin, plugins_dir, kubeconfig)
     env = {"KUBECONFIG": str(kubeconfig)}
+    # The two processes share the key that signs resource_meta, as replicas do.
+    config = agent_support.host_config(tmp_path, agent_support.write_meta_keys(tmp_path))
     try:
-        first = agent_support.serve(flytewasm_bin, plugins_dir, env={**env, "FLYTEWASM_LOG_FORMAT": "json"})
+        first = agent_support.serve(
+            flytewasm_bin, plugins_dir, "--config", config, env={**env, "FLYTEWASM_LOG_FORMAT": "json"}
+        )
         agent = AsyncAgentServiceStub(channel(first.found[agent_support.GRPC]))
         meta = agent.CreateTask(
             create_request(template, "exec-restart", {"sandbox.flytewasm.io/step-ms": "1500"}), timeout=30
@@ -146,7 +150,7 @@ def test_a_restarted_server_resumes_from_resource_meta(flytewasm_bin, plugins_di
         launched = [entry for entry in logs if entry["fields"]["message"] == "task launched"]
         assert launched and launched[0]["fields"]["name"] == "exec-restart-n0-0", output
 
-        second = agent_support.serve(flytewasm_bin, plugins_dir, env=env)
+        second = agent_support.serve(flytewasm_bin, plugins_dir, "--config", config, env=env)
         agent = AsyncAgentServiceStub(channel(second.found[agent_support.GRPC]))
         resource, seen = get_until_done(agent, template, meta)
         assert resource.phase == Phase.SUCCEEDED, seen
@@ -205,6 +209,107 @@ def test_tls_serves_only_tls_clients(flytewasm_bin, plugins_dir, tmp_path):
             with pytest.raises(grpc.RpcError) as err:
                 AgentMetadataServiceStub(ch).ListAgents(agent_pb2.ListAgentsRequest(), timeout=5)
             assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        code, output = server.stop()
+        assert code == 0, output
+
+
+def certificate_authority(directory):
+    """A CA, and a function that issues it a server or client certificate
+    (PEM files), for mutual TLS."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def builder(subject, issuer, public_key):
+        return (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(issuer)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+        )
+
+    def pem_files(name, cert, key):
+        cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_path.write_bytes(
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        )
+        return cert_path, key_path
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "flytewasm test CA")])
+    ca = (
+        builder(ca_name, ca_name, ca_key.public_key())
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_path, _ = pem_files("ca", ca, ca_key)
+
+    def issue(name, client):
+        key = ec.generate_private_key(ec.SECP256R1())
+        usage = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
+        cert = builder(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]), ca_name, key.public_key())
+        cert = cert.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        cert = cert.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        if not client:
+            cert = cert.add_extension(
+                x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False,
+            )
+        return pem_files(name, cert.sign(ca_key, hashes.SHA256()), key)
+
+    return ca_path, issue
+
+
+def test_mutual_tls_refuses_clients_without_a_certificate_from_the_ca(flytewasm_bin, plugins_dir, tmp_path):
+    ca, issue = certificate_authority(tmp_path)
+    server_cert, server_key = issue("localhost", client=False)
+    client_cert, client_key = issue("propeller", client=True)
+    server = agent_support.serve(
+        flytewasm_bin, plugins_dir, "--sandbox",
+        "--tls-cert", server_cert, "--tls-key", server_key, "--tls-client-ca", ca,
+    )
+    try:
+        address = server.found[agent_support.GRPC]
+        assert "client certificates required" in server.output()
+        options = [("grpc.ssl_target_name_override", "localhost")]
+
+        def list_agents(credentials):
+            with grpc.secure_channel(address, credentials, options=options) as ch:
+                return AgentMetadataServiceStub(ch).ListAgents(agent_pb2.ListAgentsRequest(), timeout=10).agents
+
+        with_cert = grpc.ssl_channel_credentials(
+            root_certificates=ca.read_bytes(),
+            private_key=client_key.read_bytes(),
+            certificate_chain=client_cert.read_bytes(),
+        )
+        assert "spark" in [a.name for a in list_agents(with_cert)]
+        with pytest.raises(grpc.RpcError) as err:
+            list_agents(grpc.ssl_channel_credentials(root_certificates=ca.read_bytes()))
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+        # A certificate from another CA is refused too.
+        elsewhere = tmp_path / "elsewhere"
+        elsewhere.mkdir()
+        _, other_issue = certificate_authority(elsewhere)
+        stranger_cert, stranger_key = other_issue("stranger", client=True)
+        stranger = grpc.ssl_channel_credentials(
+            root_certificates=ca.read_bytes(),
+            private_key=stranger_key.read_bytes(),
+            certificate_chain=stranger_cert.read_bytes(),
+        )
+        with pytest.raises(grpc.RpcError) as err:
+            list_agents(stranger)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE
     finally:
         code, output = server.stop()
         assert code == 0, output

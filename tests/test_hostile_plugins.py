@@ -8,13 +8,19 @@ metric counts it, and the host goes on serving other tasks."""
 import json
 import shutil
 import subprocess
+import threading
+import time
+import urllib.error
 import urllib.request
+
+import grpc
 
 import pytest
 import yaml
 from flyteidl.core import tasks_pb2
 from flyteidl.service import agent_pb2_grpc
 
+import agent_support
 from agent_support import GRPC, HTTP, SANDBOX, Phase, channel, create_request, get_until_done, serve
 from conftest import ROOT, serialize
 from spark_user_tasks import minimal
@@ -32,11 +38,16 @@ TRAPS = {
     "wrong-kind": ["invalid answer from build-resource", "v1 Secret, but the plugin declares v1 ConfigMap"],
     "cluster-scoped": ["invalid answer from build-resource", "ClusterRole, but the plugin declares"],
     "other-namespace": ["invalid answer from build-resource", "namespace `kube-system`"],
+    # Blocking WASI calls end at the deadline like any loop.
+    "sleep": ["ran past its", "deadline in build-resource"],
+    "poll-far": ["ran past its", "deadline in build-resource"],
+    "log-flood": ["ran past its", "deadline in build-resource"],
     "phase-panic": ["crashed in get-task-phase", "the testing plugin was asked to panic"],
     "phase-loop": ["ran past its", "deadline in get-task-phase"],
+    "phase-sleep": ["ran past its", "deadline in get-task-phase"],
 }
 # Only the phase call misbehaves: render (which only builds) succeeds.
-BUILDS_FINE = {"phase-panic", "phase-loop"}
+BUILDS_FINE = {"phase-panic", "phase-loop", "phase-sleep"}
 
 
 def template(behaviour):
@@ -68,12 +79,16 @@ def flytewasm(flytewasm_bin, *args):
         capture_output=True,
         text=True,
         timeout=120,
-        env={"FLYTEWASM_CACHE_DIR": str(ROOT / "target/flytewasm-cache"), "PATH": "/usr/bin:/bin"},
+        env={
+            "FLYTEWASM_CACHE_DIR": str(ROOT / "target/flytewasm-cache"),
+            "FLYTEWASM_PRECOMPILE_KEY": str(ROOT / "target/flytewasm-test-keys/precompile.key"),
+            "PATH": "/usr/bin:/bin",
+        },
     )
 
 
 def configmap(sandbox_url, meta):
-    state = json.loads(meta)["state"]
+    state = agent_support.meta_json(meta)["state"]
     url = f"{sandbox_url}/api/v1/namespaces/{state['namespace']}/configmaps/{state['name']}"
     with urllib.request.urlopen(url, timeout=5) as response:
         return json.load(response)
@@ -170,5 +185,185 @@ def test_the_agent_contains_every_case_and_keeps_serving(flytewasm_bin, plugins,
             listed = json.load(response)
         refused = [p for p in listed if str(p.get("file", "")).endswith("describe-traps.wasm")]
         assert refused and refused[0]["state"] != "serving" and "describe() failed" in refused[0]["lastError"], refused
+    finally:
+        server.stop()
+
+
+def test_floods_never_fail_the_task_nor_flood_the_log(flytewasm_bin, plugins):
+    """1 MB on stderr still creates the object; a `log` loop ends at the
+    deadline; the host's log grows by the per-call budget, not megabytes."""
+    server = serve(flytewasm_bin, plugins, "--sandbox", "--sandbox-step-ms", "50")
+    try:
+        agent = agent_pb2_grpc.AsyncAgentServiceStub(channel(server.found[GRPC]))
+        before = len(server.output())
+        meta = agent.CreateTask(create_request(template("stderr-flood"), "flood-stderr"), timeout=60).resource_meta
+        assert configmap(server.found[SANDBOX], meta)["data"]["behaviour"] == "stderr-flood"
+        meta = agent.CreateTask(create_request(template("log-flood"), "flood-log"), timeout=60).resource_meta
+        resource, _ = get_until_done(agent, template("log-flood"), meta, timeout=60)
+        assert resource.phase == Phase.FAILED and "deadline in build-resource" in resource.message
+        grown = len(server.output()) - before
+        # Two calls, each within 64 KiB of output plus log framing (it was 54 MB in 2 s).
+        assert grown < 1 << 20, grown
+        assert "plugin output truncated" in server.output()
+    finally:
+        server.stop()
+
+
+def test_a_huge_phase_answer_reaches_the_caller_bounded(flytewasm_bin, plugins):
+    """20 MB of phase reason and message: propeller reads at most 4 MiB, so
+    the host cuts them (with a marker) and the task can still be read."""
+    server = serve(flytewasm_bin, plugins, "--sandbox", "--sandbox-step-ms", "50")
+    try:
+        agent = agent_pb2_grpc.AsyncAgentServiceStub(channel(server.found[GRPC]))
+        meta = agent.CreateTask(create_request(template("phase-huge"), "huge-phase"), timeout=60).resource_meta
+        resource, _ = get_until_done(agent, template("phase-huge"), meta, timeout=60)
+        assert resource.phase == Phase.FAILED
+        assert resource.ByteSize() < 1 << 20, resource.ByteSize()
+        assert resource.message.endswith("bytes cut]"), resource.message[-100:]
+    finally:
+        server.stop()
+
+
+def readyz(server):
+    try:
+        with urllib.request.urlopen(f"{server.found[HTTP]}/readyz", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def test_a_saturated_plugin_starves_no_other_and_readiness_says_so(flytewasm_bin, plugins, tmp_path):
+    """80 CreateTasks whose plugin sleeps hold every slot that plugin may
+    have: /readyz reports it, a Spark task is still served, and readiness
+    comes back once the sleeping calls reach their deadline."""
+    server = serve(flytewasm_bin, plugins, "--sandbox", "--sandbox-step-ms", "50")
+    try:
+        address = server.found[GRPC]
+        assert readyz(server)[0] == 200
+        outcomes = []
+
+        def blocked(i):
+            stub = agent_pb2_grpc.AsyncAgentServiceStub(grpc.insecure_channel(address))
+            try:
+                stub.CreateTask(create_request(template("sleep"), f"sleeper-{i}"), timeout=30)
+                outcomes.append("answered")
+            except grpc.RpcError as err:
+                outcomes.append(err.code())
+
+        callers = [threading.Thread(target=blocked, args=(i,)) for i in range(80)]
+        for caller in callers:
+            caller.start()
+        status, reason = eventually(lambda: readyz(server), lambda r: r[0] == 503, "not ready while saturated")
+        assert "every call slot of plugin testing is taken" in reason, reason
+
+        agent = agent_pb2_grpc.AsyncAgentServiceStub(channel(address))
+        _, _, spark = serialize(minimal, tmp_path, "minimal")
+        meta = agent.CreateTask(create_request(spark, "while-saturated"), timeout=30).resource_meta
+        for caller in callers:
+            caller.join(timeout=60)
+        assert len(outcomes) == 80
+        # Every blocked call ended: a failure at its deadline, or refused as busy (retryable).
+        assert set(outcomes) <= {"answered", grpc.StatusCode.UNAVAILABLE}, set(outcomes)
+        resource, _ = get_until_done(agent, spark, meta, timeout=60)
+        assert resource.phase == Phase.SUCCEEDED
+        eventually(lambda: readyz(server), lambda r: r[0] == 200, "ready again")
+    finally:
+        server.stop()
+
+
+def eventually(probe, done, what, timeout=30):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if done(value):
+            return value
+        assert time.monotonic() < deadline, f"{what}: last {value}"
+        time.sleep(0.05)
+
+
+def test_no_cluster_is_not_ready(flytewasm_bin, plugins, tmp_path):
+    kubeconfig = tmp_path / "nowhere.kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: nowhere\n"
+        "clusters: [{name: nowhere, cluster: {server: 'http://127.0.0.1:1'}}]\n"
+        "contexts: [{name: nowhere, context: {cluster: nowhere, user: nobody}}]\n"
+        "users: [{name: nobody, user: {}}]\n"
+    )
+    config = agent_support.host_config(tmp_path, agent_support.write_meta_keys(tmp_path))
+    server = serve(flytewasm_bin, plugins, "--config", config, env={"KUBECONFIG": str(kubeconfig)})
+    try:
+        status, reason = eventually(lambda: readyz(server), lambda r: r[0] == 503, "not ready without a cluster")
+        assert "the cluster is not answering" in reason, reason
+    finally:
+        server.stop()
+
+
+def test_serve_refuses_to_start_without_resource_meta_keys(flytewasm_bin, plugins):
+    result = flytewasm(flytewasm_bin, "serve", "--plugins", plugins, "--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0")
+    assert result.returncode != 0
+    assert "security.resource-meta-keys" in result.stderr, result.stderr
+
+
+def test_resource_meta_from_elsewhere_or_edited_is_refused(flytewasm_bin, plugins):
+    """Consistent edits of a genuine meta (another execution, namespace or
+    kind) and a genuine meta of another deployment are INVALID_ARGUMENT,
+    and the cluster is not written to."""
+    ours = serve(flytewasm_bin, plugins, "--sandbox", "--sandbox-step-ms", "50")
+    theirs = serve(flytewasm_bin, plugins, "--sandbox", "--sandbox-step-ms", "50")
+    try:
+        agent = agent_pb2_grpc.AsyncAgentServiceStub(channel(ours.found[GRPC]))
+        other = agent_pb2_grpc.AsyncAgentServiceStub(channel(theirs.found[GRPC]))
+        genuine = agent.CreateTask(create_request(template("run"), "victim"), timeout=30).resource_meta
+        foreign = other.CreateTask(create_request(template("run"), "victim"), timeout=30).resource_meta
+        start = genuine.index(b"{")
+        header, payload, tag = genuine[:start], agent_support.meta_json(genuine), genuine[-32:]
+        edits = []
+        for path, value in [
+            (("task", "execution", "name"), "another-execution"),
+            (("task", "namespace"), "kube-system"),
+            (("state", "namespace"), "kube-system"),
+            (("state", "kind"), {"apiVersion": "v1", "kind": "Secret", "plural": "secrets"}),
+        ]:
+            edited = json.loads(json.dumps(payload))
+            node = edited
+            for key in path[:-1]:
+                node = node[key]
+            node[path[-1]] = value
+            edits.append(header + json.dumps(edited).encode() + tag)
+        for meta in [*edits, foreign]:
+            for call in (agent.GetTask, agent.DeleteTask):
+                request_type = agent_pb2.GetTaskRequest if call == agent.GetTask else agent_pb2.DeleteTaskRequest
+                with pytest.raises(grpc.RpcError) as err:
+                    call(request_type(resource_meta=meta), timeout=10)
+                assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+                assert "resource_meta" in err.value.details()
+        # The victim's object is untouched and still running.
+        assert configmap(ours.found[SANDBOX], genuine)["data"]["behaviour"] == "run"
+        resource = agent.GetTask(agent_pb2.GetTaskRequest(resource_meta=genuine), timeout=10).resource
+        assert resource.phase == Phase.RUNNING
+    finally:
+        ours.stop()
+        theirs.stop()
+
+
+def test_a_task_outside_the_namespace_policy_is_refused(flytewasm_bin, plugins, tmp_path):
+    config = agent_support.host_config(
+        tmp_path, agent_support.write_meta_keys(tmp_path), '  namespaces: ["{project}-{domain}"]\n'
+    )
+    server = serve(flytewasm_bin, plugins, "--sandbox", "--config", config)
+    try:
+        agent = agent_pb2_grpc.AsyncAgentServiceStub(channel(server.found[GRPC]))
+        allowed = agent.CreateTask(create_request(template("run"), "inside"), timeout=30).resource_meta
+        assert configmap(server.found[SANDBOX], allowed)["data"]["behaviour"] == "run"
+        request = create_request(template("run"), "outside")
+        request.task_execution_metadata.namespace = "kube-system"
+        meta = agent.CreateTask(request, timeout=30).resource_meta
+        resource = agent.GetTask(agent_pb2.GetTaskRequest(resource_meta=meta), timeout=10).resource
+        assert resource.phase == Phase.FAILED
+        assert "namespace `kube-system` is not allowed" in resource.message, resource.message
+        url = f"{server.found[SANDBOX]}/api/v1/namespaces/kube-system/configmaps/outside-n0-0"
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(url, timeout=5)
+        assert err.value.code == 404
     finally:
         server.stop()

@@ -51,8 +51,8 @@ class Host:
     """`flytewasm serve` against the shared cluster, restartable."""
 
     def __init__(self, flytewasm_bin, plugins_dir, cluster, tmp_path):
-        config = tmp_path / "host.yaml"
-        config.write_text("k8s:\n  inject-finalizer: true\n")
+        keys = agent_support.write_meta_keys(tmp_path)
+        config = agent_support.host_config(tmp_path, keys, "k8s:\n  inject-finalizer: true\n")
         self.args = (flytewasm_bin, plugins_dir, "--config", config)
         self.env = {"KUBECONFIG": str(cluster[1])}
         self.kills = 0
@@ -127,7 +127,7 @@ def test_launch_is_not_duplicated(host, cluster, template, rng):
         # create of an answered one must not make another object.
         meta = host.agent.CreateTask(request, timeout=30).resource_meta
         if first is not None:
-            assert json.loads(first.resource_meta)["state"] == json.loads(meta)["state"]
+            assert agent_support.meta_json(first.resource_meta)["state"] == agent_support.meta_json(meta)["state"]
         assert len(objects(cluster, execution)) == 1
         resource, _ = get_until_done(host.agent, template, meta, timeout=60)
         assert resource.phase == Phase.SUCCEEDED

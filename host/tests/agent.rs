@@ -625,3 +625,57 @@ async fn a_task_outside_the_namespace_policy_fails_and_creates_nothing() {
         resource.message
     );
 }
+
+/// gRPC health (`grpc.health.v1`) follows readiness: SERVING with plugins
+/// and a cluster that answers, NOT_SERVING for a replica with no plugin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_health_follows_readiness() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+
+    let env = env().await;
+    let empty = {
+        let cluster = Cluster::new(env.sandbox.client().unwrap());
+        AgentService::new(
+            Engine::new(Arc::new(cluster), Arc::default()),
+            LivePlugins::fixed(Registry::from_plugins(Vec::new()).unwrap()),
+            Arc::new(Metrics::default()),
+            MetaKeys::ephemeral(),
+            false,
+        )
+    };
+    for (service, expected) in [
+        (env.service, ServingStatus::Serving),
+        (empty, ServingStatus::NotServing),
+    ] {
+        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = grpc.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(flytewasm::agent::serve(service, grpc, http, None, async {
+            let _ = stopped.await;
+        }));
+        let mut health = HealthClient::connect(format!("http://{address}"))
+            .await
+            .unwrap();
+        for name in ["", "flyteidl.service.AsyncAgentService"] {
+            let mut status = None;
+            for _ in 0..100 {
+                let answer = health
+                    .check(HealthCheckRequest {
+                        service: name.into(),
+                    })
+                    .await
+                    .map(|r| r.into_inner().status());
+                status = answer.ok();
+                if status == Some(expected) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            assert_eq!(status, Some(expected), "service `{name}`");
+        }
+        let _ = stop.send(());
+        server.await.unwrap().unwrap();
+    }
+}
