@@ -655,9 +655,12 @@ async fn grpc_health_follows_readiness() {
         let server = tokio::spawn(flytewasm::agent::serve(service, grpc, http, None, async {
             let _ = stopped.await;
         }));
-        let mut health = HealthClient::connect(format!("http://{address}"))
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
+            .unwrap()
+            .connect()
             .await
             .unwrap();
+        let mut health = HealthClient::new(channel);
         for name in ["", "flyteidl.service.AsyncAgentService"] {
             let mut status = None;
             for _ in 0..100 {
