@@ -156,9 +156,12 @@ def test_rbac_reaches_only_the_plugins_kinds():
 
 
 def test_the_config_map_is_a_config_the_host_accepts(flytewasm_bin, plugins_dir, tmp_path):
-    config = config_map(build(DEPLOY))["data"]["config.yaml"]
-    assert yaml.safe_load(config)["plugins"]["spark"]
-    (tmp_path / "config.yaml").write_text(config)
+    config = yaml.safe_load(config_map(build(DEPLOY))["data"]["config.yaml"])
+    assert config["plugins"]["spark"]
+    # The pod's mounts (cache volume, keys Secret) are here, in tmp_path.
+    config["runtime"]["cache-dir"] = str(tmp_path / "cache")
+    config["runtime"]["precompile-key-file"] = str(tmp_path / "keys/precompile.key")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     result = subprocess.run(
         [str(flytewasm_bin), "render", "--plugins", str(plugins_dir), "--config", str(tmp_path / "config.yaml"),
          str(ROOT / "examples/spark_pi.pb")],

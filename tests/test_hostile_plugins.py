@@ -17,6 +17,7 @@ import grpc
 
 import pytest
 import yaml
+from flyteidl.admin import agent_pb2
 from flyteidl.core import tasks_pb2
 from flyteidl.service import agent_pb2_grpc
 
