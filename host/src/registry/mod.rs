@@ -201,15 +201,26 @@ impl Registry {
                 continue;
             }
             let started = Instant::now();
+            // Err: why, and whether to try again even if the file stays as it is.
             let loaded = std::fs::read(path)
-                .map_err(|err| format!("cannot read plugin {}: {err}", path.display()))
+                .map_err(|err| {
+                    (
+                        format!("cannot read plugin {}: {err}", path.display()),
+                        false,
+                    )
+                })
                 .and_then(|bytes| {
                     // The allow-list is checked on the digest before anything is compiled.
                     runtime
                         .load_bytes(&bytes, path, &|digest| options.admit_digest(digest))
-                        .map_err(|err| err.to_string())
+                        .map_err(|err| (err.to_string(), err.is_transient()))
                 })
-                .and_then(|plugin| options.check_allowed(&plugin).map(|()| plugin));
+                .and_then(|plugin| {
+                    options
+                        .check_allowed(&plugin)
+                        .map(|()| plugin)
+                        .map_err(|reason| (reason, false))
+                });
             let now = SystemTime::now();
             match loaded {
                 Ok(plugin) if previous.is_some_and(|p| p.digest() == plugin.digest()) => {
@@ -233,7 +244,7 @@ impl Registry {
                         },
                     );
                 }
-                Err(reason) => {
+                Err((reason, transient)) => {
                     tracing::error!(file = %path.display(), "plugin not loaded: {reason}");
                     changes.push(Change::Failed {
                         file: path.clone(),
@@ -242,11 +253,20 @@ impl Registry {
                     if let Some(previous) = previous {
                         candidates.push((previous.clone(), false, None, None));
                     }
+                    // A load that found no free slot is tried again on the next look.
+                    let stamp = if transient {
+                        FileStamp {
+                            len: 0,
+                            modified: None,
+                        }
+                    } else {
+                        file_stamp.clone()
+                    };
                     next.files.insert(
                         path.clone(),
                         FileState {
                             loaded: state.loaded,
-                            failure: Some((file_stamp.clone(), reason, now)),
+                            failure: Some((stamp, reason, now)),
                         },
                     );
                 }

@@ -38,6 +38,14 @@ pub enum LoadError {
     Invalid { path: PathBuf, reason: String },
 }
 
+impl LoadError {
+    /// The load could not run now (no free slot for `describe()`); the same
+    /// file may load later.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, LoadError::Describe { cause, .. } if cause.is_busy())
+    }
+}
+
 /// A plugin call that did not give a usable answer.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
