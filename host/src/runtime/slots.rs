@@ -107,8 +107,12 @@ pub(super) fn blocking<R: Send>(body: impl FnOnce() -> R + Send) -> R {
 /// runtime when there is one, else on wasmtime-wasi's own, which also
 /// drives WASI's timers.
 pub(super) fn block_on<F: Future>(future: F) -> F::Output {
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) => handle.block_on(future),
-        Err(_) => wasmtime_wasi::runtime::in_tokio(future),
+    use wasmtime_wasi::runtime::{in_tokio, poll_noop, with_ambient_tokio_runtime};
+    let mut future = std::pin::pin!(future);
+    // Most plugin calls never wait on the host: one poll finishes them
+    // without the cost of parking a thread.
+    match with_ambient_tokio_runtime(|| poll_noop(future.as_mut())) {
+        Some(value) => value,
+        None => in_tokio(future),
     }
 }
