@@ -69,8 +69,8 @@ pub struct K8sConfig {
 }
 
 /// Who may ask for what.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct SecurityConfig {
     /// The keys file that signs and verifies `resource_meta` (shared by
     /// every replica; see `agent::MetaKeys`). `serve` needs it, except on
@@ -79,7 +79,35 @@ pub struct SecurityConfig {
     /// The namespaces tasks may run in; absent: any. An entry is a name or
     /// a pattern with `{project}` and `{domain}` (Flyte's default
     /// `{project}-{domain}` layout), filled from the task's execution.
+    /// The caller names the project and domain, so a pattern only matches
+    /// a domain listed in `domains` and a project that is a DNS label:
+    /// `kube` + `system` never makes `kube-system`.
     pub namespaces: Option<Vec<String>>,
+    /// The Flyte domains `{domain}` may stand for.
+    pub domains: Vec<String>,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        SecurityConfig {
+            resource_meta_keys: None,
+            namespaces: None,
+            domains: ["development", "staging", "production"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
+/// A DNS-1123 label: what a Flyte project id is.
+fn is_dns_label(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 63
+        && text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !text.starts_with('-')
+        && !text.ends_with('-')
 }
 
 impl SecurityConfig {
@@ -95,11 +123,22 @@ impl SecurityConfig {
             return Ok(());
         };
         let fill = |pattern: &str| {
-            pattern
-                .replace("{project}", project)
-                .replace("{domain}", domain)
+            if pattern.contains("{domain}") && !self.domains.iter().any(|d| d == domain) {
+                return None;
+            }
+            if pattern.contains("{project}") && !is_dns_label(project) {
+                return None;
+            }
+            Some(
+                pattern
+                    .replace("{project}", project)
+                    .replace("{domain}", domain),
+            )
         };
-        if allowed.iter().any(|pattern| fill(pattern) == namespace) {
+        if allowed
+            .iter()
+            .any(|pattern| fill(pattern).as_deref() == Some(namespace))
+        {
             return Ok(());
         }
         Err(format!(

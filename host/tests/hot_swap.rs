@@ -230,6 +230,11 @@ fn two_files_claiming_one_plugin_id_are_a_conflict() {
             "{error}"
         );
     }
+    // Nothing changed: the conflict is not loaded and reported again.
+    assert!(
+        live.reload().unwrap().is_empty(),
+        "a conflict is reported once"
+    );
     // One serving: a second file with its id is refused, and it keeps serving.
     std::fs::remove_file(dir.join("spark-next.wasm")).unwrap();
     live.reload().unwrap();

@@ -302,8 +302,8 @@ fn blocking_wasi_calls_end_at_the_deadline() {
             matches!(err, CallError::Timeout { limit_ms: 200, .. }),
             "{behaviour}: {err:?}"
         );
-        // Not a timing assertion: a sleep that was not cut would take an hour.
-        assert!(started.elapsed() < Duration::from_secs(60), "{behaviour}");
+        // Generous for a loaded machine, yet far from the hour it asked for.
+        assert!(started.elapsed() < Duration::from_secs(10), "{behaviour}");
         assert_still_serves(&plugin);
     }
     let ctx =
@@ -403,10 +403,11 @@ async fn a_stuck_plugin_keeps_to_its_share_of_slots() {
             build(&plugin, "sleep")
         }));
     }
-    assert!(testing.saturated());
+    assert!(!testing.saturated(), "a full share alone is not saturation");
     let err = testing.call_slot("build-resource").await.err().unwrap();
     assert!(err.is_busy(), "{err:?}");
     assert!(err.to_string().contains("busy"), "{err}");
+    assert!(testing.saturated(), "calls are being refused");
 
     let slot = spark
         .call_slot("build-resource")
@@ -428,10 +429,9 @@ async fn a_stuck_plugin_keeps_to_its_share_of_slots() {
             Err(CallError::Timeout { .. })
         ));
     }
-    assert!(
-        !testing.saturated(),
-        "the timed-out calls gave their slots back"
-    );
+    // The timed-out calls gave their slots back.
+    let again = testing.call_slot("build-resource").await;
+    assert!(again.is_ok(), "{:?}", again.err());
 }
 
 /// The compile cache holds native code, so it is sealed like a `.cwasm`: a
@@ -502,13 +502,18 @@ fn replicas_creating_the_key_at_once_all_start_with_one_key() {
         .map(|_| {
             let path = path.clone();
             std::thread::spawn(move || {
-                flytewasm::runtime::precompiled::PrecompileKey::load_or_create(&path).map(|_| ())
+                flytewasm::runtime::precompiled::PrecompileKey::load_or_create(&path)
             })
         })
         .collect();
-    for replica in started {
-        replica.join().unwrap().expect("every replica starts");
-    }
+    let loaded: Vec<_> = started
+        .into_iter()
+        .map(|replica| replica.join().unwrap().expect("every replica starts"))
+        .collect();
+    assert!(
+        loaded.windows(2).all(|pair| pair[0] == pair[1]),
+        "one key for all"
+    );
     assert_eq!(std::fs::read(&path).unwrap().len(), 32);
     let leftovers: Vec<_> = std::fs::read_dir(keys.path()).unwrap().collect();
     assert_eq!(leftovers.len(), 1, "no temporary files left: {leftovers:?}");

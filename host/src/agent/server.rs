@@ -42,13 +42,16 @@ pub async fn serve(
         cluster_error: Mutex::new(None),
     });
     let (reporter, grpc_health) = tonic_health::server::health_reporter();
-    tokio::spawn(watch_health(health.clone(), reporter));
+    // Not serving until the first look says otherwise.
+    set_health(&reporter, ServingStatus::NotServing).await;
+    let watching = tokio::spawn(watch_health(health.clone(), reporter.clone()));
     let (stop, stopped) = watch::channel(false);
     let stopping = health.clone();
     tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutting down: draining calls in flight");
         stopping.stopping.store(true, Ordering::SeqCst);
+        set_health(&reporter, ServingStatus::NotServing).await;
         let _ = stop.send(true);
     });
 
@@ -71,6 +74,7 @@ pub async fn serve(
     let http = axum::serve(http, app).with_graceful_shutdown(wait(stopped));
 
     let (grpc, http) = tokio::join!(grpc, http);
+    watching.abort();
     grpc?;
     http?;
     Ok(())
@@ -111,7 +115,7 @@ impl Health {
             .collect();
         if !saturated.is_empty() {
             return Some(format!(
-                "every call slot of plugin {} is taken",
+                "every call slot of plugin {} is taken: calls are being refused",
                 saturated.join(", ")
             ));
         }
@@ -119,10 +123,19 @@ impl Health {
     }
 }
 
+/// gRPC health for the whole server and for the agent service.
+async fn set_health(reporter: &tonic_health::server::HealthReporter, status: ServingStatus) {
+    type Agent = AsyncAgentServiceServer<AgentService>;
+    reporter.set_service_status("", status).await;
+    match status {
+        ServingStatus::Serving => reporter.set_serving::<Agent>().await,
+        _ => reporter.set_not_serving::<Agent>().await,
+    }
+}
+
 /// Probe the cluster and keep gRPC health in step with readiness.
 async fn watch_health(health: Arc<Health>, reporter: tonic_health::server::HealthReporter) {
-    type Agent = AsyncAgentServiceServer<AgentService>;
-    let mut last = None;
+    let mut last = Some(ServingStatus::NotServing);
     loop {
         let probe = tokio::time::timeout(
             HEALTH_PERIOD * 3,
@@ -139,11 +152,7 @@ async fn watch_health(health: Arc<Health>, reporter: tonic_health::server::Healt
             Some(_) => ServingStatus::NotServing,
         };
         if last != Some(status) {
-            reporter.set_service_status("", status).await;
-            match status {
-                ServingStatus::Serving => reporter.set_serving::<Agent>().await,
-                _ => reporter.set_not_serving::<Agent>().await,
-            }
+            set_health(&reporter, status).await;
             last = Some(status);
         }
         tokio::time::sleep(HEALTH_PERIOD).await;

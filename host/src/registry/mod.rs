@@ -52,6 +52,16 @@ struct FileState {
     loaded: Option<(FileStamp, SystemTime)>,
     /// The last attempt that failed, and the bytes it was made on.
     failure: Option<(FileStamp, String, SystemTime)>,
+    /// That failure was a conflict with another file: look again when
+    /// another file changes, not before.
+    conflicted: bool,
+}
+
+impl FileState {
+    fn looked_at(&self, stamp: &FileStamp) -> bool {
+        self.loaded.as_ref().is_some_and(|(s, _)| s == stamp)
+            || self.failure.as_ref().is_some_and(|(s, ..)| s == stamp)
+    }
 }
 
 /// A plugin that may serve after a reload: (plugin, newly loaded, the
@@ -182,17 +192,21 @@ impl Registry {
         };
         let mut changes = Vec::new();
         let mut candidates: Vec<Candidate> = Vec::new();
+        // A file appeared, went or changed (conflicted ones aside).
+        let others_changed = on_disk.len() != self.files.len()
+            || on_disk.iter().any(|(path, stamp)| {
+                self.files
+                    .get(path)
+                    .is_none_or(|state| !state.conflicted && !state.looked_at(stamp))
+            });
         for (path, file_stamp) in &on_disk {
             let previous = self.active.iter().find(|p| p.path() == path.as_path());
             let state = self.files.get(path).cloned().unwrap_or(FileState {
                 loaded: None,
                 failure: None,
+                conflicted: false,
             });
-            let unchanged = state.loaded.as_ref().is_some_and(|(s, _)| s == file_stamp)
-                || state
-                    .failure
-                    .as_ref()
-                    .is_some_and(|(s, ..)| s == file_stamp);
+            let unchanged = state.looked_at(file_stamp) && !(state.conflicted && others_changed);
             if unchanged || !ready(path) {
                 if let Some(previous) = previous {
                     candidates.push((previous.clone(), false, None, None));
@@ -231,6 +245,7 @@ impl Registry {
                         FileState {
                             loaded: Some((file_stamp.clone(), state.loaded.map_or(now, |l| l.1))),
                             failure: None,
+                            conflicted: false,
                         },
                     );
                 }
@@ -241,6 +256,7 @@ impl Registry {
                         FileState {
                             loaded: Some((file_stamp.clone(), now)),
                             failure: None,
+                            conflicted: false,
                         },
                     );
                 }
@@ -267,6 +283,7 @@ impl Registry {
                         FileState {
                             loaded: state.loaded,
                             failure: Some((stamp, reason, now)),
+                            conflicted: false,
                         },
                     );
                 }
@@ -309,14 +326,12 @@ impl Registry {
                 // The version this file served before keeps serving.
                 let keep = previous.filter(|p| next.conflict(p).is_none());
                 let state = next.files.get_mut(plugin.path()).expect("listed above");
-                state.loaded = None;
-                // Stamped as no file on disk, so the next look loads it
-                // again: a conflict ends when the other file goes.
-                let refused = FileStamp {
+                let refused = state.loaded.take().map(|l| l.0).unwrap_or(FileStamp {
                     len: 0,
                     modified: None,
-                };
+                });
                 state.failure = Some((refused, reason, SystemTime::now()));
+                state.conflicted = true;
                 if let Some(previous) = keep {
                     state.loaded = Some((
                         FileStamp {

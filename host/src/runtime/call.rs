@@ -37,11 +37,15 @@ impl WasiView for CallState {
     }
 }
 
-/// wasmtime's per-Store limits (memory, instances, memories, tables),
-/// remembering a refused growth so the trap that follows is reported as
-/// running out of memory.
+/// The per-call memory cap, over all of the call's memories together
+/// (wasmtime's `StoreLimits` counts each memory alone), beside wasmtime's
+/// limits on instances, memories and tables. A refused growth is
+/// remembered, so the trap that follows is reported as running out of memory.
 struct Limits {
     store: StoreLimits,
+    memory_limit: usize,
+    /// Bytes of linear memory the call's memories hold now.
+    memory_used: usize,
     memory_exceeded: bool,
 }
 
@@ -52,7 +56,12 @@ impl ResourceLimiter for Limits {
         desired: usize,
         max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let allowed = self.store.memory_growing(current, desired, max)?;
+        let total = self.memory_used - current.min(self.memory_used) + desired;
+        let allowed =
+            total <= self.memory_limit && self.store.memory_growing(current, desired, max)?;
+        if allowed {
+            self.memory_used = total;
+        }
         self.memory_exceeded |= !allowed;
         Ok(allowed)
     }
@@ -185,17 +194,22 @@ fn run<R>(
         table,
         limits: Limits {
             store: StoreLimitsBuilder::new()
-                .memory_size(config.memory_limit_bytes)
                 .table_elements(100_000)
                 .instances(CORE_INSTANCES_PER_COMPONENT as usize)
                 .memories(MEMORIES_PER_COMPONENT as usize)
                 .tables(TABLES_PER_COMPONENT as usize)
                 .build(),
+            memory_limit: config.memory_limit_bytes,
+            memory_used: 0,
             memory_exceeded: false,
         },
     };
     let mut store = Store::new(&runtime.engine, state);
     store.limiter(|state| &mut state.limits);
+    // What the host copies out of the guest in one go (an answer, a log
+    // line) is bounded too: without it, a list whose entries all point at
+    // one large string would be copied once per entry.
+    store.set_hostcall_fuel(config.memory_limit_bytes);
     let ticks = (config.call_timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
     store.set_epoch_deadline(ticks);
 

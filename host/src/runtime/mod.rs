@@ -52,7 +52,8 @@ pub struct RuntimeConfig {
     /// Wall-clock budget of one call.
     #[serde(with = "millis")]
     pub call_timeout: Duration,
-    /// Linear memory a plugin may use in one call.
+    /// Linear memory a plugin may use in one call, all its memories
+    /// together; also the most the host copies out of it in one transfer.
     pub memory_limit_bytes: usize,
     /// Largest answer (object JSON) a plugin may return.
     pub max_output_bytes: usize,
@@ -268,7 +269,9 @@ impl Runtime {
         // cap like any call; its share is that of the file until it says who it is.
         let info = self
             .slots
-            .acquire_blocking(&file_name, "describe")
+            // Loads have a share of their own: a fixed build must be able to
+            // load while the broken one's calls hold the plugin's share.
+            .acquire_blocking(&format!("{file_name} (loading)"), "describe")
             .and_then(|_slot| {
                 call::in_fresh_instance(
                     self,
@@ -397,7 +400,8 @@ impl Plugin {
         self.inner.runtime.slots.acquire(self.id(), call).await
     }
 
-    /// Every slot this plugin may hold is taken: new calls wait.
+    /// Calls of this plugin are being refused: its share was full for a
+    /// whole `slot-wait` within the last few seconds.
     pub fn saturated(&self) -> bool {
         self.inner.runtime.slots.saturated(self.id())
     }

@@ -30,8 +30,14 @@ struct Header {
 }
 
 /// The secret that seals artifacts.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct PrecompileKey([u8; 32]);
+
+impl std::fmt::Debug for PrecompileKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PrecompileKey(..)") // never print the secret
+    }
+}
 
 impl PrecompileKey {
     /// The key in `path`, created (random, mode 0600) if it does not exist.

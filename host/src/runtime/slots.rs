@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -15,10 +15,20 @@ use super::CallError;
 
 pub(super) struct Slots {
     pool: Arc<Semaphore>,
-    shares: Mutex<HashMap<String, Arc<Semaphore>>>,
+    shares: Mutex<HashMap<String, Arc<Share>>>,
     per_plugin: usize,
     wait: Duration,
 }
+
+struct Share {
+    slots: Arc<Semaphore>,
+    /// When a call was last refused for want of a slot.
+    refused_at: Mutex<Option<Instant>>,
+}
+
+/// How long a refusal counts: a plugin is saturated while its calls are
+/// being refused, not merely while its share happens to be full.
+const SATURATED_FOR: Duration = Duration::from_secs(5);
 
 /// Held for the length of one call: a slot of the plugin's share and one
 /// of the pool.
@@ -38,11 +48,16 @@ impl Slots {
     }
 
     /// The share of a plugin id (every build of a plugin shares one).
-    fn share(&self, plugin: &str) -> Arc<Semaphore> {
+    fn share(&self, plugin: &str) -> Arc<Share> {
         let mut shares = self.shares.lock().unwrap();
         shares
             .entry(plugin.to_owned())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.per_plugin)))
+            .or_insert_with(|| {
+                Arc::new(Share {
+                    slots: Arc::new(Semaphore::new(self.per_plugin)),
+                    refused_at: Mutex::new(None),
+                })
+            })
             .clone()
     }
 
@@ -55,7 +70,7 @@ impl Slots {
         let both = async {
             // The plugin's share first: a saturated plugin's callers queue
             // there, never in front of other plugins at the pool.
-            let share = share.acquire_owned().await;
+            let share = share.slots.clone().acquire_owned().await;
             let pool = self.pool.clone().acquire_owned().await;
             (share, pool)
         };
@@ -65,11 +80,14 @@ impl Slots {
                 _pool: pool,
             }),
             // The semaphores are never closed; a timeout is the only way here.
-            _ => Err(CallError::Busy {
-                plugin: plugin.into(),
-                call,
-                waited_ms: self.wait.as_millis(),
-            }),
+            _ => {
+                *share.refused_at.lock().unwrap() = Some(Instant::now());
+                Err(CallError::Busy {
+                    plugin: plugin.into(),
+                    call,
+                    waited_ms: self.wait.as_millis(),
+                })
+            }
         }
     }
 
@@ -83,14 +101,17 @@ impl Slots {
     }
 
     pub(super) fn saturated(&self, plugin: &str) -> bool {
-        self.share(plugin).available_permits() == 0
+        let refused_at = *self.share(plugin).refused_at.lock().unwrap();
+        refused_at.is_some_and(|at| at.elapsed() < SATURATED_FOR)
     }
 }
 
-/// Run `body`, which blocks (on [`block_on`]), from wherever the caller is:
-/// on a worker of a multi-thread tokio runtime it steps out of the worker
-/// first; a current-thread runtime cannot be blocked at all, so `body` gets
-/// a thread of its own.
+/// Run `body`, which blocks (on [`block_on`]), from wherever the caller is.
+/// The host calls plugins from blocking threads (`spawn_blocking`) or plain
+/// threads, where `body` just runs; on a worker of a multi-thread runtime
+/// it steps out of the worker first. On a current-thread runtime (tests,
+/// embedders) `body` runs on a thread of its own, and that runtime waits
+/// for it.
 pub(super) fn blocking<R: Send>(body: impl FnOnce() -> R + Send) -> R {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current().map(|handle| handle.runtime_flavor()) {
