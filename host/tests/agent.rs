@@ -475,23 +475,7 @@ async fn resource_meta_pointing_at_another_object_touches_nothing() {
     let deletes_before = env.sandbox.faults().requests("delete");
     for forged in [forged, elsewhere] {
         let bytes = env.keys.sign(forged.to_string().as_bytes());
-        let status = status_of(env.service.get_task(get(&bytes)).await).await;
-        assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
-        assert!(
-            status.message().contains("is not the object of this task"),
-            "{}",
-            status.message()
-        );
-        let status = status_of(
-            env.service
-                .delete_task(Request::new(DeleteTaskRequest {
-                    resource_meta: bytes,
-                    ..Default::default()
-                }))
-                .await,
-        )
-        .await;
-        assert_eq!(status.code(), Code::InvalidArgument);
+        refused_by_get_and_delete(&env, bytes, "is not the object of this task").await;
     }
     assert_eq!(
         env.sandbox.faults().requests("delete"),
@@ -508,6 +492,24 @@ async fn resource_meta_pointing_at_another_object_touches_nothing() {
         .resource
         .unwrap();
     assert_eq!(resource.phase, task_execution::Phase::Running as i32);
+}
+
+/// GetTask and DeleteTask both refuse `meta` as INVALID_ARGUMENT, saying `expected`.
+async fn refused_by_get_and_delete(env: &Env, meta: Vec<u8>, expected: &str) {
+    let got = status_of(env.service.get_task(get(&meta)).await).await;
+    let deleted = status_of(
+        env.service
+            .delete_task(Request::new(DeleteTaskRequest {
+                resource_meta: meta,
+                ..Default::default()
+            }))
+            .await,
+    )
+    .await;
+    for status in [got, deleted] {
+        assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+        assert!(status.message().contains(expected), "{}", status.message());
+    }
 }
 
 /// What an attacker who can reach the port but has no key can do with a
@@ -558,23 +560,7 @@ async fn forged_or_foreign_resource_meta_is_refused_and_touches_nothing() {
     };
     let before = writes(&env);
     for bytes in forgeries {
-        let status = status_of(env.service.get_task(get(&bytes)).await).await;
-        assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
-        assert!(
-            status.message().contains("resource_meta"),
-            "{}",
-            status.message()
-        );
-        let status = status_of(
-            env.service
-                .delete_task(Request::new(DeleteTaskRequest {
-                    resource_meta: bytes,
-                    ..Default::default()
-                }))
-                .await,
-        )
-        .await;
-        assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+        refused_by_get_and_delete(&env, bytes, "resource_meta").await;
     }
     assert_eq!(writes(&env), before, "a forged meta wrote to the cluster");
     // The genuine one still works.

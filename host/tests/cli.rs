@@ -208,10 +208,17 @@ fn invalid_json_fails_cleanly() {
 
 #[test]
 fn a_task_type_no_plugin_serves_is_named() {
-    let fixture =
-        testkit::workspace_dir().join("../shared/fixtures/flytekit/op_task.tasktemplate.pb");
+    let files = Files::new();
+    let task = files.write(
+        "op_task.pb",
+        &TaskTemplate {
+            r#type: "example_operator".into(),
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    );
     assert_fails_with(
-        &render(&fixture, &[]),
+        &render(&task, &[]),
         "no plugin serves task type `example_operator` (version 0)",
     );
 }

@@ -19,6 +19,9 @@ use super::{
     TABLES_PER_COMPONENT, capabilities, slots, wit,
 };
 
+/// What an export returns: a trap, or the plugin's own result.
+type Answer<R> = wasmtime::Result<Result<R, wit::PluginError>>;
+
 /// The Store's data for one call.
 pub struct CallState {
     pub(super) plugin: std::sync::Arc<str>,
@@ -143,11 +146,7 @@ impl Plugin {
     fn call<R: Send>(
         &self,
         call: &'static str,
-        f: impl AsyncFnOnce(
-            &wit::Plugin,
-            &mut Store<CallState>,
-        ) -> wasmtime::Result<Result<R, wit::PluginError>>
-        + Send,
+        f: impl AsyncFnOnce(&wit::Plugin, &mut Store<CallState>) -> Answer<R> + Send,
     ) -> Result<R, CallError> {
         in_fresh_instance(&self.inner.runtime, &self.inner.pre, self.id(), call, f)
     }
@@ -160,24 +159,18 @@ pub(super) fn in_fresh_instance<R: Send>(
     pre: &wit::PluginPre<CallState>,
     plugin: &str,
     call: &'static str,
-    f: impl AsyncFnOnce(
-        &wit::Plugin,
-        &mut Store<CallState>,
-    ) -> wasmtime::Result<Result<R, wit::PluginError>>
-    + Send,
+    f: impl AsyncFnOnce(&wit::Plugin, &mut Store<CallState>) -> Answer<R> + Send,
 ) -> Result<R, CallError> {
     slots::blocking(|| run(runtime, pre, plugin, call, f))
 }
 
+/// [`in_fresh_instance`], where blocking is allowed.
 fn run<R>(
     runtime: &super::Runtime,
     pre: &wit::PluginPre<CallState>,
     plugin: &str,
     call: &'static str,
-    f: impl AsyncFnOnce(
-        &wit::Plugin,
-        &mut Store<CallState>,
-    ) -> wasmtime::Result<Result<R, wit::PluginError>>,
+    f: impl AsyncFnOnce(&wit::Plugin, &mut Store<CallState>) -> Answer<R>,
 ) -> Result<R, CallError> {
     let config = &runtime.config;
     let plugin_id: std::sync::Arc<str> = plugin.into();
