@@ -57,6 +57,16 @@ async fn env() -> Env {
     }
 }
 
+/// CreateTask through `service`: the resource_meta it answered.
+async fn launched(service: &AgentService, template: TaskTemplate, execution: &str) -> Vec<u8> {
+    service
+        .create_task(Request::new(create(template, execution)))
+        .await
+        .unwrap()
+        .into_inner()
+        .resource_meta
+}
+
 fn create(template: TaskTemplate, execution: &str) -> CreateTaskRequest {
     CreateTaskRequest {
         template: Some(template),
@@ -106,13 +116,7 @@ async fn status_of<T: std::fmt::Debug>(
 async fn create_then_get_follows_the_object_to_success() {
     let env = env().await;
     let template = testkit::spark_task(NS, "unused").template;
-    let meta = env
-        .service
-        .create_task(Request::new(create(template, "ok")))
-        .await
-        .unwrap()
-        .into_inner()
-        .resource_meta;
+    let meta = launched(&env.service, template, "ok").await;
     let decoded = ResourceMeta::decode(&meta, &env.keys).unwrap();
     assert_eq!(decoded.state.plugin_id, "spark");
     assert_eq!(decoded.state.name, "ok-n0-0");
@@ -334,13 +338,7 @@ async fn delete_is_idempotent_and_a_gone_object_is_reported() {
 #[tokio::test]
 async fn a_task_from_an_unloaded_plugin_is_not_found() {
     let env = env().await;
-    let meta = env
-        .service
-        .create_task(Request::new(create(testing("succeed"), "gone")))
-        .await
-        .unwrap()
-        .into_inner()
-        .resource_meta;
+    let meta = launched(&env.service, testing("succeed"), "gone").await;
     let mut decoded = ResourceMeta::decode(&meta, &env.keys).unwrap();
     decoded.state.plugin_id = "retired".into();
     let status = status_of(env.service.get_task(get(&decoded.encode(&env.keys))).await).await;
@@ -393,12 +391,7 @@ async fn shutdown_drains_calls_in_flight() {
         service,
         keys,
     } = env().await;
-    let meta = service
-        .create_task(Request::new(create(testing("succeed"), "drain")))
-        .await
-        .unwrap()
-        .into_inner()
-        .resource_meta;
+    let meta = launched(&service, testing("succeed"), "drain").await;
     // The same task, but the plugin now spins until its call deadline (2 s).
     let mut slow = ResourceMeta::decode(&meta, &keys).unwrap();
     slow.task.template = testing("phase-loop");
@@ -448,20 +441,8 @@ async fn shutdown_drains_calls_in_flight() {
 async fn resource_meta_pointing_at_another_object_touches_nothing() {
     let env = env().await;
     // Someone else's task, and ours.
-    let theirs = env
-        .service
-        .create_task(Request::new(create(testing("run"), "theirs")))
-        .await
-        .unwrap()
-        .into_inner()
-        .resource_meta;
-    let ours = env
-        .service
-        .create_task(Request::new(create(testing("run"), "ours")))
-        .await
-        .unwrap()
-        .into_inner()
-        .resource_meta;
+    let theirs = launched(&env.service, testing("run"), "theirs").await;
+    let ours = launched(&env.service, testing("run"), "ours").await;
     let target = ResourceMeta::decode(&theirs, &env.keys).unwrap().state;
 
     // Our resource_meta, edited to name their object (and then another
@@ -520,13 +501,7 @@ async fn refused_by_get_and_delete(env: &Env, meta: Vec<u8>, expected: &str) {
 #[tokio::test]
 async fn forged_or_foreign_resource_meta_is_refused_and_touches_nothing() {
     let env = env().await;
-    let genuine = env
-        .service
-        .create_task(Request::new(create(testing("run"), "victim")))
-        .await
-        .unwrap()
-        .into_inner()
-        .resource_meta;
+    let genuine = launched(&env.service, testing("run"), "victim").await;
     let payload_at = genuine.iter().position(|b| *b == b'{').unwrap();
     let (header, json_and_tag) = genuine.split_at(payload_at);
     let payload = &json_and_tag[..json_and_tag.len() - 32];
@@ -585,12 +560,7 @@ async fn a_task_outside_the_namespace_policy_fails_and_creates_nothing() {
         false,
     );
     let creates = sandbox.faults().requests("create");
-    let meta = service
-        .create_task(Request::new(create(testing("run"), "elsewhere")))
-        .await
-        .unwrap()
-        .into_inner()
-        .resource_meta;
+    let meta = launched(&service, testing("run"), "elsewhere").await;
     assert_eq!(
         sandbox.faults().requests("create"),
         creates,
