@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use flytewasm::agent::{AgentService, MetaKeys, Metrics, ResourceMeta};
 use flytewasm::cluster::Cluster;
-use flytewasm::executor::Engine;
+use flytewasm::executor::Executor;
 use flytewasm::registry::{LivePlugins, Registry};
 use flytewasm::sandbox::{Sandbox, SandboxConfig};
 use flytewasm::testkit;
@@ -62,7 +62,7 @@ fn main() {
             &spark.info().kind.plural,
         ));
         let service = AgentService::new(
-            Engine::new(Arc::new(cluster), Arc::default()),
+            Executor::new(Arc::new(cluster), Arc::default()),
             LivePlugins::fixed(Registry::from_plugins(vec![spark]).unwrap()),
             Arc::new(Metrics::default()),
             keys.clone(),

@@ -14,6 +14,9 @@
 //! security:
 //!   resource-meta-keys: /etc/flytewasm-keys/resource-meta-keys.yaml
 //!   namespaces: ["{project}-{domain}"]   # where tasks may run
+//! tasks:                     # the agent path: see `TasksConfig`
+//!   launch-deadline-seconds: 600
+//!   retention-seconds: 3600
 //! task-type-owners:          # who serves a task type two plugins claim
 //!   spark: spark
 //! ```
@@ -24,6 +27,7 @@ use std::path::Path;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::cluster::Propagation;
 use crate::runtime::RuntimeConfig;
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -38,6 +42,8 @@ pub struct HostConfig {
     pub runtime: RuntimeConfig,
     #[serde(default)]
     pub security: SecurityConfig,
+    #[serde(default)]
+    pub tasks: TasksConfig,
     /// Task type name → the plugin id that serves it when two plugins claim it.
     #[serde(default)]
     pub task_type_owners: std::collections::HashMap<String, String>,
@@ -66,6 +72,62 @@ pub struct K8sConfig {
     /// Pod defaults, passed through to plugins as they are.
     #[serde(flatten)]
     pub pod_defaults: serde_json::Map<String, Value>,
+}
+
+/// How tasks are carried through on the agent path, where propeller gives
+/// each call a short deadline, retries a failed CreateTask as a new
+/// attempt, and never calls DeleteTask after success.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct TasksConfig {
+    /// CreateTask answers within this; a launch still going on (a slow or
+    /// unreachable API, a full quota) carries on in the background.
+    pub create_answer_within_ms: u64,
+    /// How long a launch keeps being retried (quota, unavailable API)
+    /// before the task fails as a retryable system failure.
+    pub launch_deadline_seconds: u64,
+    /// Consecutive failed looks at a task (plugin deadline or trap, full
+    /// pool, cluster read errors) before it fails as a retryable system
+    /// failure and its object is cleaned up. Counted per replica.
+    pub max_consecutive_failures: u32,
+    /// Finished tasks keep their object (and answer GetTask with the same
+    /// terminal phase) this long; then the janitor deletes it.
+    pub retention_seconds: u64,
+    /// Never delete finished objects (the janitor leaves them).
+    pub keep_finished: bool,
+    pub janitor_interval_seconds: u64,
+    /// How deletes treat the object's dependents (a Job's pods).
+    pub delete_propagation: Propagation,
+    /// Plugin id → its own propagation (e.g. `Foreground` to delete an
+    /// operator's children before the object).
+    pub plugin_delete_propagation: BTreeMap<String, Propagation>,
+    /// A namespace's watch stops after this long without a read.
+    pub watch_idle_seconds: u64,
+}
+
+impl Default for TasksConfig {
+    fn default() -> Self {
+        TasksConfig {
+            create_answer_within_ms: 150,
+            launch_deadline_seconds: 600,
+            max_consecutive_failures: 10,
+            retention_seconds: 3600,
+            keep_finished: false,
+            janitor_interval_seconds: 60,
+            delete_propagation: Propagation::Background,
+            plugin_delete_propagation: BTreeMap::new(),
+            watch_idle_seconds: 300,
+        }
+    }
+}
+
+impl TasksConfig {
+    pub fn propagation(&self, plugin_id: &str) -> Propagation {
+        self.plugin_delete_propagation
+            .get(plugin_id)
+            .copied()
+            .unwrap_or(self.delete_propagation)
+    }
 }
 
 /// Who may ask for what.

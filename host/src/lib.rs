@@ -14,4 +14,6 @@ pub mod registry;
 pub mod runtime;
 pub mod sandbox;
 pub mod task_file;
+/// Helpers for tests (built with the `testkit` feature, never shipped).
+#[cfg(any(test, feature = "testkit"))]
 pub mod testkit;

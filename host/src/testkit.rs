@@ -149,3 +149,33 @@ pub fn peak_rss_kib(pid: &str) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// Objects of one kind in `namespace` of a sandbox, through kube-rs.
+pub fn objects(
+    sandbox: &crate::sandbox::Sandbox,
+    namespace: &str,
+    api_version: &str,
+    kind: &str,
+    plural: &str,
+) -> kube::Api<kube::api::DynamicObject> {
+    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let resource = kube::api::ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk(group, version, kind),
+        plural,
+    );
+    kube::Api::namespaced_with(sandbox.client().unwrap(), namespace, &resource)
+}
+
+/// The SparkApplications in `namespace` of a sandbox.
+pub fn spark_apps(
+    sandbox: &crate::sandbox::Sandbox,
+    namespace: &str,
+) -> kube::Api<kube::api::DynamicObject> {
+    objects(
+        sandbox,
+        namespace,
+        "sparkoperator.k8s.io/v1beta2",
+        "SparkApplication",
+        "sparkapplications",
+    )
+}

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use flytewasm::cluster::Cluster;
 use flytewasm::config::HostConfig;
 use flytewasm::executor::drive::{Outcome, run_to_completion};
-use flytewasm::executor::{Engine, PhaseEvent, TaskRequest};
+use flytewasm::executor::{Executor, PhaseEvent, TaskRequest};
 use flytewasm::sandbox::{Faults, Sandbox, SandboxConfig};
 use flytewasm::testkit;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
@@ -109,7 +109,7 @@ async fn faults_lose_nothing() {
     .unwrap();
     let config: HostConfig =
         serde_json::from_value(json!({ "k8s": { "inject-finalizer": true } })).unwrap();
-    let engine = Engine::new(
+    let engine = Executor::new(
         Arc::new(Cluster::new(sandbox.client().unwrap())),
         Arc::new(config),
     );

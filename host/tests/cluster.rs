@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use flytewasm::cluster::Cluster;
 use flytewasm::config::HostConfig;
-use flytewasm::executor::{Engine, Phase, PhaseEvent, TaskRequest, TaskState};
+use flytewasm::executor::{Executor, Phase, PhaseEvent, TaskRequest, TaskState};
 use flytewasm::runtime::Plugin;
 use flytewasm::testkit;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -88,7 +88,7 @@ async fn ensure_crd(client: &kube::Client) {
 }
 
 struct Env {
-    engine: Engine,
+    engine: Executor,
     apps: Api<DynamicObject>,
     spark: Plugin,
 }
@@ -100,7 +100,7 @@ async fn env(config: serde_json::Value) -> Env {
     ensure_crd(&client).await;
     let config: HostConfig = serde_json::from_value(config).unwrap();
     Env {
-        engine: Engine::new(Arc::new(Cluster::new(client.clone())), Arc::new(config)),
+        engine: Executor::new(Arc::new(Cluster::new(client.clone())), Arc::new(config)),
         apps: spark_apps(client),
         spark: testkit::plugin("spark"),
     }
@@ -214,7 +214,10 @@ async fn a_failed_application_is_a_retryable_failure() {
         .abort(&env.spark, &request, &state)
         .await
         .unwrap();
-    assert!(env.engine.wait_gone(&state, Duration::from_secs(30)).await);
+    env.engine
+        .wait_gone(&state, Duration::from_secs(30))
+        .await
+        .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -240,8 +243,8 @@ async fn abort_and_finalize_remove_the_object_held_by_a_finalizer() {
         "the finalizer holds it"
     );
     env.engine.finalize(&env.spark, &state).await.unwrap();
-    assert!(
-        env.engine.wait_gone(&state, Duration::from_secs(30)).await,
-        "gone after finalize"
-    );
+    env.engine
+        .wait_gone(&state, Duration::from_secs(30))
+        .await
+        .expect("gone after finalize");
 }

@@ -9,7 +9,7 @@ use flytewasm::cluster::Cluster;
 use flytewasm::config::HostConfig;
 use flytewasm::executor::drive::{Outcome, run_to_completion};
 use flytewasm::executor::lifecycle::Aborted;
-use flytewasm::executor::{Engine, Phase, PhaseEvent, TaskRequest, TaskState};
+use flytewasm::executor::{Executor, Phase, PhaseEvent, TaskRequest, TaskState};
 use flytewasm::runtime::Plugin;
 use flytewasm::sandbox::{Sandbox, SandboxConfig};
 use flytewasm::testkit;
@@ -21,7 +21,7 @@ const NS: &str = "tests";
 
 struct Env {
     sandbox: Sandbox,
-    engine: Engine,
+    engine: Executor,
 }
 
 async fn env(config: serde_json::Value) -> Env {
@@ -34,7 +34,7 @@ async fn env(config: serde_json::Value) -> Env {
     let cluster = Cluster::new(sandbox.client().unwrap());
     let config: HostConfig = serde_json::from_value(config).unwrap();
     Env {
-        engine: Engine::new(Arc::new(cluster), Arc::new(config)),
+        engine: Executor::new(Arc::new(cluster), Arc::new(config)),
         sandbox,
     }
 }
@@ -301,10 +301,10 @@ async fn a_deletion_timestamp_while_running_is_unexpected_object_deletion() {
     let event = follow_until(&env, &spark, &request, &mut state, Phase::RetryableFailure).await;
     assert_eq!(event.error.unwrap().code, "UnexpectedObjectDeletion");
     env.engine.finalize(&spark, &state).await.unwrap();
-    assert!(
-        env.engine.wait_gone(&state, Duration::from_secs(10)).await,
-        "gone once the finalizer is removed"
-    );
+    env.engine
+        .wait_gone(&state, Duration::from_secs(10))
+        .await
+        .expect("gone once the finalizer is removed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,8 +5,14 @@ use std::time::Duration;
 
 use flytewasm::sandbox::{Sandbox, SandboxConfig};
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, ResourceQuota};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
+    PatchParams, PostParams, WatchEvent, WatchParams,
+};
 use serde_json::json;
 
 async fn sandbox() -> (Sandbox, kube::Client) {
@@ -257,4 +263,711 @@ async fn injected_faults_answer_with_kubernetes_status_bodies() {
         "only the next request fails"
     );
     assert_eq!(sandbox.faults().requests("list"), 2);
+}
+
+// --- Deletion propagation, the garbage collector and Job pods ---
+
+const OUTCOME: &str = "sandbox.flytewasm.io/outcome";
+
+/// Poll until `check` answers (5 s at most).
+async fn until<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+    for _ in 0..250 {
+        if let Some(value) = check().await {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn job(name: &str, parallelism: i32) -> Job {
+    serde_json::from_value(json!({ "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": { "name": name, "annotations": { OUTCOME: "run-forever" } },
+        "spec": { "parallelism": parallelism, "template": {
+            "metadata": { "labels": { "app": "demo" } },
+            "spec": { "restartPolicy": "Never", "containers": [{ "name": "main", "image": "busybox" }] } } } }))
+    .unwrap()
+}
+
+async fn job_pods(pods: &Api<Pod>, job: &str) -> Vec<Pod> {
+    pods.list(&ListParams::default().labels(&format!("job-name={job}")))
+        .await
+        .unwrap()
+        .items
+}
+
+/// A running Job and its pods, once the Job controller has made them.
+async fn running_job(
+    client: &kube::Client,
+    name: &str,
+    parallelism: usize,
+) -> (Api<Job>, Api<Pod>, Job, Vec<Pod>) {
+    let jobs: Api<Job> = Api::namespaced(client.clone(), "ns");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "ns");
+    let created = jobs
+        .create(&PostParams::default(), &job(name, parallelism as i32))
+        .await
+        .unwrap();
+    let made = until("the job's pods", async || {
+        let made = job_pods(&pods, name).await;
+        (made.len() == parallelism).then_some(made)
+    })
+    .await;
+    (jobs, pods, created, made)
+}
+
+fn finalizers(meta: &ObjectMeta) -> Vec<String> {
+    meta.finalizers.clone().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_job_creates_its_pods_from_the_template_and_owns_them() {
+    let (_sandbox, client) = sandbox().await;
+    let (_, pods, job, made) = running_job(&client, "train", 2).await;
+    let uid = job.metadata.uid.clone().unwrap();
+    for pod in &made {
+        let meta = &pod.metadata;
+        let name = meta.name.as_deref().unwrap();
+        let suffix = name.strip_prefix("train-").unwrap();
+        assert!(
+            suffix.len() == 5 && suffix.chars().all(|c| c.is_ascii_lowercase()),
+            "{name}"
+        );
+        let labels = meta.labels.clone().unwrap();
+        assert_eq!(labels["job-name"], "train");
+        assert_eq!(labels["batch.kubernetes.io/job-name"], "train");
+        assert_eq!(labels["controller-uid"], uid);
+        assert_eq!(labels["app"], "demo", "the template's labels");
+        assert_eq!(meta.annotations.clone().unwrap()[OUTCOME], "run-forever");
+        let owner = &meta.owner_references.clone().unwrap()[0];
+        assert_eq!(
+            (
+                owner.api_version.as_str(),
+                owner.kind.as_str(),
+                owner.name.as_str(),
+                owner.uid.as_str(),
+                owner.controller,
+                owner.block_owner_deletion
+            ),
+            (
+                "batch/v1",
+                "Job",
+                "train",
+                uid.as_str(),
+                Some(true),
+                Some(true)
+            )
+        );
+        assert_eq!(
+            pod.spec.as_ref().unwrap().containers[0].image.as_deref(),
+            Some("busybox")
+        );
+    }
+    // The kubelet simulator runs them, and a run-forever Job's pods stay running.
+    let name = made[0].metadata.name.clone().unwrap();
+    until("the pod running", async || {
+        let phase = pods.get(&name).await.unwrap().status?.phase?;
+        (phase == "Running").then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let phase = pods.get(&name).await.unwrap().status.unwrap().phase;
+    assert_eq!(phase.as_deref(), Some("Running"));
+}
+
+#[tokio::test]
+async fn a_background_deletion_deletes_the_jobs_pods() {
+    let (_sandbox, client) = sandbox().await;
+    let (jobs, pods, _, _) = running_job(&client, "bg", 2).await;
+    let answer = jobs
+        .delete("bg", &DeleteParams::background())
+        .await
+        .unwrap();
+    // Gone at once: answered with a success Status naming it.
+    let status = answer.right().expect("a Status");
+    let details = status.details.unwrap();
+    assert_eq!(
+        (
+            details.name.as_str(),
+            details.group.as_str(),
+            details.kind.as_str()
+        ),
+        ("bg", "batch", "jobs")
+    );
+    assert!(jobs.get_opt("bg").await.unwrap().is_none());
+    until("the pods collected", async || {
+        job_pods(&pods, "bg").await.is_empty().then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_job_deleted_without_a_policy_orphans_its_pods() {
+    let (_sandbox, client) = sandbox().await;
+    let (jobs, pods, _, made) = running_job(&client, "orphans", 2).await;
+    let answer = jobs
+        .delete("orphans", &DeleteParams::default())
+        .await
+        .unwrap();
+    let marked = answer.left().expect("not deleted at once: the Job itself");
+    assert_eq!(finalizers(&marked.metadata), ["orphan"]);
+    assert!(marked.metadata.deletion_timestamp.is_some());
+    until("the Job gone", async || {
+        jobs.get_opt("orphans")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    // Orphaned, not collected: still there, owned by no one.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let left = job_pods(&pods, "orphans").await;
+    assert_eq!(left.len(), made.len());
+    for pod in left {
+        assert_eq!(pod.metadata.owner_references, None, "{:?}", pod.metadata);
+    }
+}
+
+#[tokio::test]
+async fn without_a_garbage_collector_an_orphan_deletion_waits_forever() {
+    let sandbox = Sandbox::start(SandboxConfig {
+        step: Duration::from_millis(50),
+        garbage_collector: false,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let client = sandbox.client().unwrap();
+    let (jobs, pods, _, _) = running_job(&client, "stuck", 1).await;
+    jobs.delete("stuck", &DeleteParams::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let stuck = jobs.get("stuck").await.unwrap();
+    assert_eq!(finalizers(&stuck.metadata), ["orphan"]);
+    assert!(stuck.metadata.deletion_timestamp.is_some());
+    let pod = &job_pods(&pods, "stuck").await[0];
+    assert!(
+        pod.metadata.owner_references.is_some(),
+        "nobody orphaned the pod"
+    );
+}
+
+#[tokio::test]
+async fn a_foreground_deletion_waits_for_the_jobs_pods() {
+    let (_sandbox, client) = sandbox().await;
+    let (jobs, pods, _, made) = running_job(&client, "fg", 2).await;
+    // One pod is held by a finalizer, so the Job must wait for it.
+    let held = made[0].metadata.name.clone().unwrap();
+    pods.patch(
+        &held,
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "metadata": { "finalizers": ["example.com/hold"] } })),
+    )
+    .await
+    .unwrap();
+    let answer = jobs
+        .delete("fg", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    let marked = answer.left().unwrap();
+    assert_eq!(finalizers(&marked.metadata), ["foregroundDeletion"]);
+    until("the free pod collected", async || {
+        (job_pods(&pods, "fg").await.len() == 1).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let waiting = jobs.get("fg").await.unwrap();
+    assert_eq!(finalizers(&waiting.metadata), ["foregroundDeletion"]);
+    let pod = pods.get(&held).await.unwrap();
+    assert!(
+        pod.metadata.deletion_timestamp.is_some(),
+        "the held pod is being deleted"
+    );
+
+    pods.patch(
+        &held,
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "metadata": { "finalizers": null } })),
+    )
+    .await
+    .unwrap();
+    until("the Job gone after its pods", async || {
+        jobs.get_opt("fg").await.unwrap().is_none().then_some(())
+    })
+    .await;
+    assert!(job_pods(&pods, "fg").await.is_empty());
+}
+
+#[tokio::test]
+async fn the_garbage_collector_leaves_objects_whose_owner_kind_is_not_served() {
+    let (_sandbox, client) = sandbox().await;
+    let maps: Api<ConfigMap> = Api::namespaced(client, "ns");
+    let owner = maps
+        .create(&PostParams::default(), &config_map("owner", json!({})))
+        .await
+        .unwrap();
+    let reference = |api_version: &str, kind: &str, name: &str, uid: &str| json!({ "apiVersion": api_version, "kind": kind, "name": name, "uid": uid });
+    let mut flyte = config_map("of-a-workflow", json!({}));
+    flyte.metadata.owner_references = Some(vec![
+        serde_json::from_value(reference(
+            "flyte.lyft.com/v1alpha1",
+            "FlyteWorkflow",
+            "wf",
+            "no-such-uid",
+        ))
+        .unwrap(),
+    ]);
+    maps.create(&PostParams::default(), &flyte).await.unwrap();
+    let mut dependent = config_map("dependent", json!({}));
+    dependent.metadata.owner_references = Some(vec![
+        serde_json::from_value(reference(
+            "v1",
+            "ConfigMap",
+            "owner",
+            owner.metadata.uid.as_deref().unwrap(),
+        ))
+        .unwrap(),
+    ]);
+    maps.create(&PostParams::default(), &dependent)
+        .await
+        .unwrap();
+    // The default for ConfigMaps is Background: the dependent goes too.
+    maps.delete("owner", &DeleteParams::default())
+        .await
+        .unwrap();
+    until("the dependent collected", async || {
+        maps.get_opt("dependent")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert!(
+        maps.get_opt("of-a-workflow").await.unwrap().is_some(),
+        "an owner the sandbox cannot look up is not taken for gone"
+    );
+}
+
+// --- Raw HTTP: the query form of DeleteOptions and the control endpoint ---
+
+async fn http(
+    sandbox: &Sandbox,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(format!("{}{path}", sandbox.url()))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    let code = response.status().as_u16();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (code, serde_json::from_slice(&bytes).unwrap())
+}
+
+#[tokio::test]
+async fn delete_options_come_from_the_query_or_the_body_and_a_later_delete_can_change_them() {
+    let sandbox = Sandbox::start(SandboxConfig {
+        garbage_collector: false,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let maps: Api<ConfigMap> = Api::namespaced(sandbox.client().unwrap(), "ns");
+    maps.create(&PostParams::default(), &config_map("d", json!({})))
+        .await
+        .unwrap();
+    let path = "/api/v1/namespaces/ns/configmaps/d";
+    let (code, object) = http(
+        &sandbox,
+        "DELETE",
+        &format!("{path}?propagationPolicy=Foreground"),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        object["metadata"]["finalizers"],
+        json!(["foregroundDeletion"])
+    );
+    assert_eq!(object["metadata"]["deletionGracePeriodSeconds"], 0);
+    // The deprecated field, in the body: orphan instead.
+    let (code, object) = http(
+        &sandbox,
+        "DELETE",
+        path,
+        Some(json!({ "orphanDependents": true })),
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(object["metadata"]["finalizers"], json!(["orphan"]));
+    let (code, status) = http(
+        &sandbox,
+        "DELETE",
+        &format!("{path}?propagationPolicy=Sideways"),
+        None,
+    )
+    .await;
+    assert_eq!((code, status["reason"].as_str()), (422, Some("Invalid")));
+    // A precondition on another uid is a conflict.
+    let (code, _) = http(
+        &sandbox,
+        "DELETE",
+        path,
+        Some(json!({ "preconditions": { "uid": "other" } })),
+    )
+    .await;
+    assert_eq!(code, 409);
+    // Background drops the GC finalizers: nothing else holds it, so it goes.
+    let (code, _) = http(
+        &sandbox,
+        "DELETE",
+        path,
+        Some(json!({ "propagationPolicy": "Background" })),
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert!(maps.get_opt("d").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn the_control_endpoint_drives_faults_from_another_process() {
+    let (sandbox, client) = sandbox().await;
+    let maps: Api<ConfigMap> = Api::namespaced(client, "ns");
+    let faults = "/sandbox.flytewasm.io/v1/faults";
+    let (code, state) = http(
+        &sandbox,
+        "POST",
+        faults,
+        Some(json!({ "failNext": [{ "verb": "create", "code": 500, "times": 1 }], "latencyMs": 100, "writeLatencyMs": 300 })),
+    )
+    .await;
+    assert_eq!(code, 200, "{state}");
+    assert_eq!(state["latencyMs"], 100);
+    assert_eq!(state["writeLatencyMs"], 300);
+    assert_eq!(
+        state["failNext"],
+        json!([{ "verb": "create", "code": 500, "times": 1 }])
+    );
+
+    let (code, _) = api_code(
+        maps.create(&PostParams::default(), &config_map("c", json!({})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, 500);
+    let started_write = std::time::Instant::now();
+    maps.create(&PostParams::default(), &config_map("c", json!({})))
+        .await
+        .unwrap();
+    assert!(
+        started_write.elapsed() >= Duration::from_millis(400),
+        "a write waits for both latencies"
+    );
+    let started_read = std::time::Instant::now();
+    maps.get("c").await.unwrap();
+    let read = started_read.elapsed();
+    assert!(
+        read >= Duration::from_millis(100) && read < Duration::from_millis(400),
+        "a read waits for the latency only: {read:?}"
+    );
+    // The control endpoint itself is never delayed nor counted.
+    let asked = std::time::Instant::now();
+    http(&sandbox, "POST", faults, Some(json!({ "latencyMs": 5000 }))).await;
+    let (code, state) = http(&sandbox, "GET", faults, None).await;
+    assert_eq!(code, 200);
+    assert!(
+        asked.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(
+        state["requests"],
+        json!({ "create": 2, "get": 1 }),
+        "{state}"
+    );
+    assert_eq!(state["errorsServed"], json!({ "create 500": 1 }));
+    http(&sandbox, "POST", faults, Some(json!({ "latencyMs": 0 }))).await;
+
+    // Dropping watches ends an open watch.
+    let mut watch = maps
+        .watch(&WatchParams::default(), "0")
+        .await
+        .unwrap()
+        .boxed();
+    http(
+        &sandbox,
+        "POST",
+        faults,
+        Some(json!({ "dropWatches": true })),
+    )
+    .await;
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while watch.next().await.is_some() {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the watch ended");
+
+    let (code, state) = http(&sandbox, "POST", faults, Some(json!({ "clear": true }))).await;
+    assert_eq!(code, 200);
+    assert_eq!(
+        (
+            state["latencyMs"].as_u64(),
+            state["writeLatencyMs"].as_u64()
+        ),
+        (Some(0), Some(0))
+    );
+    assert_eq!(sandbox.faults().write_latency(), Duration::ZERO);
+    let (code, status) = http(
+        &sandbox,
+        "POST",
+        faults,
+        Some(json!({ "failNext": [{ "verb": "explode", "code": 500 }] })),
+    )
+    .await;
+    assert_eq!((code, status["reason"].as_str()), (400, Some("BadRequest")));
+    assert!(
+        sandbox.faults().pending().is_empty(),
+        "a bad request changes nothing"
+    );
+}
+
+// --- ResourceQuota ---
+
+#[tokio::test]
+async fn a_quota_on_spark_applications_refuses_the_third_with_kubernetes_message() {
+    let (_sandbox, client) = sandbox().await;
+    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), "ns");
+    let resource = "count/sparkapplications.sparkoperator.k8s.io";
+    quotas
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({ "apiVersion": "v1", "kind": "ResourceQuota",
+                "metadata": { "name": "spark-quota" }, "spec": { "hard": { resource: "2" } } }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let gvk = GroupVersionKind::gvk("sparkoperator.k8s.io", "v1beta2", "SparkApplication");
+    let apps: Api<DynamicObject> = Api::namespaced_with(
+        client,
+        "ns",
+        &ApiResource::from_gvk_with_plural(&gvk, "sparkapplications"),
+    );
+    let app = |name: &str| -> DynamicObject {
+        serde_json::from_value(
+            json!({ "apiVersion": "sparkoperator.k8s.io/v1beta2", "kind": "SparkApplication",
+            "metadata": { "name": name, "annotations": { OUTCOME: "run-forever" } }, "spec": {} }),
+        )
+        .unwrap()
+    };
+    for name in ["app-1", "app-2"] {
+        apps.create(&PostParams::default(), &app(name))
+            .await
+            .unwrap();
+    }
+    let err = apps
+        .create(&PostParams::default(), &app("app-3"))
+        .await
+        .unwrap_err();
+    let kube::Error::Api(status) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!((status.code, status.reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        status.message,
+        format!(
+            "sparkapplications.sparkoperator.k8s.io \"app-3\" is forbidden: exceeded quota: spark-quota, requested: {resource}=1, used: {resource}=2, limited: {resource}=2"
+        )
+    );
+    let used = |quota: &ResourceQuota| {
+        let status = quota.status.clone().unwrap_or_default();
+        let get = |map: Option<std::collections::BTreeMap<String, Quantity>>| {
+            map.and_then(|m| m.get(resource).map(|q| q.0.clone()))
+        };
+        (get(status.hard), get(status.used))
+    };
+    until("the quota's status", async || {
+        let quota = quotas.get("spark-quota").await.unwrap();
+        (used(&quota) == (Some("2".into()), Some("2".into()))).then_some(())
+    })
+    .await;
+
+    apps.delete("app-1", &DeleteParams::default())
+        .await
+        .unwrap();
+    apps.create(&PostParams::default(), &app("app-3"))
+        .await
+        .expect("room again after a delete");
+    until(
+        "the quota's status after the delete and create",
+        async || {
+            let quota = quotas.get("spark-quota").await.unwrap();
+            (used(&quota).1 == Some("2".into())).then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_quota_on_a_core_kind_names_it_without_a_group() {
+    let (_sandbox, client) = sandbox().await;
+    let quotas: Api<ResourceQuota> = Api::namespaced(client.clone(), "ns");
+    quotas
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({ "apiVersion": "v1", "kind": "ResourceQuota",
+                "metadata": { "name": "q" }, "spec": { "hard": { "count/configmaps": "1", "configmaps": "1" } } }))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let maps: Api<ConfigMap> = Api::namespaced(client, "ns");
+    maps.create(&PostParams::default(), &config_map("a", json!({})))
+        .await
+        .unwrap();
+    let err = maps
+        .create(&PostParams::default(), &config_map("b", json!({})))
+        .await
+        .unwrap_err();
+    let kube::Error::Api(status) = err else {
+        panic!("{err:?}")
+    };
+    assert_eq!(status.code, 403);
+    assert_eq!(
+        status.message,
+        "configmaps \"b\" is forbidden: exceeded quota: q, requested: configmaps=1,count/configmaps=1, used: configmaps=1,count/configmaps=1, limited: configmaps=1,count/configmaps=1"
+    );
+    // Other namespaces are not limited.
+    let elsewhere: Api<ConfigMap> = Api::namespaced(maps.clone().into_client(), "other");
+    elsewhere
+        .create(&PostParams::default(), &config_map("b", json!({})))
+        .await
+        .unwrap();
+}
+
+// --- managedFields ---
+
+#[tokio::test]
+async fn writes_record_managed_fields_per_manager_and_subresource() {
+    let (sandbox, _) = sandbox().await;
+    sandbox.register(flytewasm::sandbox::Kind::new(
+        "example.com/v1",
+        "Widget",
+        "widgets",
+    ));
+    let mut config = kube::Config::new(sandbox.url().parse().unwrap());
+    config.headers.push((
+        hyper::header::USER_AGENT,
+        hyper::header::HeaderValue::from_static("flytewasm-test/1.2 (linux)"),
+    ));
+    let client = kube::Client::try_from(config).unwrap();
+    let gvk = GroupVersionKind::gvk("example.com", "v1", "Widget");
+    let widgets: Api<DynamicObject> = Api::namespaced_with(
+        client,
+        "ns",
+        &ApiResource::from_gvk_with_plural(&gvk, "widgets"),
+    );
+    let widget: DynamicObject =
+        serde_json::from_value(json!({ "apiVersion": "example.com/v1", "kind": "Widget",
+        "metadata": { "name": "w", "labels": { "team": "ml" } }, "spec": { "size": 1 } }))
+        .unwrap();
+    let created = widgets
+        .create(&PostParams::default(), &widget)
+        .await
+        .unwrap();
+    let entries = |object: &DynamicObject| -> Vec<serde_json::Value> {
+        serde_json::to_value(&object.metadata.managed_fields)
+            .unwrap()
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let first = entries(&created);
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(
+        first[0]["manager"], "flytewasm-test",
+        "the User-Agent's first token"
+    );
+    assert_eq!(first[0]["operation"], "Update");
+    assert_eq!(first[0]["apiVersion"], "example.com/v1");
+    assert_eq!(first[0]["fieldsType"], "FieldsV1");
+    assert!(first[0]["time"].is_string());
+    assert_eq!(
+        first[0]["fieldsV1"],
+        json!({ "f:metadata": { "f:labels": { "f:team": {} } }, "f:spec": { "f:size": {} } })
+    );
+    assert!(first[0].get("subresource").is_none());
+
+    // A status write is its own entry; a named field manager wins over the User-Agent.
+    let status = widgets
+        .patch_status(
+            "w",
+            &PatchParams {
+                field_manager: Some("widget-operator".into()),
+                ..Default::default()
+            },
+            &Patch::Merge(json!({ "status": { "ready": true } })),
+        )
+        .await
+        .unwrap();
+    let after = entries(&status);
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert_eq!(after[1]["manager"], "widget-operator");
+    assert_eq!(after[1]["subresource"], "status");
+    assert_eq!(
+        after[1]["fieldsV1"],
+        json!({ "f:status": { "f:ready": {} } })
+    );
+
+    // The same manager again: one entry, owning more fields.
+    let patched = widgets
+        .patch(
+            "w",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "color": "red" } })),
+        )
+        .await
+        .unwrap();
+    let again = entries(&patched);
+    assert_eq!(again.len(), 2);
+    assert_eq!(
+        again[0]["fieldsV1"]["f:spec"],
+        json!({ "f:size": {}, "f:color": {} })
+    );
+
+    // Clients cannot rewrite them, only clear them.
+    let forged = widgets
+        .patch(
+            "w",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": { "managedFields": [{ "manager": "forged", "operation": "Update" }] } })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(entries(&forged), again);
+    let cleared = widgets
+        .patch(
+            "w",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": { "managedFields": [] } })),
+        )
+        .await
+        .unwrap();
+    assert!(
+        entries(&cleared).is_empty(),
+        "{:?}",
+        cleared.metadata.managed_fields
+    );
 }

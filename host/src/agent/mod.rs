@@ -3,7 +3,7 @@
 
 mod request;
 mod resource;
-mod resource_meta;
+pub mod resource_meta;
 mod server;
 mod service;
 mod signing;
@@ -11,7 +11,8 @@ mod signing;
 pub use crate::metrics::Metrics;
 pub use request::{BadRequest, task_request};
 pub use resource::resource;
-pub use resource_meta::{MetaError, ResourceMeta};
+pub use resource_meta::MetaError;
+pub use resource_meta::{decode as decode_meta, encode as encode_meta};
 pub use server::serve;
 pub use service::AgentService;
 pub use signing::MetaKeys;

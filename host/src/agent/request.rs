@@ -6,12 +6,15 @@
 //! up with the metadata it would have had. Fields propeller leaves unset for
 //! agents get these defaults (docs/operations.md):
 //! - `max_attempts` 0 → 1 (the attempt count is not known to the agent);
-//! - `interruptible` false, `interruptible_failure_threshold` ignored;
+//! - `interruptible` unset → the template's `metadata.interruptible` (what
+//!   the task was registered with); `interruptible_failure_threshold` ignored;
 //! - `overrides` ignored: propeller applies node overrides to the template
 //!   it sends, and container args arrive already rendered;
 //! - input and raw-output prefixes empty: inputs travel inline.
 
 use flytewasm_proto::flyteidl::admin::{CreateTaskRequest, TaskExecutionMetadata};
+use flytewasm_proto::flyteidl::core::TaskTemplate;
+use flytewasm_proto::flyteidl::core::task_metadata::InterruptibleValue;
 
 use crate::executor::TaskRequest;
 use crate::executor::metadata::Execution;
@@ -73,6 +76,7 @@ pub fn task_request(
     } else {
         metadata.namespace
     };
+    let interruptible = metadata.interruptible || template_interruptible(&template);
     Ok(TaskRequest {
         template,
         execution: Execution {
@@ -87,7 +91,7 @@ pub fn task_request(
         labels: metadata.labels.into_iter().collect(),
         annotations: metadata.annotations.into_iter().collect(),
         service_account,
-        interruptible: metadata.interruptible,
+        interruptible,
         max_attempts: u32::try_from(metadata.max_attempts)
             .ok()
             .filter(|n| *n > 0)
@@ -98,11 +102,22 @@ pub fn task_request(
     })
 }
 
+/// `TaskTemplate.metadata.interruptible`, when the task sets it.
+fn template_interruptible(template: &TaskTemplate) -> bool {
+    matches!(
+        template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.interruptible_value),
+        Some(InterruptibleValue::Interruptible(true))
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use flytewasm_proto::flyteidl::core::{
-        Identity, NodeExecutionIdentifier, TaskExecutionIdentifier, TaskTemplate,
+        Identity, NodeExecutionIdentifier, TaskExecutionIdentifier, TaskMetadata,
         WorkflowExecutionIdentifier,
     };
 
@@ -158,6 +173,20 @@ mod tests {
         // Unset by propeller: documented defaults.
         assert_eq!(task.max_attempts, 1);
         assert!(!task.interruptible);
+    }
+
+    #[test]
+    fn interruptible_falls_back_to_the_template() {
+        let mut interruptible = request();
+        interruptible.template.as_mut().unwrap().metadata = Some(TaskMetadata {
+            interruptible_value: Some(InterruptibleValue::Interruptible(true)),
+            ..Default::default()
+        });
+        assert!(
+            task_request(interruptible, "default")
+                .unwrap()
+                .interruptible
+        );
     }
 
     #[test]

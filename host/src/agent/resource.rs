@@ -5,7 +5,7 @@
 use flytewasm_proto::flyteidl::admin::{AgentError, Resource, State, agent_error};
 use flytewasm_proto::flyteidl::core::{TaskLog, execution_error, task_execution};
 
-use crate::executor::{Phase, PhaseEvent};
+use crate::executor::{ErrorKind, Phase, PhaseEvent};
 
 pub fn resource(event: &PhaseEvent) -> Resource {
     let (phase, state) = phases(event.phase);
@@ -40,10 +40,9 @@ pub fn resource(event: &PhaseEvent) -> Resource {
             } else {
                 agent_error::Kind::NonRecoverable
             } as i32,
-            origin: match error.kind.as_str() {
-                "USER" => execution_error::ErrorKind::User,
-                "SYSTEM" => execution_error::ErrorKind::System,
-                _ => execution_error::ErrorKind::Unknown,
+            origin: match error.kind {
+                ErrorKind::User => execution_error::ErrorKind::User,
+                ErrorKind::System => execution_error::ErrorKind::System,
             } as i32,
         }),
     }
@@ -104,7 +103,7 @@ mod tests {
         failed.error = Some(TaskError {
             code: "DownstreamSystemError".into(),
             message: "Spark Job Failed with Error: boom".into(),
-            kind: "USER".into(),
+            kind: ErrorKind::User,
         });
         let resource = resource(&failed);
         assert_eq!(

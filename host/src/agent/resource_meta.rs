@@ -1,30 +1,40 @@
-//! `resource_meta`: the opaque bytes propeller keeps for a task and hands
-//! back on every GetTask and DeleteTask. Versioned JSON carrying everything
-//! needed to resume — which plugin build made which object, the phase last
-//! reported, and the task itself for the plugin's phase calls — so any
-//! replica, or a restarted process, can answer. It is signed on the way
+//! `resource_meta`: the opaque bytes propeller keeps for a task (in the
+//! workflow's state, which etcd caps at about 1.5 MiB per object) and hands
+//! back on every GetTask and DeleteTask. It holds only the task's
+//! [`TaskTicket`] — which plugin build, which object, which attempt, and a
+//! failure known at CreateTask — so it stays under [`MAX_BYTES`] whatever
+//! the task; the task itself travels with its object. Signed on the way
 //! out and verified on the way in ([`MetaKeys`]): nothing in it is trusted
 //! unless this deployment wrote it.
+//!
+//! Versions: `version` changes only when a field changes meaning. Fields
+//! added later are ignored by replicas that do not know them, so replicas
+//! of two releases answer each other's tasks. Version 1 (which carried the
+//! whole task) is still read.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::signing::MetaKeys;
-use crate::executor::{PhaseEvent, TaskRequest, TaskState};
+use crate::executor::tasks::LaunchFailure;
+use crate::executor::{PhaseEvent, TaskRequest, TaskState, TaskTicket};
 
-/// The layout this host writes and reads.
-pub const VERSION: u64 = 1;
+/// The layout this host writes.
+pub const VERSION: u64 = 2;
+/// What a `resource_meta` never exceeds.
+pub const MAX_BYTES: usize = 1024;
+/// A launch failure's message is cut to this in the meta (the host's log
+/// has all of it).
+const MAX_MESSAGE_BYTES: usize = 480;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ResourceMeta {
-    pub version: u64,
-    pub state: TaskState,
-    pub task: TaskRequest,
-    /// Set when the task failed before any object was made (the plugin
-    /// refused the task, or failed building it): what GetTask reports.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub launch_failure: Option<PhaseEvent>,
+/// Version 1: the whole task, and the state at launch.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LayoutV1 {
+    state: TaskState,
+    task: TaskRequest,
+    #[serde(default)]
+    launch_failure: Option<PhaseEvent>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -41,95 +51,155 @@ pub enum MetaError {
     BadSignature,
     #[error("resource_meta is not flytewasm's JSON: {0}")]
     NotJson(String),
-    #[error("resource_meta version {0} is not supported: this host reads version {VERSION}")]
+    #[error("resource_meta version {0} is not supported: this host reads versions 1 and {VERSION}")]
     Version(String),
     #[error("resource_meta.{path}: {message}")]
     Field { path: String, message: String },
 }
 
-impl ResourceMeta {
-    pub fn new(state: TaskState, task: TaskRequest) -> Self {
-        ResourceMeta {
-            version: VERSION,
-            state,
-            task,
-            launch_failure: None,
-        }
+/// The signed bytes handed to propeller.
+pub fn encode(ticket: &TaskTicket, keys: &MetaKeys) -> Vec<u8> {
+    let mut ticket = ticket.clone();
+    if let Some(LaunchFailure { error, .. }) = &mut ticket.failure {
+        cut(&mut error.message);
     }
+    keys.sign(layout(&ticket).to_string().as_bytes())
+}
 
-    /// A task that failed at launch: nothing was created.
-    pub fn failed_launch(state: TaskState, task: TaskRequest, failure: PhaseEvent) -> Self {
-        ResourceMeta {
-            launch_failure: Some(failure),
-            ..ResourceMeta::new(state, task)
-        }
+/// The JSON written: the ticket's fields and the version.
+fn layout(ticket: &TaskTicket) -> Value {
+    let mut value = serde_json::to_value(ticket).expect("tickets serialize");
+    value["version"] = VERSION.into();
+    value
+}
+
+/// Read bytes from propeller: the signature first (nothing unsigned is
+/// even parsed), then the JSON; the error names the field that is wrong.
+pub fn decode(bytes: &[u8], keys: &MetaKeys) -> Result<TaskTicket, MetaError> {
+    if bytes.is_empty() {
+        return Err(MetaError::Empty);
     }
-
-    /// The signed bytes handed to propeller.
-    pub fn encode(&self, keys: &MetaKeys) -> Vec<u8> {
-        keys.sign(&serde_json::to_vec(self).expect("resource meta serializes"))
+    let bytes = keys.verify(bytes)?;
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|err| MetaError::NotJson(err.to_string()))?;
+    match &value["version"] {
+        Value::Number(n) if n.as_u64() == Some(VERSION) => fields::<TaskTicket>(value),
+        Value::Number(n) if n.as_u64() == Some(1) => fields::<LayoutV1>(value).map(from_v1),
+        Value::Null => Err(MetaError::Field {
+            path: "version".into(),
+            message: "missing".into(),
+        }),
+        other => Err(MetaError::Version(other.to_string())),
     }
+}
 
-    /// Read bytes from propeller: the signature first (nothing unsigned is
-    /// even parsed), then the JSON; the error names the field that is wrong.
-    pub fn decode(bytes: &[u8], keys: &MetaKeys) -> Result<Self, MetaError> {
-        if bytes.is_empty() {
-            return Err(MetaError::Empty);
+fn fields<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, MetaError> {
+    serde_path_to_error::deserialize(value).map_err(|err| MetaError::Field {
+        path: err.path().to_string(),
+        message: err.inner().to_string(),
+    })
+}
+
+fn from_v1(old: LayoutV1) -> TaskTicket {
+    TaskTicket {
+        plugin_id: old.state.plugin_id,
+        plugin_digest: old.state.plugin_digest,
+        namespace: old.state.namespace,
+        name: old.state.name,
+        execution: old.task.execution.clone(),
+        accepted_at: 0,
+        failure: old.launch_failure.and_then(|event| {
+            event.error.map(|error| LaunchFailure {
+                phase: event.phase,
+                error,
+            })
+        }),
+        task: Some(old.task),
+    }
+}
+
+fn cut(message: &mut String) {
+    if message.len() > MAX_MESSAGE_BYTES {
+        let mut end = MAX_MESSAGE_BYTES;
+        while !message.is_char_boundary(end) {
+            end -= 1;
         }
-        let bytes = keys.verify(bytes)?;
-        let value: Value =
-            serde_json::from_slice(bytes).map_err(|err| MetaError::NotJson(err.to_string()))?;
-        match &value["version"] {
-            Value::Number(n) if n.as_u64() == Some(VERSION) => {}
-            Value::Null => {
-                return Err(MetaError::Field {
-                    path: "version".into(),
-                    message: "missing".into(),
-                });
-            }
-            other => return Err(MetaError::Version(other.to_string())),
-        }
-        serde_path_to_error::deserialize(value).map_err(|err| MetaError::Field {
-            path: err.path().to_string(),
-            message: err.inner().to_string(),
-        })
+        message.truncate(end);
+        message.push_str("… (cut; the host's log has all of it)");
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testkit;
+    use crate::executor::lifecycle::{ErrorKind, TaskError};
+    use crate::executor::{Phase, metadata::Execution};
 
-    fn meta() -> ResourceMeta {
-        let plugin = testkit::plugin("spark");
-        let task = testkit::spark_task("flyte", "demo");
-        let state = TaskState {
-            plugin_id: plugin.id().into(),
-            plugin_digest: plugin.digest().into(),
-            kind: crate::executor::lifecycle::plugin_kind(&plugin),
-            namespace: "flyte".into(),
-            name: "demo".into(),
-            phase: crate::executor::Phase::Queued,
-            version: 0,
-            reason: "task submitted to K8s".into(),
-        };
-        ResourceMeta::new(state, task)
+    fn ticket() -> TaskTicket {
+        TaskTicket {
+            plugin_id: "spark".into(),
+            plugin_digest: "ab".repeat(32),
+            namespace: "flytesnacks-development".into(),
+            name: "f1a2b3c4d5-n0-0".into(),
+            execution: Execution {
+                project: "flytesnacks".into(),
+                domain: "development".into(),
+                name: "f1a2b3c4d5".into(),
+                node_id: "n0".into(),
+                retry_attempt: 0,
+            },
+            accepted_at: 1_790_000_000,
+            failure: None,
+            task: None,
+        }
     }
 
     #[test]
-    fn round_trips_state_and_task() {
-        let (meta, keys) = (meta(), MetaKeys::ephemeral());
-        let back = ResourceMeta::decode(&meta.encode(&keys), &keys).unwrap();
-        assert_eq!(back.state, meta.state);
-        assert_eq!(back.task.template, meta.task.template);
-        assert_eq!(back.task.execution.name, meta.task.execution.name);
+    fn round_trips_and_stays_small() {
+        let keys = MetaKeys::ephemeral();
+        let bytes = encode(&ticket(), &keys);
+        assert!(bytes.len() <= MAX_BYTES, "{} bytes", bytes.len());
+        assert_eq!(decode(&bytes, &keys).unwrap(), ticket());
+    }
+
+    #[test]
+    fn a_long_failure_is_cut_to_fit() {
+        let keys = MetaKeys::ephemeral();
+        let mut failed = ticket();
+        failed.failure = Some(LaunchFailure {
+            phase: Phase::PermanentFailure,
+            error: TaskError {
+                code: "FailedToBuildResource".into(),
+                message: "é".repeat(20_000),
+                kind: ErrorKind::User,
+            },
+        });
+        let bytes = encode(&failed, &keys);
+        assert!(bytes.len() <= MAX_BYTES, "{} bytes", bytes.len());
+        let back = decode(&bytes, &keys).unwrap();
+        assert!(
+            back.failure
+                .unwrap()
+                .error
+                .message
+                .ends_with("has all of it)")
+        );
+    }
+
+    #[test]
+    fn fields_a_newer_replica_added_are_ignored() {
+        let keys = MetaKeys::ephemeral();
+        let mut value = layout(&ticket());
+        value["shard"] = "b".into();
+        value["execution"]["cluster"] = "east".into();
+        let bytes = keys.sign(value.to_string().as_bytes());
+        assert_eq!(decode(&bytes, &keys).unwrap(), ticket());
     }
 
     #[test]
     fn bad_bytes_name_the_problem() {
         let keys = MetaKeys::ephemeral();
-        let decode = |bytes: &[u8]| ResourceMeta::decode(bytes, &keys);
+        let decode = |bytes: &[u8]| decode(bytes, &keys);
         // What a signer with the key could still get wrong: named, too.
         let signed = |value: &Value| keys.sign(value.to_string().as_bytes());
         assert_eq!(decode(b"").unwrap_err(), MetaError::Empty);
@@ -138,27 +208,42 @@ mod tests {
             decode(&keys.sign(b"\x00\x01")),
             Err(MetaError::NotJson(_))
         ));
-        let plain = serde_json::to_vec(&meta()).unwrap();
-        assert_eq!(decode(&plain).unwrap_err(), MetaError::Unsigned);
-        let mut value: Value = serde_json::from_slice(&plain).unwrap();
+        let mut value = layout(&ticket());
+        assert_eq!(
+            decode(value.to_string().as_bytes()).unwrap_err(),
+            MetaError::Unsigned
+        );
         value["version"] = 7.into();
         assert_eq!(
             decode(&signed(&value)).unwrap_err(),
             MetaError::Version("7".into())
         );
         value["version"] = VERSION.into();
-        value["state"]["phase"] = "SIDEWAYS".into();
+        value["failure"] = serde_json::json!({ "phase": "SIDEWAYS", "error": { "code": "c", "message": "m", "kind": "USER" } });
         let err = decode(&signed(&value)).unwrap_err();
         assert!(
-            matches!(&err, MetaError::Field { path, .. } if path == "state.phase"),
+            matches!(&err, MetaError::Field { path, .. } if path == "failure.phase"),
             "{err}"
         );
-        value["state"]["phase"] = "RUNNING".into();
-        value["task"]["template"] = "not base64!".into();
+        value["failure"] = Value::Null;
+        value["accepted_at"] = Value::Null;
+        value.as_object_mut().unwrap().remove("acceptedAt");
         let err = decode(&signed(&value)).unwrap_err();
-        assert!(
-            matches!(&err, MetaError::Field { path, message } if path == "task.template" && message.contains("base64")),
-            "{err}"
-        );
+        assert!(matches!(&err, MetaError::Field { .. }), "{err}");
+    }
+
+    #[test]
+    fn version_1_is_still_read() {
+        let keys = MetaKeys::ephemeral();
+        let task = crate::testkit::spark_task("flyte", "demo");
+        let state = serde_json::json!({
+            "pluginId": "spark", "pluginDigest": "ab", "namespace": "flyte", "name": "demo",
+            "kind": { "api_version": "sparkoperator.k8s.io/v1beta2", "kind": "SparkApplication", "plural": "sparkapplications" },
+            "phase": "QUEUED", "version": 0, "reason": "task submitted to K8s",
+        });
+        let v1 = serde_json::json!({ "version": 1, "state": state, "task": task });
+        let ticket = decode(&keys.sign(v1.to_string().as_bytes()), &keys).unwrap();
+        assert_eq!(ticket.name, "demo");
+        assert_eq!(ticket.task.unwrap().template, task.template);
     }
 }

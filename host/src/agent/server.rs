@@ -139,7 +139,7 @@ async fn watch_health(health: Arc<Health>, reporter: tonic_health::server::Healt
     loop {
         let probe = tokio::time::timeout(
             HEALTH_PERIOD * 3,
-            health.service.engine().cluster().reachable(),
+            health.service.executor().cluster().reachable(),
         )
         .await;
         *health.cluster_error.lock().unwrap() = match probe {

@@ -6,10 +6,13 @@
 //! this deployment signed it, the object's kind is always the plugin's
 //! declared kind, and the namespace must pass the host's policy.
 //!
-//! Status codes: a caller's mistake is INVALID_ARGUMENT (naming the field)
-//! or NOT_FOUND (an unknown task type, agent or plugin); a cluster that
-//! cannot be reached now, or a plugin with no free slot, is UNAVAILABLE
-//! (propeller retries); INTERNAL is kept for a plugin that failed on its own.
+//! A thin translation: the task semantics are `executor::Tasks`'. Status
+//! codes: a caller's mistake is INVALID_ARGUMENT (naming the field) or
+//! NOT_FOUND (an unknown task type, agent or plugin). CreateTask and
+//! GetTask answer a slow or failing cluster with a phase, not an error
+//! (propeller fails the attempt on any CreateTask error and counts GetTask
+//! errors forever); DeleteTask answers it with UNAVAILABLE (propeller
+//! retries the abort).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,16 +29,15 @@ use tonic::{Code, Request, Response, Status};
 
 use super::request::task_request;
 use super::resource::resource;
-use super::resource_meta::ResourceMeta;
+use super::resource_meta;
 use super::signing::MetaKeys;
-use crate::executor::lifecycle::plugin_kind;
-use crate::executor::{Engine, EngineError, Phase, PhaseEvent, TaskState};
+use crate::executor::{ErrorKind, Executor, ExecutorError, TaskTicket, Tasks};
 use crate::metrics::Metrics;
 use crate::registry::LivePlugins;
 use crate::runtime::Plugin;
 
 pub struct AgentService {
-    engine: Engine,
+    tasks: Arc<Tasks>,
     plugins: Arc<LivePlugins>,
     metrics: Arc<Metrics>,
     keys: MetaKeys,
@@ -47,7 +49,7 @@ impl AgentService {
     /// while that build is loaded; else it moves to the newest build with
     /// the same id (what redeploying propeller does).
     pub fn new(
-        engine: Engine,
+        tasks: Arc<Tasks>,
         plugins: Arc<LivePlugins>,
         metrics: Arc<Metrics>,
         keys: MetaKeys,
@@ -55,7 +57,7 @@ impl AgentService {
     ) -> Self {
         metrics.plugins_loaded(plugins.current().plugins().len());
         AgentService {
-            engine,
+            tasks,
             plugins,
             metrics,
             keys,
@@ -63,8 +65,12 @@ impl AgentService {
         }
     }
 
-    pub fn engine(&self) -> &Engine {
-        &self.engine
+    pub fn executor(&self) -> &Executor {
+        self.tasks.executor()
+    }
+
+    pub fn tasks(&self) -> &Arc<Tasks> {
+        &self.tasks
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -109,6 +115,10 @@ impl AgentService {
         }
     }
 
+    /// Accept the task and answer with its ticket. Only a task that can
+    /// never run fails here, and then inside the ticket (GetTask reports
+    /// it, as Flyte's k8s plugin manager would): propeller would turn a
+    /// CreateTask error into a retried attempt.
     async fn create(
         &self,
         request: CreateTaskRequest,
@@ -119,34 +129,19 @@ impl AgentService {
         })?;
         let plugin = self.plugin_for_type(&template.r#type, template.task_type_version)?;
         call.plugin = plugin.id().to_owned();
-        let task = task_request(request, self.engine.cluster().default_namespace())
+        let task = task_request(request, self.executor().cluster().default_namespace())
             .map_err(|err| Status::invalid_argument(err.to_string()))?;
-        let (state, event) = self
-            .engine
-            .launch(&plugin, &task)
-            .await
-            .map_err(|err| self.engine_status(&plugin, err))?;
-        if event.phase == Phase::PermanentFailure {
-            // The plugin refused the task or failed building it: nothing was
-            // created, and retrying cannot help. The failure goes into the
-            // resource_meta, so GetTask reports it as Flyte's k8s plugin
-            // manager would (a permanent failure), not as a create error
-            // propeller would retry.
-            if event.error.as_ref().is_some_and(|e| e.kind == "SYSTEM") {
+        let ticket = self.tasks.accept(&plugin, task).await;
+        if let Some(failure) = &ticket.failure {
+            if failure.error.kind == ErrorKind::System {
                 self.metrics.plugin_error(plugin.id()); // the plugin's fault, not the task's
             }
-            let message = event.error.as_ref().map_or("", |e| e.message.as_str());
-            tracing::warn!(plugin = plugin.id(), name = %state.name, "task failed at launch: {message}");
-            return Ok(CreateTaskResponse {
-                resource_meta: ResourceMeta::failed_launch(state, task, event).encode(&self.keys),
-            });
+            tracing::warn!(plugin = plugin.id(), name = %ticket.name, "task failed at launch: {}", failure.error.message);
+        } else {
+            tracing::info!(plugin = plugin.id(), namespace = %ticket.namespace, name = %ticket.name, "task accepted");
         }
-        if event.phase != Phase::Queued {
-            return Err(self.launch_refused(&plugin, &event));
-        }
-        tracing::info!(plugin = plugin.id(), namespace = %state.namespace, name = %state.name, "task launched");
         Ok(CreateTaskResponse {
-            resource_meta: ResourceMeta::new(state, task).encode(&self.keys),
+            resource_meta: resource_meta::encode(&ticket, &self.keys),
         })
     }
 
@@ -155,42 +150,16 @@ impl AgentService {
         request: GetTaskRequest,
         call: &mut Call<'_>,
     ) -> Result<GetTaskResponse, Status> {
-        let meta = self.decode(&request.resource_meta)?;
-        if let Some(failure) = &meta.launch_failure {
-            call.plugin = meta.state.plugin_id.clone();
+        let ticket = self.decode(&request.resource_meta)?;
+        call.plugin = ticket.plugin_id.clone();
+        if let Some(failure) = ticket.failure_event() {
+            // Nothing was created: no plugin or namespace needed to say so.
             return Ok(GetTaskResponse {
-                resource: Some(resource(failure)),
+                resource: Some(resource(&failure)),
             });
         }
-        let plugin = self.plugin_by_id(&meta)?;
-        call.plugin = plugin.id().to_owned();
-        let state = self.object_of(&meta, &plugin)?;
-        let event = self
-            .engine
-            .observe(&plugin, &meta.task, &state)
-            .await
-            .map_err(|err| self.engine_status(&plugin, err))?;
-        if event
-            .error
-            .as_ref()
-            .is_some_and(|e| e.code == "PluginFailure")
-        {
-            self.metrics.plugin_error(plugin.id());
-        }
-        if event.phase.is_terminal() {
-            // Nobody calls DeleteTask after a task ends: release it now, as
-            // the k8s PluginManager's Finalize would. Both steps are idempotent.
-            if event.phase.is_failure() && event.cleanup_on_failure {
-                self.engine
-                    .abort(&plugin, &meta.task, &state)
-                    .await
-                    .map_err(|err| self.engine_status(&plugin, err))?;
-            }
-            self.engine
-                .finalize(&plugin, &state)
-                .await
-                .map_err(|err| self.engine_status(&plugin, err))?;
-        }
+        let plugin = self.plugin_of(&ticket)?;
+        let event = self.tasks.status(&plugin, &ticket).await;
         self.metrics.phase(plugin.id(), event.phase.event_phase());
         Ok(GetTaskResponse {
             resource: Some(resource(&event)),
@@ -202,23 +171,14 @@ impl AgentService {
         request: DeleteTaskRequest,
         call: &mut Call<'_>,
     ) -> Result<DeleteTaskResponse, Status> {
-        let meta = self.decode(&request.resource_meta)?;
-        if meta.launch_failure.is_some() {
-            return Ok(DeleteTaskResponse {}); // nothing was created
-        }
-        let plugin = self.plugin_by_id(&meta)?;
-        call.plugin = plugin.id().to_owned();
-        let state = self.object_of(&meta, &plugin)?;
-        // Both are fine with an object that is already gone.
-        self.engine
-            .abort(&plugin, &meta.task, &state)
+        let ticket = self.decode(&request.resource_meta)?;
+        call.plugin = ticket.plugin_id.clone();
+        let plugin = self.plugin_of(&ticket)?;
+        self.tasks
+            .cancel(&plugin, &ticket)
             .await
-            .map_err(|err| self.engine_status(&plugin, err))?;
-        self.engine
-            .finalize(&plugin, &state)
-            .await
-            .map_err(|err| self.engine_status(&plugin, err))?;
-        tracing::info!(plugin = plugin.id(), namespace = %state.namespace, name = %state.name, "task deleted");
+            .map_err(|err| self.executor_status(&plugin, err))?;
+        tracing::info!(plugin = plugin.id(), namespace = %ticket.namespace, name = %ticket.name, "task aborted");
         Ok(DeleteTaskResponse {})
     }
 
@@ -230,88 +190,69 @@ impl AgentService {
             .map_err(|err| Status::not_found(err.to_string()))
     }
 
-    /// The plugin for a task: the build that created it when versions are
-    /// pinned, else the newest with its id (a removed file's last version
-    /// still answers for the tasks it created).
-    fn plugin_by_id(&self, meta: &ResourceMeta) -> Result<Plugin, Status> {
-        let state = &meta.state;
+    /// The plugin for a verified ticket, once the ticket's object is the one
+    /// its task makes (so not even a signed meta can point elsewhere) in a
+    /// namespace the policy still allows: the build that created it when
+    /// versions are pinned, else the newest with its id (a removed file's
+    /// last version still answers for the tasks it created).
+    fn plugin_of(&self, ticket: &TaskTicket) -> Result<Plugin, Status> {
         let registry = self.plugins.current();
         let plugin = registry
-            .for_task(&state.plugin_id, &state.plugin_digest, self.pin_versions)
+            .for_task(&ticket.plugin_id, &ticket.plugin_digest, self.pin_versions)
             .cloned()
             .ok_or_else(|| {
                 Status::not_found(format!(
                     "plugin `{}`, which created {}/{}, is not loaded",
-                    state.plugin_id, state.namespace, state.name
+                    ticket.plugin_id, ticket.namespace, ticket.name
                 ))
             })?;
-        if plugin.digest() != state.plugin_digest {
+        if plugin.digest() != ticket.plugin_digest {
             tracing::info!(
                 plugin = plugin.id(),
-                task = %state.name,
-                created_by = %state.plugin_digest,
+                task = %ticket.name,
+                created_by = %ticket.plugin_digest,
                 now = plugin.digest(),
                 "task crosses plugin versions"
             );
         }
+        check_object(ticket, &plugin)?;
+        self.executor()
+            .namespace_allowed(&ticket.namespace, &ticket.execution)
+            .map_err(Status::permission_denied)?;
         Ok(plugin)
     }
 
-    fn decode(&self, bytes: &[u8]) -> Result<ResourceMeta, Status> {
-        ResourceMeta::decode(bytes, &self.keys)
+    fn decode(&self, bytes: &[u8]) -> Result<TaskTicket, Status> {
+        resource_meta::decode(bytes, &self.keys)
             .map_err(|err| Status::invalid_argument(err.to_string()))
     }
 
-    /// The object a verified meta's task owns: its name and namespace as
-    /// the task makes them (so not even a signed meta can point elsewhere),
-    /// in a namespace the policy still allows, of the plugin's own kind.
-    fn object_of(&self, meta: &ResourceMeta, plugin: &Plugin) -> Result<TaskState, Status> {
-        check_object(meta, plugin)?;
-        self.engine
-            .namespace_allowed(&meta.task)
-            .map_err(Status::permission_denied)?;
-        Ok(TaskState {
-            kind: plugin_kind(plugin),
-            ..meta.state.clone()
-        })
-    }
-
-    fn engine_status(&self, plugin: &Plugin, err: EngineError) -> Status {
+    fn executor_status(&self, plugin: &Plugin, err: ExecutorError) -> Status {
         if err.is_transient() {
             return Status::unavailable(err.to_string());
         }
         self.metrics.plugin_error(plugin.id());
         Status::internal(err.to_string())
     }
-
-    /// The task could not be launched: say whose fault it is.
-    fn launch_refused(&self, plugin: &Plugin, event: &PhaseEvent) -> Status {
-        if event.phase == Phase::WaitingForResources {
-            return Status::resource_exhausted(event.reason.clone());
-        }
-        let Some(error) = &event.error else {
-            return Status::internal(format!("unexpected launch phase {:?}", event.phase));
-        };
-        match (error.kind.as_str(), error.code.as_str()) {
-            ("USER", "RuntimeFailure") => Status::permission_denied(error.message.clone()),
-            ("USER", _) => Status::invalid_argument(error.message.clone()),
-            _ => {
-                self.metrics.plugin_error(plugin.id());
-                Status::internal(error.message.clone())
-            }
-        }
-    }
 }
 
 /// resource_meta comes back from the wire: its object must be the one its
-/// task makes (same name and namespace), so edited bytes cannot point
-/// GetTask or DeleteTask at an object this task did not create.
-fn check_object(meta: &ResourceMeta, plugin: &Plugin) -> Result<(), Status> {
-    let (expected_ns, expected_name) = (&meta.task.namespace, meta.task.object_name(plugin));
-    if meta.state.namespace != *expected_ns || meta.state.name != expected_name {
+/// task makes (same name), so edited bytes cannot point GetTask or
+/// DeleteTask at an object this task did not create.
+fn check_object(ticket: &TaskTicket, plugin: &Plugin) -> Result<(), Status> {
+    let task = ticket
+        .task
+        .clone()
+        .unwrap_or_else(|| crate::executor::TaskRequest {
+            execution: ticket.execution.clone(),
+            namespace: ticket.namespace.clone(),
+            ..Default::default()
+        });
+    let expected = task.object_name(plugin);
+    if ticket.name != expected || task.namespace != ticket.namespace {
         return Err(Status::invalid_argument(format!(
-            "resource_meta.state: {}/{} is not the object of this task (it makes {expected_ns}/{expected_name})",
-            meta.state.namespace, meta.state.name
+            "resource_meta: {}/{} is not the object of this task (it makes {}/{expected})",
+            ticket.namespace, ticket.name, task.namespace
         )));
     }
     Ok(())

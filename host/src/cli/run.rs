@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::cluster::Cluster;
 use crate::executor::drive::{Outcome, run_to_completion};
 use crate::executor::lifecycle::Aborted;
-use crate::executor::{Engine, PhaseEvent, TaskState};
+use crate::executor::{Executor, PhaseEvent, TaskState};
 use crate::task_file;
 
 #[derive(Debug, clap::Args)]
@@ -61,7 +61,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         } else {
             (Cluster::from_kubeconfig(args.context.clone()).await?, None)
         };
-        let engine = Engine::new(Arc::new(cluster), Arc::new(config));
+        let engine = Executor::new(Arc::new(cluster), Arc::new(config));
 
         let timeout = args.timeout.map(Duration::from_secs);
         let stop = async move {
@@ -86,7 +86,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 let error = event.error.unwrap_or_else(|| crate::executor::lifecycle::TaskError {
                     code: "Unknown".into(),
                     message: event.reason.clone(),
-                    kind: "SYSTEM".into(),
+                    kind: crate::executor::ErrorKind::System,
                 });
                 eprintln!("task failed: [{}] {}", error.code, error.message);
                 ExitCode::FAILURE

@@ -1,5 +1,6 @@
 //! `flytewasm sandbox`: the embedded test-double cluster on its own, with a
-//! kubeconfig for kubectl and other tools.
+//! kubeconfig for kubectl and other tools, and the control endpoint for
+//! fault injection (see `crate::sandbox`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -8,6 +9,12 @@ use crate::executor::lifecycle::plugin_kind;
 use crate::sandbox::{Kind, Sandbox, SandboxConfig};
 
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Fault injection, for tests in other processes, on the sandbox's address:\n  \
+    curl -X POST URL/sandbox.flytewasm.io/v1/faults -d '{\"failNext\": [{\"verb\": \"create\", \"code\": 503, \"times\": 3}]}'\n  \
+    keys (any subset): clear, failNext [{verb, code, times}], latencyMs, writeLatencyMs, dropWatches\n  \
+    GET on the same path: {requests, errorsServed, latencyMs, writeLatencyMs, failNext}"
+)]
 pub struct Args {
     /// Port on 127.0.0.1.
     #[arg(long, default_value_t = 6443)]
@@ -21,6 +28,11 @@ pub struct Args {
     /// Milliseconds between simulated operator states.
     #[arg(long, default_value_t = 500)]
     pub step_ms: u64,
+    /// No garbage collector: orphan and foreground deletions then wait
+    /// forever for their finalizers, as on a cluster without
+    /// kube-controller-manager.
+    #[arg(long)]
+    pub no_garbage_collector: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -39,6 +51,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             port: args.port,
             step: Duration::from_millis(args.step_ms),
             kinds: Vec::new(),
+            garbage_collector: !args.no_garbage_collector,
             ..SandboxConfig::default()
         };
         let sandbox = Sandbox::start(config).await?;

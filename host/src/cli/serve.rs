@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 
 use crate::agent::{AgentService, MetaKeys, Metrics, serve};
 use crate::cluster::Cluster;
-use crate::executor::Engine;
+use crate::executor::{Executor, Tasks};
 use crate::registry::{AllowList, LivePlugins, Options, PluginState};
 
 #[derive(Debug, clap::Args)]
@@ -142,8 +142,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "[serve] watching {} for plugin changes",
             args.host.plugins.display()
         );
-        let engine = Engine::new(Arc::new(cluster), Arc::new(config));
-        let service = AgentService::new(engine, plugins, metrics, keys, args.pin_versions);
+        let tasks = Tasks::new(Executor::new(Arc::new(cluster), Arc::new(config)));
+        // Finished objects go after their retention, from whichever replica.
+        let live = plugins.clone();
+        tokio::spawn(
+            tasks
+                .clone()
+                .janitor(move || live.current().plugins().to_vec()),
+        );
+        let service = AgentService::new(tasks, plugins, metrics, keys, args.pin_versions);
 
         let grpc = bind(args.grpc, "--grpc").await?;
         let http = bind(args.http, "--http").await?;

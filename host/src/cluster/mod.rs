@@ -2,21 +2,61 @@
 //! (`DynamicObject` + `ApiResource`), one shared watch per (kind, namespace)
 //! started on first use, reads from its cache with API fallback, and writes
 //! retried with back-off on transient failures (5xx, 429, timeouts).
+//!
+//! Watches see only the objects this host manages ([`MANAGED_LABEL`]) and
+//! cache them without `managedFields`, so memory follows our tasks, not
+//! every object of the kind in the namespace; a watch nobody has read for
+//! a while is stopped ([`Cluster::stop_idle_watches`]).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
 use futures::StreamExt;
 use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch,
+    PatchParams, PostParams, PropagationPolicy,
 };
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
+
+/// The label on every object this host creates: its watches select it.
+pub const MANAGED_LABEL: (&str, &str) = ("app.kubernetes.io/managed-by", "flytewasm");
+
+/// An annotation a plugin never reads and a cache need not keep.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// What happens to an object's dependents (a Job's pods, an operator's
+/// children) when it is deleted. Every delete says which: `batch/v1` Jobs
+/// otherwise orphan their pods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+pub enum Propagation {
+    /// Delete the object now; the garbage collector deletes dependents.
+    #[default]
+    Background,
+    /// Delete the dependents first; the object goes last.
+    Foreground,
+    /// Keep the dependents.
+    Orphan,
+}
+
+impl Propagation {
+    fn params(self) -> DeleteParams {
+        let policy = match self {
+            Propagation::Background => PropagationPolicy::Background,
+            Propagation::Foreground => PropagationPolicy::Foreground,
+            Propagation::Orphan => PropagationPolicy::Orphan,
+        };
+        DeleteParams {
+            propagation_policy: Some(policy),
+            ..DeleteParams::default()
+        }
+    }
+}
 
 /// The kind of object a plugin creates.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -50,6 +90,19 @@ pub struct ClusterError {
     pub message: String,
 }
 
+/// A create the cluster refused, and why (Flyte's create-error table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A ResourceQuota has no room now: wait for it.
+    Quota,
+    /// Not allowed (RBAC, admission): retrying as is will not help soon.
+    Forbidden,
+    /// The object is invalid (400, 422).
+    Invalid,
+    /// The object is too large (413).
+    TooLarge,
+}
+
 impl ClusterError {
     fn from_kube(err: kube::Error) -> Self {
         match err {
@@ -74,6 +127,17 @@ impl ClusterError {
     pub fn is_transient(&self) -> bool {
         self.code == 0 || self.code == 429 || self.code >= 500
     }
+
+    /// Why a create was refused; `None` when it is worth retrying as is.
+    pub fn refusal(&self) -> Option<Refusal> {
+        match self.code {
+            403 if self.message.contains("exceeded quota") => Some(Refusal::Quota),
+            403 => Some(Refusal::Forbidden),
+            400 | 422 => Some(Refusal::Invalid),
+            413 => Some(Refusal::TooLarge),
+            _ => None,
+        }
+    }
 }
 
 /// What creating an object found.
@@ -88,6 +152,7 @@ pub enum Created {
 pub struct Cluster {
     client: kube::Client,
     watches: Mutex<HashMap<(ResourceKind, String), Arc<KindWatch>>>,
+    started: Instant,
 }
 
 /// The shared watch of one kind in one namespace.
@@ -98,6 +163,8 @@ struct KindWatch {
     healthy: Arc<AtomicBool>,
     api_resource: ApiResource,
     changes: broadcast::Sender<String>,
+    /// When a read last used it (milliseconds since the cluster was made).
+    last_used: AtomicU64,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -141,6 +208,7 @@ impl Cluster {
         Cluster {
             client,
             watches: Mutex::new(HashMap::new()),
+            started: Instant::now(),
         }
     }
 
@@ -178,6 +246,8 @@ impl Cluster {
         Api::namespaced_with(self.client.clone(), namespace, &kind.api_resource())
     }
 
+    /// Create; an object of that name already there is `AlreadyExisted`
+    /// (the caller checks whose it is).
     pub async fn create(
         &self,
         kind: &ResourceKind,
@@ -227,7 +297,8 @@ impl Cluster {
         self.get_from_api(kind, namespace, name).await
     }
 
-    async fn get_from_api(
+    /// The object as the API server has it now (no cache).
+    pub async fn get_from_api(
         &self,
         kind: &ResourceKind,
         namespace: &str,
@@ -243,16 +314,39 @@ impl Cluster {
         }
     }
 
-    /// Delete; an object already gone is fine.
+    /// Delete, saying what becomes of the dependents; an object already
+    /// gone is fine.
     pub async fn delete(
         &self,
         kind: &ResourceKind,
         namespace: &str,
         name: &str,
+        propagation: Propagation,
     ) -> Result<(), ClusterError> {
         let api = self.api(kind, namespace);
-        let params = DeleteParams::default();
+        let params = propagation.params();
         ok_if_gone(retried(|| api.delete(name, &params)).await)
+    }
+
+    /// Objects of `kind` matching a label selector, in `namespace` or (with
+    /// `None`) in every namespace, from the API server.
+    pub async fn list(
+        &self,
+        kind: &ResourceKind,
+        namespace: Option<&str>,
+        selector: &str,
+    ) -> Result<Vec<Value>, ClusterError> {
+        let api: Api<DynamicObject> = match namespace {
+            Some(namespace) => self.api(kind, namespace),
+            None => Api::all_with(self.client.clone(), &kind.api_resource()),
+        };
+        let params = ListParams::default().labels(selector);
+        let list = retried(|| api.list(&params)).await?;
+        Ok(list
+            .items
+            .into_iter()
+            .map(|object| serde_json::to_value(object).expect("objects serialize"))
+            .collect())
     }
 
     /// Apply a JSON merge patch; an object already gone is fine.
@@ -268,15 +362,17 @@ impl Cluster {
         ok_if_gone(retried(|| api.patch(name, &params, &patch)).await)
     }
 
-    /// Remove `finalizer` with a merge patch that names the resourceVersion
-    /// it was computed from, re-reading and retrying on conflict (Flyte's
-    /// Finalize). An object already gone is fine.
-    pub async fn remove_finalizer(
+    /// Remove `finalizer` and merge `metadata` in, with one merge patch
+    /// that names the resourceVersion it was computed from, re-reading and
+    /// retrying on conflict (Flyte's Finalize). Nothing is written when
+    /// there is nothing to change; an object already gone is fine.
+    pub async fn release(
         &self,
         kind: &ResourceKind,
         namespace: &str,
         name: &str,
         finalizer: &str,
+        metadata: Option<Value>,
     ) -> Result<(), ClusterError> {
         let mut from_cache = true;
         let mut conflicts = 0;
@@ -295,19 +391,35 @@ impl Cluster {
                         .collect()
                 })
                 .unwrap_or_default();
-            if !finalizers.iter().any(|f| f == finalizer) {
-                return Ok(());
-            }
-            let remaining: Vec<&String> = finalizers.iter().filter(|f| *f != finalizer).collect();
-            let patch = json!({ "metadata": {
-                "finalizers": if remaining.is_empty() { Value::Null } else { json!(remaining) },
+            let has_finalizer = finalizers.iter().any(|f| f == finalizer);
+            let mut patch = json!({ "metadata": {
                 "resourceVersion": object["metadata"]["resourceVersion"],
             } });
+            if has_finalizer {
+                let remaining: Vec<&String> =
+                    finalizers.iter().filter(|f| *f != finalizer).collect();
+                patch["metadata"]["finalizers"] = if remaining.is_empty() {
+                    Value::Null
+                } else {
+                    json!(remaining)
+                };
+            }
+            let changes_metadata = metadata.as_ref().is_some_and(|m| {
+                let mut merged = object["metadata"].clone();
+                json_patch::merge(&mut merged, m);
+                merged != object["metadata"]
+            });
+            if !has_finalizer && !changes_metadata {
+                return Ok(());
+            }
+            if let Some(metadata) = &metadata {
+                json_patch::merge(&mut patch["metadata"], metadata);
+            }
             match self.merge_patch(kind, namespace, name, &patch).await {
                 Err(err) if err.code == 409 && conflicts < 10 => {
                     conflicts += 1;
                     from_cache = false;
-                    tracing::debug!(%namespace, %name, "conflict removing the finalizer, retrying: {err}");
+                    tracing::debug!(%namespace, %name, "conflict releasing the object, retrying: {err}");
                 }
                 other => return other,
             }
@@ -331,12 +443,40 @@ impl Cluster {
         let _ = self.watch(kind, namespace).cache.wait_until_ready().await;
     }
 
+    /// Objects held by all watch caches now.
+    pub fn cached_objects(&self) -> usize {
+        let watches = self.watches.lock().unwrap();
+        watches.values().map(|w| w.cache.len()).sum()
+    }
+
+    /// Watches open now.
+    pub fn open_watches(&self) -> usize {
+        self.watches.lock().unwrap().len()
+    }
+
+    /// Stop the watches no read has used for `idle`: a namespace whose
+    /// tasks have all ended costs nothing. The next read starts it again.
+    pub fn stop_idle_watches(&self, idle: Duration) {
+        let now = self.elapsed_ms();
+        let idle = idle.as_millis() as u64;
+        self.watches
+            .lock()
+            .unwrap()
+            .retain(|_, watch| now.saturating_sub(watch.last_used.load(Ordering::Relaxed)) < idle);
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
     fn watch(&self, kind: &ResourceKind, namespace: &str) -> Arc<KindWatch> {
         let mut watches = self.watches.lock().unwrap();
-        watches
+        let watch = watches
             .entry((kind.clone(), namespace.to_owned()))
             .or_insert_with(|| Arc::new(self.start_watch(kind, namespace)))
-            .clone()
+            .clone();
+        watch.last_used.store(self.elapsed_ms(), Ordering::Relaxed);
+        watch
     }
 
     /// One reflector per (kind, namespace): a list, then a watch resumed
@@ -353,8 +493,11 @@ impl Cluster {
         let healthy = Arc::new(AtomicBool::new(true));
         let health = healthy.clone();
         let task = tokio::spawn(async move {
-            let stream = watcher(api, watcher::Config::default().any_semantic())
+            let selector = format!("{}={}", MANAGED_LABEL.0, MANAGED_LABEL.1);
+            let config = watcher::Config::default().any_semantic().labels(&selector);
+            let stream = watcher(api, config)
                 .default_backoff()
+                .modify(strip_bulk)
                 .reflect(writer);
             futures::pin_mut!(stream);
             while let Some(event) = stream.next().await {
@@ -380,7 +523,16 @@ impl Cluster {
             healthy,
             api_resource,
             changes,
+            last_used: AtomicU64::new(self.elapsed_ms()),
             task,
         }
+    }
+}
+
+/// What a cached object need not keep: nothing a plugin reads.
+fn strip_bulk(object: &mut DynamicObject) {
+    object.metadata.managed_fields = None;
+    if let Some(annotations) = object.metadata.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
     }
 }

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use super::lifecycle::{Aborted, Engine, EngineError, PhaseEvent, TaskState};
+use super::lifecycle::{Aborted, Executor, ExecutorError, PhaseEvent, TaskState};
 use super::object::TaskRequest;
 use crate::runtime::Plugin;
 
@@ -28,12 +28,12 @@ const MAX_RETRIES: u32 = 20;
 /// new phase is passed to `on_event`. On a failure that leaves the object
 /// running, and on `stop`, the object is aborted; it is always finalized.
 pub async fn run_to_completion(
-    engine: &Engine,
+    engine: &Executor,
     plugin: &Plugin,
     request: &TaskRequest,
     mut on_event: impl FnMut(&TaskState, &PhaseEvent),
     stop: impl Future<Output = ()>,
-) -> Result<Outcome, EngineError> {
+) -> Result<Outcome, ExecutorError> {
     tokio::pin!(stop);
     let (mut state, event) = retrying(|| engine.launch(plugin, request)).await?;
     on_event(&state, &event);
@@ -56,8 +56,10 @@ pub async fn run_to_completion(
                 _ = &mut stop => {
                     let aborted = retrying(|| engine.abort(plugin, request, &state)).await?;
                     retrying(|| engine.finalize(plugin, &state)).await?;
-                    if aborted == Aborted::Deleted {
-                        engine.wait_gone(&state, Duration::from_secs(60)).await;
+                    if aborted == Aborted::Deleted
+                        && let Err(why) = engine.wait_gone(&state, Duration::from_secs(60)).await
+                    {
+                        tracing::warn!(task = %state.name, "{why}");
                     }
                     return Ok(Outcome::Aborted(aborted));
                 }
@@ -77,9 +79,9 @@ pub async fn run_to_completion(
 }
 
 /// Retry a step that failed transiently (Flyte retries it next round).
-async fn retrying<T, F: Future<Output = Result<T, EngineError>>>(
+async fn retrying<T, F: Future<Output = Result<T, ExecutorError>>>(
     mut step: impl FnMut() -> F,
-) -> Result<T, EngineError> {
+) -> Result<T, ExecutorError> {
     let mut attempt = 0;
     loop {
         match step().await {

@@ -3,7 +3,7 @@
 //!
 //! [`TaskState`] is plain data — enough to resume a task from anywhere (it
 //! will travel in an agent's `resource_meta`). Phase changes are driven by
-//! the shared watch ([`Engine::wait_for_change`]), never by polling.
+//! the shared watch ([`Executor::wait_for_change`]), never by polling.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -11,9 +11,10 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::metadata::FINALIZER;
+use super::carried;
+use super::metadata::{Execution, FINALIZER};
 use super::object::{PrepareError, TaskRequest, prepare};
-use crate::cluster::{Cluster, ClusterError, Created, ResourceKind};
+use crate::cluster::{Cluster, ClusterError, Created, Refusal, ResourceKind};
 use crate::config::HostConfig;
 use crate::runtime::{CallError, Plugin, wit};
 
@@ -103,8 +104,41 @@ impl Phase {
 pub struct TaskError {
     pub code: String,
     pub message: String,
-    /// `USER` or `SYSTEM`.
-    pub kind: String,
+    pub kind: ErrorKind,
+}
+
+/// Whose fault a failure is (Flyte's `ExecutionError.Kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorKind {
+    User,
+    System,
+}
+
+impl ErrorKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::User => "USER",
+            ErrorKind::System => "SYSTEM",
+        }
+    }
+}
+
+/// The failure codes the host itself reports (plugins report their own).
+pub mod codes {
+    pub const NAMESPACE_NOT_ALLOWED: &str = "NamespaceNotAllowed";
+    pub const RESOURCE_DELETED_EXTERNALLY: &str = "ResourceDeletedExternally";
+    pub const UNEXPECTED_OBJECT_DELETION: &str = "UnexpectedObjectDeletion";
+    pub const PLUGIN_FAILURE: &str = "PluginFailure";
+    pub const BAD_TASK_SPECIFICATION: &str = "BadTaskSpecification";
+    pub const BAD_TASK_FORMAT: &str = "BadTaskFormat";
+    pub const ENTITY_TOO_LARGE: &str = "EntityTooLarge";
+    pub const RUNTIME_FAILURE: &str = "RuntimeFailure";
+    pub const OBJECT_NAME_COLLISION: &str = "ObjectNameCollision";
+    pub const LAUNCH_DEADLINE_EXCEEDED: &str = "LaunchDeadlineExceeded";
+    pub const SYSTEM_FAILURE: &str = "SystemFailure";
+    pub const ABORTED: &str = "Aborted";
+    pub const TASK_CONTEXT_MISSING: &str = "TaskContextMissing";
 }
 
 /// One phase change, as reported to Flyte (or printed by `run`).
@@ -132,7 +166,7 @@ pub struct LogLink {
 }
 
 impl PhaseEvent {
-    fn new(phase: Phase, reason: impl Into<String>) -> Self {
+    pub fn new(phase: Phase, reason: impl Into<String>) -> Self {
         PhaseEvent {
             phase,
             version: 0,
@@ -145,15 +179,20 @@ impl PhaseEvent {
         }
     }
 
-    fn failure(phase: Phase, kind: &str, code: &str, message: impl Into<String>) -> Self {
+    pub fn failure(phase: Phase, kind: ErrorKind, code: &str, message: impl Into<String>) -> Self {
         let message = message.into();
         let mut event = PhaseEvent::new(phase, message.clone());
         event.error = Some(TaskError {
             code: code.into(),
             message,
-            kind: kind.into(),
+            kind,
         });
         event
+    }
+
+    /// The host's code for this failure, if it is one.
+    pub fn code(&self) -> Option<&str> {
+        self.error.as_ref().map(|e| e.code.as_str())
     }
 
     fn from_wit(info: wit::PhaseInfo) -> Self {
@@ -171,8 +210,8 @@ impl PhaseEvent {
                 code: e.code,
                 message: e.message,
                 kind: match e.kind {
-                    wit::ErrorKind::User => "USER".into(),
-                    wit::ErrorKind::System => "SYSTEM".into(),
+                    wit::ErrorKind::User => ErrorKind::User,
+                    wit::ErrorKind::System => ErrorKind::System,
                 },
             }),
             logs: info
@@ -198,7 +237,7 @@ fn now() -> String {
 /// A step that could not complete now and should be retried (Flyte's
 /// "unknown transition + error"): the cluster was unreachable or failing.
 #[derive(Debug, thiserror::Error)]
-pub enum EngineError {
+pub enum ExecutorError {
     #[error("cluster error while {action} {name}: {source}")]
     Cluster {
         action: &'static str,
@@ -209,13 +248,13 @@ pub enum EngineError {
     Plugin(#[from] CallError),
 }
 
-impl EngineError {
+impl ExecutorError {
     /// Worth trying again later: the cluster failed, or the plugin had no
     /// free slot (its call never ran).
     pub fn is_transient(&self) -> bool {
         match self {
-            EngineError::Cluster { .. } => true,
-            EngineError::Plugin(call) => call.is_busy(),
+            ExecutorError::Cluster { .. } => true,
+            ExecutorError::Plugin(call) => call.is_busy(),
         }
     }
 }
@@ -232,26 +271,29 @@ const POLL_WITHOUT_WATCH: Duration = Duration::from_secs(1);
 
 /// Runs tasks' objects on one cluster.
 #[derive(Clone)]
-pub struct Engine {
+pub struct Executor {
     cluster: Arc<Cluster>,
     config: Arc<HostConfig>,
 }
 
-impl Engine {
+impl Executor {
     pub fn new(cluster: Arc<Cluster>, config: Arc<HostConfig>) -> Self {
-        Engine { cluster, config }
+        Executor { cluster, config }
     }
 
     pub fn cluster(&self) -> &Cluster {
         &self.cluster
     }
 
+    pub fn config(&self) -> &HostConfig {
+        &self.config
+    }
+
     /// The host's namespace policy (`security.namespaces`) for this task.
-    pub fn namespace_allowed(&self, request: &TaskRequest) -> Result<(), String> {
-        let id = &request.execution;
+    pub fn namespace_allowed(&self, namespace: &str, execution: &Execution) -> Result<(), String> {
         self.config
             .security
-            .check_namespace(&request.namespace, &id.project, &id.domain)
+            .check_namespace(namespace, &execution.project, &execution.domain)
     }
 
     /// Build the object with the plugin and create it. Returns the state to
@@ -261,7 +303,7 @@ impl Engine {
         &self,
         plugin: &Plugin,
         request: &TaskRequest,
-    ) -> Result<(TaskState, PhaseEvent), EngineError> {
+    ) -> Result<(TaskState, PhaseEvent), ExecutorError> {
         let kind = plugin_kind(plugin);
         let mut state = TaskState {
             plugin_id: plugin.id().into(),
@@ -273,11 +315,11 @@ impl Engine {
             version: 0,
             reason: String::new(),
         };
-        if let Err(reason) = self.namespace_allowed(request) {
+        if let Err(reason) = self.namespace_allowed(&request.namespace, &request.execution) {
             let event = PhaseEvent::failure(
                 Phase::PermanentFailure,
-                "USER",
-                "NamespaceNotAllowed",
+                ErrorKind::User,
+                codes::NAMESPACE_NOT_ALLOWED,
                 reason,
             );
             state.record(&event);
@@ -297,13 +339,12 @@ impl Engine {
                 .create(&kind, &prepared.namespace, &prepared.object)
                 .await
             {
-                Ok(Created::New | Created::AlreadyExisted) => {
-                    PhaseEvent::new(Phase::Queued, "task submitted to K8s")
-                }
+                Ok(Created::New) => PhaseEvent::new(Phase::Queued, "task submitted to K8s"),
+                Ok(Created::AlreadyExisted) => self.adopt(&state, request).await?,
                 Err(err) => match classify_create_error(&err) {
                     Some(event) => event,
                     None => {
-                        return Err(EngineError::Cluster {
+                        return Err(ExecutorError::Cluster {
                             action: "creating",
                             name: state.name,
                             source: err,
@@ -316,6 +357,55 @@ impl Engine {
         Ok((state, event))
     }
 
+    /// An object of the task's name is there already: launched before (a
+    /// repeated call), if it carries this task's identity; else someone
+    /// else's, and the task cannot use the name.
+    async fn adopt(
+        &self,
+        state: &TaskState,
+        request: &TaskRequest,
+    ) -> Result<PhaseEvent, ExecutorError> {
+        let object = self
+            .cluster
+            .get_from_api(&state.kind, &state.namespace, &state.name)
+            .await
+            .map_err(|source| ExecutorError::Cluster {
+                action: "reading",
+                name: state.name.clone(),
+                source,
+            })?;
+        let expected = request.execution.key();
+        Ok(match object.as_ref().map(carried::owner_of) {
+            // Deleted between the create and this read: the next try creates it.
+            None => {
+                return Err(ExecutorError::Cluster {
+                    action: "creating",
+                    name: state.name.clone(),
+                    source: ClusterError {
+                        code: 409,
+                        reason: "AlreadyExists".into(),
+                        message: "the object existed and is gone now".into(),
+                    },
+                });
+            }
+            Some(Some(owner)) if owner == expected => {
+                PhaseEvent::new(Phase::Queued, "task submitted to K8s")
+            }
+            Some(owner) => PhaseEvent::failure(
+                Phase::PermanentFailure,
+                ErrorKind::System,
+                codes::OBJECT_NAME_COLLISION,
+                format!(
+                    "{} {}/{} exists and is not this task's (it belongs to {}, this task is {expected}): the task cannot use its name",
+                    state.kind.kind,
+                    state.namespace,
+                    state.name,
+                    owner.unwrap_or("something flytewasm did not create")
+                ),
+            ),
+        })
+    }
+
     /// The task's phase now, as the plugin reads the object (from the
     /// watch cache); `state` is what was reported before.
     pub async fn observe(
@@ -323,19 +413,32 @@ impl Engine {
         plugin: &Plugin,
         request: &TaskRequest,
         state: &TaskState,
-    ) -> Result<PhaseEvent, EngineError> {
+    ) -> Result<PhaseEvent, ExecutorError> {
         let object = self.get(state).await?;
         Ok(match object {
             None => PhaseEvent::failure(
                 Phase::RetryableFailure,
-                "SYSTEM",
-                "ResourceDeletedExternally",
+                ErrorKind::System,
+                codes::RESOURCE_DELETED_EXTERNALLY,
                 format!(
                     "resource not found, name [{}/{}]. reason: the object is gone from the cluster",
                     state.namespace, state.name
                 ),
             ),
-            Some(object) => {
+            Some(object) => self.phase_of(plugin, request, state, &object).await?,
+        })
+    }
+
+    /// What the plugin makes of the object, as [`Executor::observe`] reports it.
+    pub async fn phase_of(
+        &self,
+        plugin: &Plugin,
+        request: &TaskRequest,
+        state: &TaskState,
+        object: &Value,
+    ) -> Result<PhaseEvent, ExecutorError> {
+        Ok({
+            {
                 let ctx = self.phase_context(plugin, request, state);
                 let observed = object.to_string();
                 let answer = off_the_runtime(plugin, "get-task-phase", move |plugin| {
@@ -350,8 +453,8 @@ impl Engine {
                 if deleting && !event.phase.is_terminal() {
                     PhaseEvent::failure(
                         Phase::RetryableFailure,
-                        "SYSTEM",
-                        "UnexpectedObjectDeletion",
+                        ErrorKind::System,
+                        codes::UNEXPECTED_OBJECT_DELETION,
                         format!(
                             "object [{}/{}] terminated in the background, manually",
                             state.namespace, state.name
@@ -371,7 +474,7 @@ impl Engine {
         plugin: &Plugin,
         request: &TaskRequest,
         state: &mut TaskState,
-    ) -> Result<Option<PhaseEvent>, EngineError> {
+    ) -> Result<Option<PhaseEvent>, ExecutorError> {
         let event = self.observe(plugin, request, state).await?;
         // Seen already: the same phase and version, or an older version of
         // the same phase and reason (a plugin only bumps on a new reason).
@@ -393,7 +496,7 @@ impl Engine {
         plugin: &Plugin,
         request: &TaskRequest,
         state: &TaskState,
-    ) -> Result<Aborted, EngineError> {
+    ) -> Result<Aborted, ExecutorError> {
         let Some(object) = self.get(state).await? else {
             return Ok(Aborted::Deleted);
         };
@@ -403,7 +506,7 @@ impl Engine {
             plugin.on_abort(&ctx, &observed)
         })
         .await?;
-        let cluster_error = |source| EngineError::Cluster {
+        let cluster_error = |source| ExecutorError::Cluster {
             action: "aborting",
             name: state.name.clone(),
             source,
@@ -411,7 +514,7 @@ impl Engine {
         match action {
             Ok(wit::AbortAction::Patch(patch)) => {
                 let patch: Value = serde_json::from_str(&patch).map_err(|err| {
-                    EngineError::Plugin(CallError::InvalidOutput {
+                    ExecutorError::Plugin(CallError::InvalidOutput {
                         plugin: plugin.id().into(),
                         call: "on-abort",
                         reason: format!("the abort patch is not JSON: {err}"),
@@ -425,10 +528,7 @@ impl Engine {
             }
             // A plugin that cannot say how to abort still gets its object deleted.
             Ok(wit::AbortAction::Delete) | Err(_) => {
-                self.cluster
-                    .delete(&state.kind, &state.namespace, &state.name)
-                    .await
-                    .map_err(cluster_error)?;
+                self.delete(plugin, state).await.map_err(cluster_error)?;
                 Ok(Aborted::Deleted)
             }
         }
@@ -436,25 +536,50 @@ impl Engine {
 
     /// Release the object: remove Flyte's finalizer (whatever the current
     /// config says, as Flyte does) and delete it if configured to.
-    pub async fn finalize(&self, plugin: &Plugin, state: &TaskState) -> Result<(), EngineError> {
-        let cluster_error = |source| EngineError::Cluster {
+    pub async fn finalize(&self, plugin: &Plugin, state: &TaskState) -> Result<(), ExecutorError> {
+        let cluster_error = |source| ExecutorError::Cluster {
             action: "finalizing",
             name: state.name.clone(),
             source,
         };
         self.cluster
-            .remove_finalizer(&state.kind, &state.namespace, &state.name, FINALIZER)
+            .release(&state.kind, &state.namespace, &state.name, FINALIZER, None)
             .await
             .map_err(cluster_error)?;
         if self.config.k8s.delete_resource_on_finalize
             && !plugin.info().properties.disable_delete_resource_on_finalize
         {
-            self.cluster
-                .delete(&state.kind, &state.namespace, &state.name)
-                .await
-                .map_err(cluster_error)?;
+            self.delete(plugin, state).await.map_err(cluster_error)?;
         }
         Ok(())
+    }
+
+    /// Record `event` as the task's end on its object (the answer every
+    /// later GetTask gets, and when retention starts) and remove Flyte's
+    /// finalizer, in one write. The object stays until the janitor's turn.
+    pub async fn finish(&self, state: &TaskState, event: &PhaseEvent) -> Result<(), ExecutorError> {
+        self.cluster
+            .release(
+                &state.kind,
+                &state.namespace,
+                &state.name,
+                FINALIZER,
+                Some(carried::finished_metadata(event)),
+            )
+            .await
+            .map_err(|source| ExecutorError::Cluster {
+                action: "finishing",
+                name: state.name.clone(),
+                source,
+            })
+    }
+
+    /// Delete the object with the plugin's propagation policy.
+    pub async fn delete(&self, plugin: &Plugin, state: &TaskState) -> Result<(), ClusterError> {
+        let propagation = self.config.tasks.propagation(plugin.id());
+        self.cluster
+            .delete(&state.kind, &state.namespace, &state.name, propagation)
+            .await
     }
 
     /// Wait until the object changes (or `max` passes, as a resync).
@@ -491,29 +616,35 @@ impl Engine {
     }
 
     /// Wait until the object no longer exists (up to `max`). A read that
-    /// fails on the cluster is not an answer: it looks again.
-    pub async fn wait_gone(&self, state: &TaskState, max: Duration) -> bool {
+    /// fails on the cluster is not an answer: it looks again. The error
+    /// says what holds the object: the garbage collector's `orphan` and
+    /// `foregroundDeletion` finalizers wait for a controller that may not
+    /// be running, and Flyte's or an operator's for their owner.
+    pub async fn wait_gone(&self, state: &TaskState, max: Duration) -> Result<(), String> {
         let mut changes = self.changes(state);
         let deadline = tokio::time::Instant::now() + max;
         loop {
-            match self.get(state).await {
-                Ok(None) => return true,
-                Ok(Some(_)) => {}
-                Err(err) => tracing::debug!(task = %state.name, "will look again: {err}"),
-            }
+            let last = match self.get(state).await {
+                Ok(None) => return Ok(()),
+                Ok(Some(object)) => Some(object),
+                Err(err) => {
+                    tracing::debug!(task = %state.name, "will look again: {err}");
+                    None
+                }
+            };
             if tokio::time::Instant::now() >= deadline {
-                return false;
+                return Err(still_there(state, last.as_ref(), max));
             }
             self.wait_for_change(state, &mut changes, Duration::from_secs(1))
                 .await;
         }
     }
 
-    async fn get(&self, state: &TaskState) -> Result<Option<Value>, EngineError> {
+    async fn get(&self, state: &TaskState) -> Result<Option<Value>, ExecutorError> {
         self.cluster
             .get(&state.kind, &state.namespace, &state.name)
             .await
-            .map_err(|source| EngineError::Cluster {
+            .map_err(|source| ExecutorError::Cluster {
                 action: "reading",
                 name: state.name.clone(),
                 source,
@@ -550,7 +681,7 @@ async fn off_the_runtime<R: Send + 'static>(
     plugin: &Plugin,
     name: &'static str,
     call: impl FnOnce(&Plugin) -> R + Send + 'static,
-) -> Result<R, EngineError> {
+) -> Result<R, ExecutorError> {
     let slot = plugin.call_slot(name).await?;
     let plugin_id = plugin.id().to_owned();
     let plugin = plugin.clone();
@@ -560,12 +691,42 @@ async fn off_the_runtime<R: Send + 'static>(
     })
     .await
     .map_err(|join| {
-        EngineError::Plugin(CallError::Trap {
+        ExecutorError::Plugin(CallError::Trap {
             plugin: plugin_id.clone(),
             call: name,
             message: format!("the host's call thread failed: {join}"),
         })
     })
+}
+
+/// Why an object is still there after a delete.
+fn still_there(state: &TaskState, object: Option<&Value>, waited: Duration) -> String {
+    let what = format!(
+        "{} {}/{} is still there {}s after its delete",
+        state.kind.kind,
+        state.namespace,
+        state.name,
+        waited.as_secs()
+    );
+    let finalizers: Vec<&str> = object
+        .and_then(|o| o["metadata"]["finalizers"].as_array())
+        .map(|f| f.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if finalizers.is_empty() {
+        return format!("{what} (the cluster could not be read, or the delete did not land)");
+    }
+    let gc = finalizers
+        .iter()
+        .any(|f| matches!(*f, "orphan" | "foregroundDeletion"));
+    let hint = if gc {
+        "the garbage collector (kube-controller-manager) has not finished with it: is it running?"
+    } else {
+        "their controllers must remove them"
+    };
+    format!(
+        "{what}: held by finalizers [{}]; {hint}",
+        finalizers.join(", ")
+    )
 }
 
 pub fn plugin_kind(plugin: &Plugin) -> ResourceKind {
@@ -587,9 +748,9 @@ fn build_failure(err: PrepareError) -> PhaseEvent {
         other => other.to_string(),
     };
     let kind = if matches!(&err, PrepareError::Plugin(call) if !call.is_bad_task()) {
-        "SYSTEM"
+        ErrorKind::System
     } else {
-        "USER"
+        ErrorKind::User
     };
     PhaseEvent::failure(Phase::PermanentFailure, kind, err.code(), message)
 }
@@ -598,15 +759,15 @@ fn plugin_failure(err: &CallError) -> PhaseEvent {
     if err.is_bad_task() {
         PhaseEvent::failure(
             Phase::PermanentFailure,
-            "USER",
-            "BadTaskSpecification",
+            ErrorKind::User,
+            codes::BAD_TASK_SPECIFICATION,
             err.to_string(),
         )
     } else {
         PhaseEvent::failure(
             Phase::PermanentFailure,
-            "SYSTEM",
-            "PluginFailure",
+            ErrorKind::System,
+            codes::PLUGIN_FAILURE,
             err.to_string(),
         )
     }
@@ -614,31 +775,22 @@ fn plugin_failure(err: &CallError) -> PhaseEvent {
 
 /// Flyte's create-error table (§2.3); `None` means retry later.
 fn classify_create_error(err: &ClusterError) -> Option<PhaseEvent> {
-    let quota = err.message.contains("exceeded quota");
-    match (err.code, err.reason.as_str()) {
-        (403, _) if quota => Some(PhaseEvent::new(
+    let failure = |phase, code| {
+        Some(PhaseEvent::failure(
+            phase,
+            ErrorKind::User,
+            code,
+            err.message.clone(),
+        ))
+    };
+    match err.refusal()? {
+        Refusal::Quota => Some(PhaseEvent::new(
             Phase::WaitingForResources,
             format!("Exceeded resourcequota: {}", err.message),
         )),
-        (403, _) => Some(PhaseEvent::failure(
-            Phase::RetryableFailure,
-            "USER",
-            "RuntimeFailure",
-            err.message.clone(),
-        )),
-        (400 | 422, _) => Some(PhaseEvent::failure(
-            Phase::PermanentFailure,
-            "USER",
-            "BadTaskFormat",
-            err.message.clone(),
-        )),
-        (413, _) => Some(PhaseEvent::failure(
-            Phase::PermanentFailure,
-            "USER",
-            "EntityTooLarge",
-            err.message.clone(),
-        )),
-        _ => None,
+        Refusal::Forbidden => failure(Phase::RetryableFailure, codes::RUNTIME_FAILURE),
+        Refusal::Invalid => failure(Phase::PermanentFailure, codes::BAD_TASK_FORMAT),
+        Refusal::TooLarge => failure(Phase::PermanentFailure, codes::ENTITY_TOO_LARGE),
     }
 }
 

@@ -104,7 +104,7 @@ pub fn label_value(value: &str) -> String {
 }
 
 /// The identity of one task execution attempt.
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Execution {
     pub project: String,

@@ -11,6 +11,7 @@ use prost::Message;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::carried;
 use super::metadata::{self, Execution};
 use crate::config::HostConfig;
 use crate::runtime::{CallError, Plugin, wit};
@@ -18,7 +19,7 @@ use crate::runtime::{CallError, Plugin, wit};
 /// Everything needed to build one task's object. Plain data: the agent
 /// service keeps it in `resource_meta`, so any replica can ask the plugin
 /// about the task later.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct TaskRequest {
     /// Kept as base64 protobuf: compact, and exactly what the plugin reads.
@@ -60,6 +61,8 @@ pub enum PrepareError {
     Plugin(#[from] CallError),
     #[error("the object is {size} bytes, over the {limit}-byte limit")]
     TooLarge { size: usize, limit: usize },
+    #[error("{0}")]
+    ContextTooLarge(String),
 }
 
 impl PrepareError {
@@ -67,7 +70,7 @@ impl PrepareError {
     pub fn code(&self) -> &'static str {
         match self {
             PrepareError::Plugin(_) => "FailedToBuildResource",
-            PrepareError::TooLarge { .. } => "EntityTooLarge",
+            PrepareError::TooLarge { .. } | PrepareError::ContextTooLarge(_) => "EntityTooLarge",
         }
     }
 }
@@ -155,7 +158,8 @@ pub fn prepare(
     let json = plugin.build_resource(&ctx)?;
     let mut object = check_object(plugin, &json, &request.namespace)?;
     let name = ctx.metadata.generated_name;
-    inject_metadata(&mut object, plugin, config, request, &name);
+    let identity = carried::identity(request).map_err(PrepareError::ContextTooLarge)?;
+    inject_metadata(&mut object, plugin, config, request, &name, identity);
 
     let size = object.to_string().len();
     let limit = config.runtime.max_output_bytes;
@@ -215,6 +219,7 @@ fn inject_metadata(
     config: &HostConfig,
     request: &TaskRequest,
     name: &str,
+    (own_labels, own_annotations): (BTreeMap<String, String>, BTreeMap<String, String>),
 ) {
     let properties = &plugin.info().properties;
     let template_meta = request
@@ -236,6 +241,7 @@ fn inject_metadata(
     labels.extend(template_meta.map(|m| m.labels.clone()).unwrap_or_default());
     labels.extend(request.labels.clone());
     labels.extend(secret_labels);
+    labels.extend(own_labels);
     let mut annotations = config.k8s.default_annotations.clone();
     annotations.extend(own("annotations"));
     annotations.extend(
@@ -247,6 +253,7 @@ fn inject_metadata(
     annotations.extend(secret_annotations);
     annotations.insert(metadata::PLUGIN_ANNOTATION.into(), plugin.id().into());
     annotations.insert(metadata::DIGEST_ANNOTATION.into(), plugin.digest().into());
+    annotations.extend(own_annotations);
 
     let mut out = Map::new();
     out.insert("name".into(), json!(name));

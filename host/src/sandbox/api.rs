@@ -15,6 +15,9 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
 use super::Shared;
+use super::control;
+use super::deletion::{self, DeleteOptions};
+use super::fields::{self, Writer};
 use super::store::{ApiError, Event, EventType, Kind, LabelSelector, Patch};
 
 pub(super) fn router(shared: Arc<Shared>) -> axum::Router {
@@ -52,6 +55,12 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    if uri.path().starts_with(control::PREFIX) {
+        return match control::handle(&shared, &method, uri.path(), &body) {
+            Ok((code, value)) => (code, axum::Json(value)).into_response(),
+            Err(err) => error(err),
+        };
+    }
     let target = match parse(&shared, uri.path()) {
         Ok(target) => target,
         Err(err) => return error(err),
@@ -76,11 +85,21 @@ async fn handle(
     if let Some(err) = shared.faults.on_request(verb) {
         return error(err);
     }
-    let latency = shared.faults.latency();
+    let latency = shared.faults.delay(verb);
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
     let store = &shared.store;
+    let writer = |kind: &Kind, status: bool| Writer {
+        manager: fields::manager(
+            query.get("fieldManager").map(String::as_str),
+            headers
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok()),
+        ),
+        api_version: kind.api_version(),
+        status,
+    };
     let ok = |value: Value| (StatusCode::OK, value);
     let result: Result<(StatusCode, Value), ApiError> = match (verb, target) {
         (_, Target::Versions) => Ok(ok(
@@ -100,7 +119,13 @@ async fn handle(
         }
         ("create", Target::Collection { kind, namespace }) => json_body(&body)
             .and_then(|object| {
-                store.create(&kind, namespace.as_deref().unwrap_or_default(), object)
+                shared.quotas.create(
+                    store,
+                    &kind,
+                    namespace.as_deref().unwrap_or_default(),
+                    object,
+                    &writer(&kind, false),
+                )
             })
             .inspect(|object| {
                 if kind == crd_kind() {
@@ -126,7 +151,9 @@ async fn handle(
                 status,
             },
         ) => json_body(&body)
-            .and_then(|object| store.replace(&kind, &namespace, &name, object, status))
+            .and_then(|object| {
+                store.replace(&kind, &namespace, &name, object, &writer(&kind, status))
+            })
             .map(ok),
         (
             "patch",
@@ -137,7 +164,7 @@ async fn handle(
                 status,
             },
         ) => patch_body(&headers, &body)
-            .and_then(|patch| store.patch(&kind, &namespace, &name, &patch, status))
+            .and_then(|patch| store.patch(&kind, &namespace, &name, &patch, &writer(&kind, status)))
             .map(ok),
         (
             "delete",
@@ -147,7 +174,19 @@ async fn handle(
                 name,
                 status: false,
             },
-        ) => store.delete(&kind, &namespace, &name).map(ok),
+        ) => DeleteOptions::from_request(&body, &query).and_then(|options| {
+            let (object, gone) = store.delete(&kind, &namespace, &name, &options)?;
+            if gone {
+                return Ok(ok(deletion::deleted_answer(&kind, object)));
+            }
+            // kube-apiserver's one 202: dependents to delete, object waiting.
+            let code = if options.accepted_status() {
+                StatusCode::ACCEPTED
+            } else {
+                StatusCode::OK
+            };
+            Ok((code, object))
+        }),
         (verb, _) => Err(ApiError::new(
             405,
             "MethodNotAllowed",

@@ -1,6 +1,7 @@
 //! Fault injection, switchable per test: errors on chosen verbs, slow
-//! responses, dropped watch streams. Also counts the requests served, so
-//! tests can check the host does not poll.
+//! responses (all, or only writes), dropped watch streams. Also counts the
+//! requests served, so tests can check the host does not poll. Tests in
+//! other processes reach it through the control endpoint ([`super::control`]).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -15,9 +16,13 @@ pub const VERBS: [&str; 7] = [
     "get", "list", "watch", "create", "update", "patch", "delete",
 ];
 
+/// The verbs write latency applies to.
+pub const WRITE_VERBS: [&str; 4] = ["create", "update", "patch", "delete"];
+
 pub struct Faults {
     rules: Mutex<Vec<Rule>>,
     latency: Mutex<Duration>,
+    write_latency: Mutex<Duration>,
     counts: Mutex<BTreeMap<&'static str, u64>>,
     /// Errors answered, by "verb code".
     served: Mutex<BTreeMap<String, u64>>,
@@ -35,6 +40,7 @@ impl Default for Faults {
         Faults {
             rules: Mutex::new(Vec::new()),
             latency: Mutex::new(Duration::ZERO),
+            write_latency: Mutex::new(Duration::ZERO),
             counts: Mutex::new(BTreeMap::new()),
             served: Mutex::new(BTreeMap::new()),
             drops: watch::channel(0).0,
@@ -54,15 +60,31 @@ impl Faults {
         });
     }
 
-    /// Stop injecting: no pending errors, no delay.
+    /// Stop injecting: no pending errors, no delays.
     pub fn clear(&self) {
         self.rules.lock().unwrap().clear();
         *self.latency.lock().unwrap() = Duration::ZERO;
+        *self.write_latency.lock().unwrap() = Duration::ZERO;
     }
 
     /// Delay every response.
     pub fn set_latency(&self, latency: Duration) {
         *self.latency.lock().unwrap() = latency;
+    }
+
+    /// Delay the responses to writes (create, update, patch, delete)
+    /// further, on top of [`Faults::set_latency`]: a slow etcd.
+    pub fn set_write_latency(&self, latency: Duration) {
+        *self.write_latency.lock().unwrap() = latency;
+    }
+
+    /// The injected errors still to answer: (verb, code, times).
+    pub fn pending(&self) -> Vec<(&'static str, u16, u32)> {
+        let rules = self.rules.lock().unwrap();
+        rules
+            .iter()
+            .map(|r| (r.verb, r.code, r.remaining))
+            .collect()
     }
 
     /// End every open watch stream now (clients must re-watch).
@@ -89,8 +111,22 @@ impl Faults {
         self.counts.lock().unwrap().clone()
     }
 
-    pub(super) fn latency(&self) -> Duration {
+    pub fn latency(&self) -> Duration {
         *self.latency.lock().unwrap()
+    }
+
+    pub fn write_latency(&self) -> Duration {
+        *self.write_latency.lock().unwrap()
+    }
+
+    /// How long to hold a response to `verb`.
+    pub(super) fn delay(&self, verb: &str) -> Duration {
+        let write = if WRITE_VERBS.contains(&verb) {
+            self.write_latency()
+        } else {
+            Duration::ZERO
+        };
+        self.latency() + write
     }
 
     /// Count a request and return the injected error for it, if any.

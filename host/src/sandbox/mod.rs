@@ -2,16 +2,63 @@
 //! reached only over HTTP through kube-rs, like a real cluster. A test
 //! double, named so in everything it prints.
 //!
-//! It serves namespaced CRUD for the kinds registered with it, the status
-//! subresource, merge and JSON patches, resourceVersions with 409 on stale
-//! writes, list + watch with bookmarks and `410 Gone`, finalizers and
-//! deletion timestamps, label selectors and `Status` error bodies. Operator
-//! simulators move Spark applications and pods along ([`operators`]);
-//! [`Faults`] injects errors, latency and dropped watches.
+//! What it implements, as kube-apiserver does where the host relies on it:
+//!
+//! - namespaced CRUD for the kinds registered with it (Pods, ConfigMaps,
+//!   Jobs, ResourceQuotas, CRDs, and whatever a created CRD or the caller
+//!   registers), discovery, the status subresource, merge and JSON patches
+//!   (a strategic merge patch is taken as a merge patch), resourceVersions
+//!   with 409 on stale writes, generations, list + watch with bookmarks and
+//!   `410 Gone`, label selectors, and `Status` error bodies (`store`, `api`);
+//! - DELETE with `propagationPolicy` (`Orphan`, `Background`, `Foreground`)
+//!   or `orphanDependents`, from the `DeleteOptions` body or the query,
+//!   preconditions, finalizers and deletion timestamps; with no policy,
+//!   `batch/v1` Jobs orphan their dependents, the rest go in the background
+//!   (`deletion`);
+//! - `metadata.managedFields` on create, update and patch (`fields`);
+//! - ResourceQuota admission for object counts (`count/<plural>.<group>`,
+//!   `pods`...), with 403 and kube-apiserver's message (`quota`).
+//!
+//! And what kube-controller-manager and operators would do: the garbage
+//! collector (`gc`; off with `garbage_collector: false`), the quota
+//! controller filling quotas' `status.hard`/`status.used`, and operator
+//! simulators moving Spark applications, Jobs (and their pods) and pods
+//! along ([`operators`]). [`Faults`] injects errors, latency (all or writes
+//! only) and dropped watches.
+//!
+//! Not implemented: server-side apply, field selectors, graceful pod
+//! termination (pods go at once), admission webhooks, RBAC (any token is
+//! accepted), cluster-scoped kinds besides CRDs.
+//!
+//! # Control endpoint
+//!
+//! A test in another process (the sandbox run as `flytewasm sandbox`)
+//! drives [`Faults`] over HTTP on the sandbox's own address; these
+//! requests are not counted and never meet faults or latency:
+//!
+//! ```text
+//! POST /sandbox.flytewasm.io/v1/faults
+//! {"clear": true,                                   // first: no errors, no latency
+//!  "failNext": [{"verb": "create", "code": 503, "times": 3}],
+//!  "latencyMs": 200,                                // every response
+//!  "writeLatencyMs": 2000,                          // create/update/patch/delete, on top
+//!  "dropWatches": true}                             // any subset
+//!
+//! GET /sandbox.flytewasm.io/v1/faults   (POST answers the same)
+//! {"requests": {"create": 4, ...}, "errorsServed": {"create 503": 3},
+//!  "latencyMs": 200, "writeLatencyMs": 2000, "failNext": [...still pending]}
+//! ```
+//!
+//! A bad request is a 400 with a `Status` body, and changes nothing.
 
 mod api;
+mod control;
+mod deletion;
 mod faults;
+mod fields;
+mod gc;
 pub mod operators;
+mod quota;
 mod store;
 
 use std::net::SocketAddr;
@@ -27,6 +74,7 @@ use store::Store;
 struct Shared {
     store: Store,
     faults: Faults,
+    quotas: quota::Quotas,
     /// Default time between simulated states.
     step: Duration,
 }
@@ -42,6 +90,9 @@ pub struct SandboxConfig {
     pub kinds: Vec<Kind>,
     /// Past events a watch can resume from; older versions are `410 Gone`.
     pub event_history: usize,
+    /// Run the garbage collector (off: orphan and foreground deletions wait
+    /// forever for their finalizers, as without kube-controller-manager).
+    pub garbage_collector: bool,
 }
 
 impl Default for SandboxConfig {
@@ -52,6 +103,7 @@ impl Default for SandboxConfig {
             step: Duration::from_millis(500),
             kinds: vec![operators::spark_kind()],
             event_history: 20_000,
+            garbage_collector: true,
         }
     }
 }
@@ -60,8 +112,8 @@ impl Default for SandboxConfig {
 pub struct Sandbox {
     addr: SocketAddr,
     shared: Arc<Shared>,
-    server: tokio::task::JoinHandle<()>,
-    operators: tokio::task::JoinHandle<()>,
+    /// The API server, the simulators and the controllers.
+    tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// Registers kinds with a running sandbox (see [`Sandbox::kinds`]).
@@ -80,12 +132,14 @@ impl Sandbox {
         let shared = Arc::new(Shared {
             store: Store::new(config.event_history),
             faults: Faults::default(),
+            quotas: quota::Quotas::default(),
             step: config.step,
         });
         let core = [
             operators::pod_kind(),
             Kind::new("v1", "ConfigMap", "configmaps"),
-            Kind::new("batch/v1", "Job", "jobs"),
+            operators::job_kind(),
+            quota::quota_kind(),
             api::crd_kind(),
         ];
         for kind in core.into_iter().chain(config.kinds) {
@@ -106,13 +160,19 @@ impl Sandbox {
                 tracing::error!(target: "sandbox", "[sandbox] the API server stopped: {err}");
             }
         });
-        let operators = operators::start(shared.clone());
+        let mut tasks = vec![
+            server,
+            operators::start(shared.clone()),
+            on_changes(shared.clone(), quota::reconcile),
+        ];
+        if config.garbage_collector {
+            tasks.push(on_changes(shared.clone(), gc::reconcile));
+        }
         tracing::info!(target: "sandbox", "[sandbox] test-double Kubernetes API serving on http://{addr}");
         Ok(Sandbox {
             addr,
             shared,
-            server,
-            operators,
+            tasks,
         })
     }
 
@@ -153,7 +213,30 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        self.server.abort();
-        self.operators.abort();
+        for task in &self.tasks {
+            task.abort();
+        }
     }
+}
+
+/// Run a whole-store controller pass after each batch of changes (the
+/// events queued meanwhile are one batch), until the sandbox stops. A
+/// pass's own writes start the next pass, which finds nothing to do.
+fn on_changes(shared: Arc<Shared>, pass: fn(&Shared)) -> tokio::task::JoinHandle<()> {
+    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+    let mut events = shared.store.subscribe();
+    tokio::spawn(async move {
+        loop {
+            if let Err(RecvError::Closed) = events.recv().await {
+                return;
+            }
+            loop {
+                match events.try_recv() {
+                    Ok(_) | Err(TryRecvError::Lagged(_)) => continue,
+                    Err(_) => break,
+                }
+            }
+            pass(&shared);
+        }
+    })
 }

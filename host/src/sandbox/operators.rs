@@ -5,8 +5,12 @@
 //!   RUNNING (driver pod, UI address) → COMPLETED (termination time).
 //! - kubelet: a new Pod goes Pending → Running → Succeeded.
 //! - Job controller (and Kueue): a suspended Job waits, then is admitted
-//!   (`spec.suspend` set to false, as Kueue does); a Job runs its pods and
-//!   ends `Complete` (or `Failed` with `BackoffLimitExceeded`).
+//!   (`spec.suspend` set to false, as Kueue does); once running, a Job
+//!   creates `spec.parallelism` pods from its template (named
+//!   `<job>-<5 letters>`, labelled `job-name`, `batch.kubernetes.io/job-name`
+//!   and `controller-uid`, owned by the Job) and ends `Complete` (or
+//!   `Failed` with `BackoffLimitExceeded`). The pods carry the Job's outcome
+//!   and step annotations, so the kubelet simulator runs them alike.
 //!
 //! An object's annotations choose its fate:
 //! `sandbox.flytewasm.io/outcome`: `succeed` (default), `fail`,
@@ -22,6 +26,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::Shared;
+use super::fields::Writer;
 use super::store::{EventType, Kind, now_rfc3339};
 
 pub const OUTCOME_ANNOTATION: &str = "sandbox.flytewasm.io/outcome";
@@ -102,7 +107,8 @@ pub(super) fn start(shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {
 }
 
 /// Apply each step in turn, `step` apart, while the object lives: a step
-/// replaces the status and may merge into the spec (`{"status", "spec"}`).
+/// replaces the status and may merge into the spec (`{"status", "spec"}`);
+/// a Job's step may first create its pods (`"createPods": true`).
 async fn advance(
     shared: Arc<Shared>,
     kind: Kind,
@@ -114,6 +120,9 @@ async fn advance(
 ) {
     for change in steps {
         tokio::time::sleep(step).await;
+        if change["createPods"] == true && !create_job_pods(&shared, &namespace, &name, &uid) {
+            return;
+        }
         let updated = shared.store.update(&kind, &namespace, &name, |current| {
             let mut next = current.clone();
             if current["metadata"]["uid"] != uid
@@ -131,6 +140,76 @@ async fn advance(
             return;
         }
     }
+}
+
+/// The Job controller's pods for a running Job (false: the Job is gone or
+/// being deleted, so the controller stops).
+fn create_job_pods(shared: &Shared, namespace: &str, name: &str, uid: &Value) -> bool {
+    let Ok(job) = shared.store.get(&job_kind(), namespace, name) else {
+        return false;
+    };
+    if job["metadata"]["uid"] != *uid || !job["metadata"]["deletionTimestamp"].is_null() {
+        return false;
+    }
+    let writer = Writer {
+        manager: "kube-controller-manager".into(),
+        api_version: "v1".into(),
+        status: false,
+    };
+    let parallelism = job["spec"]["parallelism"].as_u64().unwrap_or(1);
+    for _ in 0..parallelism {
+        let created = shared.quotas.create(
+            &shared.store,
+            &pod_kind(),
+            namespace,
+            job_pod(&job),
+            &writer,
+        );
+        if let Err(err) = created {
+            // As the real controller: the Job keeps going, an event says why.
+            tracing::warn!(target: "sandbox", "[sandbox] job {namespace}/{name}: cannot create a pod: {}", err.message);
+        }
+    }
+    true
+}
+
+/// A pod from the Job's template, as the Job controller makes it.
+fn job_pod(job: &Value) -> Value {
+    let meta = &job["metadata"];
+    let name = meta["name"].as_str().unwrap_or_default();
+    let uid = &meta["uid"];
+    let template = &job["spec"]["template"];
+    let mut labels = template["metadata"]["labels"].clone();
+    if !labels.is_object() {
+        labels = json!({});
+    }
+    for key in ["job-name", "batch.kubernetes.io/job-name"] {
+        labels[key] = json!(name);
+    }
+    for key in ["controller-uid", "batch.kubernetes.io/controller-uid"] {
+        labels[key] = uid.clone();
+    }
+    let mut annotations = template["metadata"]["annotations"].clone();
+    if !annotations.is_object() {
+        annotations = json!({});
+    }
+    for key in [OUTCOME_ANNOTATION, STEP_ANNOTATION] {
+        if let Some(value) = meta["annotations"].get(key) {
+            annotations[key] = value.clone();
+        }
+    }
+    let mut suffix = [0u8; 5];
+    let _ = getrandom::fill(&mut suffix);
+    let suffix: String = suffix.iter().map(|b| (b'a' + b % 26) as char).collect();
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {
+            "name": format!("{name}-{suffix}"), "labels": labels, "annotations": annotations,
+            "ownerReferences": [{ "apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": uid,
+                                  "controller": true, "blockOwnerDeletion": true }],
+        },
+        "spec": template["spec"],
+    })
 }
 
 fn outcome(object: &Value) -> &str {
@@ -241,7 +320,7 @@ fn job_steps(job: &Value) -> Vec<Value> {
         steps.push(json!({ "spec": { "suspend": false }, "status": { "conditions": conditions, "startTime": now_rfc3339() } }));
     }
     let running = json!({ "startTime": now_rfc3339(), "active": parallelism, "ready": parallelism, "conditions": conditions });
-    steps.push(json!({ "status": running }));
+    steps.push(json!({ "status": running, "createPods": true }));
     match outcome(job) {
         "fail" => {
             let mut failed = conditions.clone();

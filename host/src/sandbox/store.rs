@@ -1,13 +1,18 @@
 //! The sandbox's objects: namespaced CRUD with Kubernetes semantics —
 //! resourceVersions and 409 on stale writes, the status subresource,
 //! merge and JSON patches, finalizers and deletion timestamps, label
-//! selectors, and an event log that watches replay from.
+//! selectors, generations, managedFields ([`fields`](super::fields)),
+//! deletion options ([`deletion`](super::deletion)), and an event log that
+//! watches replay from.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
+
+use super::deletion::{self, DeleteOptions};
+use super::fields::{self, Writer};
 
 /// A kind the sandbox serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -218,6 +223,7 @@ impl Store {
         kind: &Kind,
         namespace: &str,
         mut object: Value,
+        writer: &Writer,
     ) -> Result<Value, ApiError> {
         let name = object["metadata"]["name"]
             .as_str()
@@ -272,6 +278,7 @@ impl Store {
         if let Some(map) = object.as_object_mut() {
             map.remove("status");
         }
+        fields::record(&Value::Null, &mut object, writer);
         Ok(inner.commit(self, kind, key, object, EventType::Added))
     }
 
@@ -282,12 +289,12 @@ impl Store {
         namespace: &str,
         name: &str,
         object: Value,
-        status: bool,
+        writer: &Writer,
     ) -> Result<Value, ApiError> {
         self.update(kind, namespace, name, |current| {
             check_resource_version(&object, current)?;
             let mut next = current.clone();
-            if status {
+            if writer.status {
                 next["status"] = object["status"].clone();
             } else {
                 let kept_status = current["status"].clone();
@@ -295,6 +302,7 @@ impl Store {
                 next["status"] = kept_status;
                 preserve_system_metadata(&mut next, current);
             }
+            fields::record(current, &mut next, writer);
             Ok(next)
         })
     }
@@ -305,8 +313,9 @@ impl Store {
         namespace: &str,
         name: &str,
         patch: &Patch,
-        status: bool,
+        writer: &Writer,
     ) -> Result<Value, ApiError> {
+        let status = writer.status;
         self.update(kind, namespace, name, |current| {
             let mut next = current.clone();
             match patch {
@@ -330,12 +339,21 @@ impl Store {
                 next["status"] = current["status"].clone();
                 preserve_system_metadata(&mut next, current);
             }
+            fields::record(current, &mut next, writer);
             Ok(next)
         })
     }
 
-    /// Delete now, or mark for deletion while finalizers remain.
-    pub fn delete(&self, kind: &Kind, namespace: &str, name: &str) -> Result<Value, ApiError> {
+    /// Delete now, or mark for deletion while finalizers remain (the
+    /// policy's GC finalizers included, see [`deletion`]). Also says
+    /// whether the object is gone.
+    pub fn delete(
+        &self,
+        kind: &Kind,
+        namespace: &str,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> Result<(Value, bool), ApiError> {
         let mut inner = self.inner.lock().unwrap();
         let key = (kind.key(), namespace.to_owned(), name.to_owned());
         let current = inner
@@ -343,15 +361,38 @@ impl Store {
             .get(&key)
             .cloned()
             .ok_or_else(|| ApiError::not_found(kind, name))?;
-        if has_finalizers(&current) {
-            if !current["metadata"]["deletionTimestamp"].is_null() {
-                return Ok(current);
-            }
-            let mut next = current;
-            next["metadata"]["deletionTimestamp"] = json!(now_rfc3339());
-            return Ok(inner.commit(self, kind, key, next, EventType::Modified));
+        options.check_preconditions(&current)?;
+        let finalizers = deletion::finalizers(kind, &current, options);
+        if finalizers.is_empty() {
+            return Ok((inner.remove(self, kind, key), true));
         }
-        Ok(inner.remove(self, kind, key))
+        let mut next = current.clone();
+        let meta = &mut next["metadata"];
+        meta["finalizers"] = json!(finalizers);
+        if meta["deletionTimestamp"].is_null() {
+            meta["deletionTimestamp"] = json!(now_rfc3339());
+            if let Some(generation) = meta["generation"].as_i64().filter(|g| *g > 0) {
+                meta["generation"] = json!(generation + 1);
+            }
+        }
+        meta["deletionGracePeriodSeconds"] = json!(0);
+        if next == current {
+            return Ok((current, false));
+        }
+        Ok((
+            inner.commit(self, kind, key, next, EventType::Modified),
+            false,
+        ))
+    }
+
+    /// Visit every object (kind key, namespace, object) under the lock:
+    /// how the controllers that look at the whole store read it. `visit`
+    /// must not call the store.
+    pub fn scan(&self, mut visit: impl FnMut(&str, &str, &Value)) {
+        let inner = self.inner.lock().unwrap();
+        for ((kind_key, namespace, _), object) in &inner.objects {
+            visit(kind_key, namespace, object);
+        }
     }
 
     /// Apply a change computed from the current object (controllers use
@@ -370,9 +411,16 @@ impl Store {
             .get(&key)
             .cloned()
             .ok_or_else(|| ApiError::not_found(kind, name))?;
-        let next = change(&current)?;
+        let mut next = change(&current)?;
         if next == current {
             return Ok(current);
+        }
+        // Like a custom resource's: a change besides metadata and status
+        // is a new generation.
+        if content_changed(&current, &next)
+            && let Some(generation) = current["metadata"]["generation"].as_i64()
+        {
+            next["metadata"]["generation"] = json!(generation + 1);
         }
         if !next["metadata"]["deletionTimestamp"].is_null() && !has_finalizers(&next) {
             return Ok(inner.remove(self, kind, key));
@@ -451,6 +499,22 @@ fn check_resource_version(body: &Value, current: &Value) -> Result<(), ApiError>
     }
 }
 
+/// Whether anything besides metadata and status differs.
+fn content_changed(current: &Value, next: &Value) -> bool {
+    let (Some(current), Some(next)) = (current.as_object(), next.as_object()) else {
+        return current != next;
+    };
+    let content = |key: &String| key != "metadata" && key != "status";
+    current
+        .iter()
+        .filter(|(k, _)| content(k))
+        .any(|(k, v)| next.get(k) != Some(v))
+        || next
+            .keys()
+            .filter(|k| content(k))
+            .any(|k| !current.contains_key(k))
+}
+
 /// Fields clients cannot change.
 fn preserve_system_metadata(next: &mut Value, current: &Value) {
     for field in [
@@ -459,6 +523,9 @@ fn preserve_system_metadata(next: &mut Value, current: &Value) {
         "namespace",
         "name",
         "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+        "resourceVersion",
     ] {
         next["metadata"][field] = current["metadata"][field].clone();
     }
