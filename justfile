@@ -70,3 +70,4 @@ bench: build-plugins
     cargo bench -p flytewasm --bench agent
     cargo bench -p flytewasm --bench swap
     cargo bench -p flytewasm --bench resource_meta
+    cargo bench -p flytewasm --bench agent_path

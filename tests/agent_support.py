@@ -160,7 +160,7 @@ def get_until_done(agent, template, meta, timeout=30):
 
 def sandbox_object(server, meta):
     """The SparkApplication as the sandbox's API serves it, or None."""
-    state = meta_json(meta)["state"]
+    state = meta_json(meta)
     url = (
         f"{server.found[SANDBOX]}/apis/sparkoperator.k8s.io/v1beta2/namespaces/"
         f"{state['namespace']}/sparkapplications/{state['name']}"

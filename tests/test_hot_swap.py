@@ -88,7 +88,7 @@ def test_plugins_swap_under_load(flytewasm_bin, plugins_dir, template, tmp_path)
         slow = {"sandbox.flytewasm.io/step-ms": "700"}
         before = [agent.CreateTask(create_request(template, f"swap-old{i}", slow), timeout=30).resource_meta for i in range(3)]
         loop.metas.extend(before)
-        assert agent_support.meta_json(before[0])["state"]["pluginDigest"] == sha256(old_bytes)
+        assert agent_support.meta_json(before[0])["pluginDigest"] == sha256(old_bytes)
 
         # A rebuilt plugin lands: new tasks get it, running ones carry on.
         publish(directory, "spark.wasm", new_bytes)
@@ -96,7 +96,7 @@ def test_plugins_swap_under_load(flytewasm_bin, plugins_dir, template, tmp_path)
             p["state"] == "serving" and p["version"] == "0.1.0-next" for p in plugins_listing(server)))
         after = agent.CreateTask(create_request(template, "swap-new", slow), timeout=30).resource_meta
         loop.metas.append(after)
-        assert agent_support.meta_json(after)["state"]["pluginDigest"] == sha256(new_bytes)
+        assert agent_support.meta_json(after)["pluginDigest"] == sha256(new_bytes)
         app = sandbox_object(server, after)
         assert app["metadata"]["annotations"]["flytewasm.io/plugin-digest"] == sha256(new_bytes)
         listing = plugins_listing(server)
@@ -113,7 +113,7 @@ def test_plugins_swap_under_load(flytewasm_bin, plugins_dir, template, tmp_path)
         assert listed.returncode == 0, listed.stderr
         assert "0.1.0-next" in listed.stdout and "not a valid WebAssembly component" in listed.stdout, listed.stdout
         still = agent.CreateTask(create_request(template, "swap-broken", slow), timeout=30).resource_meta
-        assert agent_support.meta_json(still)["state"]["pluginDigest"] == sha256(new_bytes)
+        assert agent_support.meta_json(still)["pluginDigest"] == sha256(new_bytes)
 
         # A plugin for a future contract version is refused by name.
         publish(directory, "future.wasm", WIT_NEXT.read_bytes())

@@ -1,6 +1,5 @@
 //! `just bench`: what signing `resource_meta` costs a GetTask. In one run:
-//! the MAC check alone, decoding a signed meta (MAC + JSON + the task's
-//! base64 TaskTemplate), and a whole in-process GetTask of a running Spark
+//! the MAC check alone, decoding a signed meta (MAC + JSON), and a whole in-process GetTask of a running Spark
 //! task on the embedded sandbox (decode, watch-cache read, the plugin's
 //! get-task-phase in a fresh wasm instance). Reports medians and the share
 //! of a GetTask the MAC check is.
@@ -8,9 +7,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flytewasm::agent::{AgentService, MetaKeys, Metrics, ResourceMeta};
+use flytewasm::agent::{AgentService, MetaKeys, Metrics, decode_meta};
 use flytewasm::cluster::Cluster;
-use flytewasm::executor::Executor;
+use flytewasm::executor::{Executor, Tasks};
 use flytewasm::registry::{LivePlugins, Registry};
 use flytewasm::sandbox::{Sandbox, SandboxConfig};
 use flytewasm::testkit;
@@ -62,7 +61,7 @@ fn main() {
             &spark.info().kind.plural,
         ));
         let service = AgentService::new(
-            Executor::new(Arc::new(cluster), Arc::default()),
+            Tasks::new(Executor::new(Arc::new(cluster), Arc::default())),
             LivePlugins::fixed(Registry::from_plugins(vec![spark]).unwrap()),
             Arc::new(Metrics::default()),
             keys.clone(),
@@ -112,7 +111,7 @@ fn main() {
         std::hint::black_box(keys.verify(std::hint::black_box(&meta)).unwrap());
     });
     let decode = measure(21, 500, || {
-        std::hint::black_box(ResourceMeta::decode(std::hint::black_box(&meta), &keys).unwrap());
+        std::hint::black_box(decode_meta(std::hint::black_box(&meta), &keys).unwrap());
     });
     let get_task = measure(21, 50, || {
         runtime
@@ -121,7 +120,7 @@ fn main() {
     });
     println!("resource_meta: {} bytes, signed", meta.len());
     println!("MAC check (keyed BLAKE3)        median {:>9.2?}", verify);
-    println!("decode (MAC + JSON + template)  median {:>9.2?}", decode);
+    println!("decode (MAC + JSON)             median {:>9.2?}", decode);
     println!("GetTask, in process             median {:>9.2?}", get_task);
     println!(
         "the MAC check is {:.3}% of a GetTask ({:.1}% of decoding)",

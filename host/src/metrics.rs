@@ -1,5 +1,5 @@
 //! Prometheus metrics of the host (`/metrics`): agent calls, plugin
-//! failures and phases, plugin loads and swaps.
+//! failures and phases, plugin loads and swaps, what is held in memory.
 
 use std::time::Duration;
 
@@ -50,6 +50,9 @@ pub struct Metrics {
     swaps: Family<PluginLabels, Counter>,
     load_seconds: Family<PluginLabels, Histogram, fn() -> Histogram>,
     load_failures: Family<FileLabels, Counter>,
+    cached_objects: Gauge,
+    open_watches: Gauge,
+    tracked_tasks: Gauge,
 }
 
 impl Default for Metrics {
@@ -105,8 +108,29 @@ impl Default for Metrics {
             "Plugin files refused (invalid, incompatible, not allowed, conflicting)",
             load_failures.clone(),
         );
+        let cached_objects = Gauge::default();
+        registry.register(
+            "watch_cached_objects",
+            "Objects held by the watch caches (only objects this host manages)",
+            cached_objects.clone(),
+        );
+        let open_watches = Gauge::default();
+        registry.register(
+            "watches_open",
+            "Watches open, one per (kind, namespace) with live tasks",
+            open_watches.clone(),
+        );
+        let tracked_tasks = Gauge::default();
+        registry.register(
+            "tasks_tracked",
+            "Tasks this replica keeps something about in memory (launches, last phases)",
+            tracked_tasks.clone(),
+        );
         Metrics {
             registry,
+            cached_objects,
+            open_watches,
+            tracked_tasks,
             swaps,
             load_seconds,
             load_failures,
@@ -168,6 +192,13 @@ impl Metrics {
         self.load_failures
             .get_or_create(&FileLabels { file: file.into() })
             .inc();
+    }
+
+    /// What the host holds in memory now (set at each scrape).
+    pub fn held(&self, cached_objects: usize, open_watches: usize, tracked_tasks: usize) {
+        self.cached_objects.set(cached_objects as i64);
+        self.open_watches.set(open_watches as i64);
+        self.tracked_tasks.set(tracked_tasks as i64);
     }
 
     /// The text exposition format.

@@ -174,6 +174,13 @@ async fn ready(State(health): State<Arc<Health>>) -> (StatusCode, String) {
 }
 
 async fn metrics(State(health): State<Arc<Health>>) -> ([(&'static str, &'static str); 1], String) {
+    let service = &health.service;
+    let cluster = service.executor().cluster();
+    service.metrics().held(
+        cluster.cached_objects(),
+        cluster.open_watches(),
+        service.tasks().tracked(),
+    );
     (
         [(
             "content-type",

@@ -449,6 +449,15 @@ impl Cluster {
         watches.values().map(|w| w.cache.len()).sum()
     }
 
+    /// The namespaces with a watch open now.
+    pub fn watched_namespaces(&self) -> Vec<String> {
+        let watches = self.watches.lock().unwrap();
+        let mut namespaces: Vec<String> = watches.keys().map(|(_, ns)| ns.clone()).collect();
+        namespaces.sort();
+        namespaces.dedup();
+        namespaces
+    }
+
     /// Watches open now.
     pub fn open_watches(&self) -> usize {
         self.watches.lock().unwrap().len()

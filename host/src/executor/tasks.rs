@@ -240,6 +240,13 @@ impl Tasks {
                 Ok((state, event)) => match event.phase {
                     Phase::Queued => {
                         if answered.load(Ordering::SeqCst) {
+                            // Landed after CreateTask answered: an abort or a
+                            // later attempt may have come meanwhile.
+                            if let Ok(Some(aborted)) = self.tombstone(ticket.object(), &kind).await
+                            {
+                                self.abort_state(&plugin, &request, &state).await;
+                                break Launch::Failed(aborted);
+                            }
                             self.stand_down_if_superseded(&plugin, &kind, &request, &state)
                                 .await;
                         }
@@ -387,12 +394,17 @@ impl Tasks {
             reason: String::new(),
         };
         tracing::info!(task = name, "aborting: {why}");
-        let result = match self.executor.abort(plugin, &task, &state).await {
-            Ok(_) => self.executor.finalize(plugin, &state).await,
+        self.abort_state(plugin, &task, &state).await;
+    }
+
+    /// Abort and release an object, the plugin's way; failures are logged.
+    async fn abort_state(&self, plugin: &Plugin, task: &TaskRequest, state: &TaskState) {
+        let result = match self.executor.abort(plugin, task, state).await {
+            Ok(_) => self.executor.finalize(plugin, state).await,
             Err(err) => Err(err),
         };
         if let Err(err) = result {
-            tracing::warn!(task = name, "could not abort it: {err}");
+            tracing::warn!(task = %state.name, "could not abort it: {err}");
         }
     }
 
@@ -485,7 +497,8 @@ impl Tasks {
             }));
         }
         if event.phase.is_terminal() && !carried::is_finished(&object) {
-            self.end(plugin, &task, &state, &event).await?;
+            let deleting = !object["metadata"]["deletionTimestamp"].is_null();
+            self.end(plugin, &task, &state, &event, deleting).await?;
         }
         Ok(event)
     }
@@ -544,17 +557,23 @@ impl Tasks {
     }
 
     /// The task has ended: clean up when the plugin asks to (keeping the
-    /// answer in a tombstone), else record the end on the object.
+    /// answer in a tombstone), else record the end on the object — and in a
+    /// tombstone too when the object is being deleted (it takes the record
+    /// with it).
     async fn end(
         &self,
         plugin: &Plugin,
         task: &TaskRequest,
         state: &TaskState,
         event: &PhaseEvent,
+        deleting: bool,
     ) -> Result<(), ExecutorError> {
-        if event.phase.is_failure() && event.cleanup_on_failure {
+        let cleanup = event.phase.is_failure() && event.cleanup_on_failure;
+        if deleting || cleanup {
             self.keep_tombstone((&state.namespace, &state.name), &state.kind, event)
                 .await;
+        }
+        if cleanup {
             self.executor.abort(plugin, task, state).await?;
             return self.executor.finalize(plugin, state).await;
         }
@@ -740,6 +759,36 @@ impl Tasks {
         }
     }
 
+    /// Finished objects of `kind`, in every namespace; where the host may
+    /// not list cluster-wide (namespaced RBAC), in the namespaces it knows:
+    /// those it watches and those its policy names.
+    async fn finished(&self, kind: &ResourceKind, selector: &str) -> Vec<Value> {
+        let cluster = self.executor.cluster();
+        let err = match cluster.list(kind, None, selector).await {
+            Ok(objects) => return objects,
+            Err(err) => err,
+        };
+        if err.code != 403 {
+            tracing::warn!(kind = %kind.kind, "janitor: cannot list finished objects: {err}");
+            return Vec::new();
+        }
+        let mut namespaces = cluster.watched_namespaces();
+        let named = self.executor.config().security.namespaces.iter().flatten();
+        namespaces.extend(named.filter(|ns| !ns.contains('{')).cloned());
+        namespaces.sort();
+        namespaces.dedup();
+        let mut objects = Vec::new();
+        for namespace in namespaces {
+            match cluster.list(kind, Some(&namespace), selector).await {
+                Ok(found) => objects.extend(found),
+                Err(err) => {
+                    tracing::warn!(kind = %kind.kind, %namespace, "janitor: cannot list finished objects: {err}")
+                }
+            }
+        }
+        objects
+    }
+
     /// One janitor round; returns how many objects it deleted.
     pub async fn sweep(&self, plugins: &[Plugin]) -> usize {
         let config = &self.executor.config().tasks;
@@ -763,13 +812,7 @@ impl Tasks {
         let cluster = self.executor.cluster();
         let mut deleted = 0;
         for (plugin, kind) in kinds {
-            let objects = match cluster.list(&kind, None, &selector).await {
-                Ok(objects) => objects,
-                Err(err) => {
-                    tracing::warn!(kind = %kind.kind, "janitor: cannot list finished objects: {err}");
-                    continue;
-                }
-            };
+            let objects = self.finished(&kind, &selector).await;
             for object in objects {
                 let expired = carried::finished_at(&object)
                     .is_some_and(|at| chrono::Utc::now() - at >= retention);

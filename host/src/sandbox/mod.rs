@@ -230,12 +230,7 @@ fn on_changes(shared: Arc<Shared>, pass: fn(&Shared)) -> tokio::task::JoinHandle
             if let Err(RecvError::Closed) = events.recv().await {
                 return;
             }
-            loop {
-                match events.try_recv() {
-                    Ok(_) | Err(TryRecvError::Lagged(_)) => continue,
-                    Err(_) => break,
-                }
-            }
+            while let Ok(_) | Err(TryRecvError::Lagged(_)) = events.try_recv() {}
             pass(&shared);
         }
     })

@@ -1,0 +1,356 @@
+//! `just bench`: the agent path as propeller drives it. In one run:
+//!
+//! 1. CreateTask latency (p50, p99) on the embedded sandbox with every
+//!    write taking 2 s, beside the same with no injected latency: the
+//!    answer is bounded by `tasks.create-answer-within-ms`, not by the API.
+//! 2. `resource_meta` bytes for a task whose pod template is 100 KB, beside
+//!    a minimal task, and beside what the whole task weighs (what version 1
+//!    of the layout carried), and the compressed task on the object.
+//! 3. `flytewasm serve`'s resident memory with 10,000 foreign objects of the
+//!    kind in 1,000 watched namespaces, beside the same with none (a
+//!    `flytewasm sandbox` process holds them, so the figure is the host's).
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flytewasm::agent::{AgentService, MetaKeys, Metrics};
+use flytewasm::cluster::Cluster;
+use flytewasm::executor::{Executor, Tasks};
+use flytewasm::registry::{LivePlugins, Registry};
+use flytewasm::sandbox::{Sandbox, SandboxConfig};
+use flytewasm::testkit;
+use flytewasm_proto::flyteidl::admin::{CreateTaskRequest, TaskExecutionMetadata};
+use flytewasm_proto::flyteidl::core::{
+    K8sPod, NodeExecutionIdentifier, TaskExecutionIdentifier, TaskTemplate,
+    WorkflowExecutionIdentifier, task_template::Target,
+};
+use flytewasm_proto::flyteidl::service::async_agent_service_client::AsyncAgentServiceClient;
+use flytewasm_proto::flyteidl::service::async_agent_service_server::AsyncAgentService;
+use kube::api::{DynamicObject, PostParams};
+use serde_json::json;
+use tonic::Request;
+
+fn create(template: TaskTemplate, namespace: &str, execution: &str) -> CreateTaskRequest {
+    CreateTaskRequest {
+        template: Some(template),
+        output_prefix: "s3://bucket/out".into(),
+        task_execution_metadata: Some(TaskExecutionMetadata {
+            task_execution_id: Some(TaskExecutionIdentifier {
+                node_execution_id: Some(NodeExecutionIdentifier {
+                    node_id: "n0".into(),
+                    execution_id: Some(WorkflowExecutionIdentifier {
+                        project: "p".into(),
+                        domain: "d".into(),
+                        name: execution.into(),
+                        ..Default::default()
+                    }),
+                }),
+                ..Default::default()
+            }),
+            namespace: namespace.into(),
+            annotations: [("sandbox.flytewasm.io/outcome".into(), "run-forever".into())].into(),
+            ..Default::default()
+        }),
+        inputs: None,
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn service(sandbox: &Sandbox) -> AgentService {
+    let cluster = Cluster::new(sandbox.client().unwrap());
+    AgentService::new(
+        Tasks::new(Executor::new(Arc::new(cluster), Arc::default())),
+        LivePlugins::fixed(Registry::from_plugins(vec![testkit::plugin("spark")]).unwrap()),
+        Arc::new(Metrics::default()),
+        MetaKeys::ephemeral(),
+        false,
+    )
+}
+
+/// CreateTask latencies of `count` tasks, sorted.
+async fn create_latencies(sandbox: &Sandbox, label: &str, count: usize) -> Vec<Duration> {
+    let service = service(sandbox);
+    let template = testkit::spark_task("bench", "unused").template;
+    let mut took = Vec::with_capacity(count);
+    for i in 0..count {
+        let started = Instant::now();
+        service
+            .create_task(Request::new(create(
+                template.clone(),
+                "bench",
+                &format!("{label}-{i}"),
+            )))
+            .await
+            .unwrap();
+        took.push(started.elapsed());
+    }
+    took.sort();
+    took
+}
+
+/// A Spark task whose pod template is about `bytes` long.
+fn big_pod_task(bytes: usize) -> TaskTemplate {
+    let env: Vec<_> = (0..bytes / 100)
+        .map(|i| json!({ "name": format!("SETTING_{i:05}"), "value": format!("{:x}", md5ish(i)).repeat(4) }))
+        .collect();
+    let pod = json!({ "containers": [{ "name": "primary", "image": "spark:3.5", "env": env }] });
+    let mut template = testkit::spark_task("bench", "unused").template;
+    template.target = Some(Target::K8sPod(K8sPod {
+        pod_spec: Some(serde_json::from_value(pod).unwrap()),
+        ..Default::default()
+    }));
+    template
+}
+
+/// Incompressible-looking values, so compression is not flattered.
+fn md5ish(i: usize) -> u64 {
+    (i as u64 + 1)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .rotate_left(17)
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        // 1. CreateTask with slow writes.
+        let sandbox = Sandbox::start(SandboxConfig {
+            step: Duration::from_secs(3600),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let fast = create_latencies(&sandbox, "fast", 100).await;
+        sandbox.faults().set_latency(Duration::from_secs(2));
+        let slow = create_latencies(&sandbox, "slow", 100).await;
+        sandbox.faults().clear();
+        println!("CreateTask, 100 tasks each, in process on the embedded sandbox");
+        for (label, took) in [("API as is", &fast), ("every API call 2 s", &slow)] {
+            println!(
+                "  {label:<22} p50 {:>8.2?}  p99 {:>8.2?}  max {:>8.2?}",
+                percentile(took, 0.5),
+                percentile(took, 0.99),
+                took.last().unwrap()
+            );
+        }
+
+        // 2. resource_meta size.
+        let service = service(&sandbox);
+        let small = testkit::spark_task("bench", "unused").template;
+        let big = big_pod_task(100_000);
+        let template_bytes = prost::Message::encoded_len(&big);
+        for (label, template) in [("minimal Spark task", small), ("100 KB pod template", big)] {
+            let meta = service
+                .create_task(Request::new(create(template.clone(), "bench", &format!("size-{}", label.len()))))
+                .await
+                .unwrap()
+                .into_inner()
+                .resource_meta;
+            let task = flytewasm::agent::task_request(create(template, "bench", "x"), "bench").unwrap();
+            let whole = serde_json::to_vec(&task).unwrap().len();
+            let (_, annotations) = flytewasm::executor::carried::identity(&task).unwrap();
+            let carried = annotations[flytewasm::executor::carried::CONTEXT_ANNOTATION].len();
+            println!(
+                "resource_meta for a {label:<20} {:>5} bytes (the task: {whole:>7} bytes of JSON, {carried:>6} bytes compressed on the object)",
+                meta.len()
+            );
+        }
+        println!("  (the 100 KB pod template is {template_bytes} bytes of protobuf)");
+    });
+
+    // 3. RSS with foreign objects.
+    let baseline = serve_rss_with_foreign(0);
+    let crowded = serve_rss_with_foreign(10_000);
+    println!(
+        "flytewasm serve RSS, 1,000 namespaces watched (one task each), sandbox in another process"
+    );
+    println!(
+        "  no foreign objects             {:>6} MiB  cached objects {}",
+        baseline.0 / 1024,
+        baseline.1
+    );
+    println!(
+        "  10,000 foreign objects         {:>6} MiB  cached objects {}",
+        crowded.0 / 1024,
+        crowded.1
+    );
+    println!(
+        "  ratio                          {:>6.2}x",
+        crowded.0 as f64 / baseline.0 as f64
+    );
+}
+
+/// Start a sandbox process with `foreign` SparkApplications not ours spread
+/// over 1,000 namespaces, run one task in each namespace through a `serve`
+/// process, and report serve's RSS (KiB) and its cached objects.
+fn serve_rss_with_foreign(foreign: usize) -> (u64, u64) {
+    let root = testkit::workspace_dir();
+    let bin = env!("CARGO_BIN_EXE_flytewasm");
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("sandbox.kubeconfig");
+    let (mut sandbox, url) = spawn(
+        Command::new(bin)
+            .args([
+                "sandbox",
+                "--port",
+                "0",
+                "--step-ms",
+                "3600000",
+                "--plugins",
+            ])
+            .arg(root.join("target/plugins"))
+            .arg("--kubeconfig")
+            .arg(&kubeconfig),
+        |line| {
+            line.split_once("serving at ")
+                .map(|(_, url)| url.trim().to_owned())
+        },
+    );
+    let keys = dir.path().join("keys.yaml");
+    std::fs::write(
+        &keys,
+        "signing-key: k1\nkeys:\n  k1: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n",
+    )
+    .unwrap();
+    let config = dir.path().join("host.yaml");
+    std::fs::write(
+        &config,
+        format!("security:\n  resource-meta-keys: {}\n", keys.display()),
+    )
+    .unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let namespaces = 1000;
+    runtime.block_on(async {
+        let mut config = kube::Config::new(url.parse().unwrap());
+        config.default_namespace = "default".into();
+        let client = kube::Client::try_from(config).unwrap();
+        let resource = kube::api::ApiResource::from_gvk_with_plural(
+            &kube::api::GroupVersionKind::gvk(
+                "sparkoperator.k8s.io",
+                "v1beta2",
+                "SparkApplication",
+            ),
+            "sparkapplications",
+        );
+        let bulk = "x".repeat(2_000);
+        futures::future::join_all((0..foreign).map(|i| {
+            let api: kube::Api<DynamicObject> = kube::Api::namespaced_with(
+                client.clone(),
+                &format!("ns-{}", i % namespaces),
+                &resource,
+            );
+            let object: DynamicObject = serde_json::from_value(json!({
+                "apiVersion": "sparkoperator.k8s.io/v1beta2", "kind": "SparkApplication",
+                "metadata": { "name": format!("foreign-{i}"), "annotations": { "bulk": bulk } },
+                "spec": { "mainApplicationFile": "local:///app.py" },
+            }))
+            .unwrap();
+            async move { api.create(&PostParams::default(), &object).await.unwrap() }
+        }))
+        .await;
+    });
+    let (mut serve, grpc) = spawn(
+        Command::new(bin)
+            .args([
+                "serve",
+                "--grpc",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+                "--config",
+            ])
+            .arg(&config)
+            .arg("--plugins")
+            .arg(root.join("target/plugins"))
+            .env("KUBECONFIG", &kubeconfig)
+            .env("FLYTEWASM_CACHE_DIR", root.join("target/flytewasm-cache"))
+            .env("FLYTEWASM_LOG", "warn"),
+        |line| line.contains("agent gRPC on ").then(|| line.to_owned()),
+    );
+    let address = |after: &str, end: char| {
+        let rest = grpc.split_once(after).unwrap().1;
+        rest.split(end).next().unwrap().trim().to_owned()
+    };
+    let (grpc, http) = (
+        address("agent gRPC on ", ';'),
+        address("metrics on http://", ' '),
+    );
+    let cached = runtime.block_on(async {
+        let mut agent = AsyncAgentServiceClient::connect(format!("http://{grpc}"))
+            .await
+            .unwrap();
+        let template = testkit::spark_task("bench", "unused").template;
+        for i in 0..namespaces {
+            agent
+                .create_task(create(
+                    template.clone(),
+                    &format!("ns-{i}"),
+                    &format!("rss-{i}"),
+                ))
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        metric(&http, "flytewasm_watch_cached_objects")
+    });
+    let rss = current_rss_kib(serve.id());
+    for child in [&mut serve, &mut sandbox] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    (rss, cached)
+}
+
+/// One gauge from a `/metrics` page.
+fn metric(address: &str, name: &str) -> u64 {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
+    let mut page = String::new();
+    stream.read_to_string(&mut page).unwrap();
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn current_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// A process and what `found` picked out of its output.
+fn spawn(command: &mut Command, found: impl Fn(&str) -> Option<String>) -> (Child, String) {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|err| panic!("starting {command:?}: {err}"));
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let value = loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("{command:?} exited early"))
+            .unwrap();
+        if let Some(value) = found(&line) {
+            break value;
+        }
+    };
+    std::thread::spawn(move || lines.for_each(drop));
+    (child, value)
+}

@@ -1,0 +1,418 @@
+//! The agent path as propeller drives it, against the embedded sandbox:
+//! CreateTask under propeller's 3 s deadline whatever the API's latency,
+//! waiting on a full quota, one live attempt per node, the same terminal
+//! answer from every replica until retention, a plugin that fails to look
+//! retried and then cleaned up, names that belong to someone else.
+//! Two `AgentService`s sharing keys stand for two replicas.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use flytewasm::agent::{AgentService, MetaKeys, Metrics};
+use flytewasm::cluster::Cluster;
+use flytewasm::config::HostConfig;
+use flytewasm::executor::{Executor, Tasks};
+use flytewasm::registry::{LivePlugins, Registry};
+use flytewasm::sandbox::{Sandbox, SandboxConfig};
+use flytewasm::testkit;
+use flytewasm_proto::flyteidl::admin::{
+    CreateTaskRequest, DeleteTaskRequest, GetTaskRequest, Resource, TaskExecutionMetadata,
+};
+use flytewasm_proto::flyteidl::core::{
+    NodeExecutionIdentifier, TaskExecutionIdentifier, TaskTemplate, WorkflowExecutionIdentifier,
+    task_execution::Phase,
+};
+use flytewasm_proto::flyteidl::service::async_agent_service_server::AsyncAgentService;
+use kube::api::{DynamicObject, PostParams};
+use serde_json::json;
+use tonic::Request;
+
+const NS: &str = "agent-path";
+/// Propeller's default per-call deadline.
+const PROPELLER_DEADLINE: Duration = Duration::from_secs(3);
+
+struct Env {
+    sandbox: Sandbox,
+    replicas: Vec<AgentService>,
+}
+
+async fn env(config: serde_json::Value) -> Env {
+    let sandbox = Sandbox::start(SandboxConfig {
+        step: Duration::from_millis(50),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let config: HostConfig = serde_json::from_value(config).unwrap();
+    let keys = MetaKeys::ephemeral();
+    let replicas = (0..2)
+        .map(|_| {
+            let cluster = Cluster::new(sandbox.client().unwrap());
+            let tasks = Tasks::new(Executor::new(Arc::new(cluster), Arc::new(config.clone())));
+            let registry =
+                Registry::from_plugins(vec![testkit::plugin("spark"), testkit::plugin("testing")])
+                    .unwrap();
+            AgentService::new(
+                tasks,
+                LivePlugins::fixed(registry),
+                Arc::new(Metrics::default()),
+                keys.clone(),
+                false,
+            )
+        })
+        .collect();
+    Env { sandbox, replicas }
+}
+
+fn spark() -> TaskTemplate {
+    testkit::spark_task(NS, "unused").template
+}
+
+fn testing(behaviour: &str) -> TaskTemplate {
+    TaskTemplate {
+        r#type: "testing".into(),
+        custom: Some(serde_json::from_value(json!({ "behaviour": behaviour })).unwrap()),
+        ..Default::default()
+    }
+}
+
+/// Attempt `attempt` of node `n0` of `execution`, with the sandbox fate `outcome`.
+fn create(
+    template: TaskTemplate,
+    execution: &str,
+    attempt: u32,
+    outcome: &str,
+) -> CreateTaskRequest {
+    CreateTaskRequest {
+        template: Some(template),
+        output_prefix: "s3://bucket/out".into(),
+        task_execution_metadata: Some(TaskExecutionMetadata {
+            task_execution_id: Some(TaskExecutionIdentifier {
+                node_execution_id: Some(NodeExecutionIdentifier {
+                    node_id: "n0".into(),
+                    execution_id: Some(WorkflowExecutionIdentifier {
+                        project: "p".into(),
+                        domain: "d".into(),
+                        name: execution.into(),
+                        ..Default::default()
+                    }),
+                }),
+                retry_attempt: attempt,
+                ..Default::default()
+            }),
+            namespace: NS.into(),
+            annotations: [("sandbox.flytewasm.io/outcome".into(), outcome.into())].into(),
+            ..Default::default()
+        }),
+        inputs: None,
+    }
+}
+
+/// CreateTask under propeller's deadline: the resource_meta.
+async fn launch(replica: &AgentService, request: CreateTaskRequest) -> Vec<u8> {
+    tokio::time::timeout(
+        PROPELLER_DEADLINE,
+        replica.create_task(Request::new(request)),
+    )
+    .await
+    .expect("CreateTask answered within propeller's deadline")
+    .unwrap()
+    .into_inner()
+    .resource_meta
+}
+
+async fn get(replica: &AgentService, meta: &[u8]) -> Resource {
+    let request = Request::new(GetTaskRequest {
+        resource_meta: meta.to_vec(),
+        ..Default::default()
+    });
+    replica
+        .get_task(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .resource
+        .unwrap()
+}
+
+/// GetTask round robin over the replicas until `done` holds; every phase seen.
+async fn until(env: &Env, meta: &[u8], done: impl Fn(&Resource) -> bool) -> (Resource, Vec<i32>) {
+    let mut phases = Vec::new();
+    for round in 0..1200 {
+        let resource = get(&env.replicas[round % 2], meta).await;
+        if phases.last() != Some(&resource.phase) {
+            phases.push(resource.phase);
+        }
+        if done(&resource) {
+            return (resource, phases);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("not reached; phases seen: {phases:?}");
+}
+
+fn phase(p: Phase) -> impl Fn(&Resource) -> bool {
+    move |r| r.phase == p as i32
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_answers_within_propellers_deadline_while_the_api_is_slow() {
+    let env = env(json!({})).await;
+    // Every request takes 4 s: more than propeller's 3 s deadline.
+    env.sandbox.faults().set_latency(Duration::from_secs(4));
+    let meta = launch(&env.replicas[0], create(spark(), "slow", 0, "succeed")).await;
+    env.sandbox.faults().clear();
+    let (done, phases) = until(&env, &meta, phase(Phase::Succeeded)).await;
+    assert_eq!(done.phase, Phase::Succeeded as i32, "{phases:?}");
+    let apps = testkit::spark_apps(&env.sandbox, NS)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    assert_eq!(apps.items.len(), 1, "one object for the task");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_quota_waits_for_resources_and_then_runs() {
+    let env = env(json!({})).await;
+    let quotas = testkit::objects(&env.sandbox, NS, "v1", "ResourceQuota", "resourcequotas");
+    let quota: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ResourceQuota",
+        "metadata": { "name": "spark-apps" },
+        "spec": { "hard": { "count/sparkapplications.sparkoperator.k8s.io": "1" } },
+    }))
+    .unwrap();
+    quotas.create(&PostParams::default(), &quota).await.unwrap();
+
+    let first = launch(
+        &env.replicas[0],
+        create(spark(), "holder", 0, "run-forever"),
+    )
+    .await;
+    until(&env, &first, phase(Phase::Running)).await;
+    let second = launch(&env.replicas[0], create(spark(), "waiter", 0, "succeed")).await;
+    let (waiting, _) = until(&env, &second, |r| r.phase != Phase::Queued as i32).await;
+    assert_eq!(
+        waiting.phase,
+        Phase::WaitingForResources as i32,
+        "{}",
+        waiting.message
+    );
+    assert!(
+        waiting.message.contains("exceeded quota"),
+        "{}",
+        waiting.message
+    );
+
+    // The first task is aborted: its slot frees, and the second runs.
+    env.replicas[1]
+        .delete_task(Request::new(DeleteTaskRequest {
+            resource_meta: first,
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let (done, phases) = until(&env, &second, phase(Phase::Succeeded)).await;
+    assert_eq!(done.phase, Phase::Succeeded as i32, "{phases:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_later_attempt_aborts_the_earlier_one() {
+    let env = env(json!({})).await;
+    let apps = testkit::spark_apps(&env.sandbox, NS);
+    let first = launch(
+        &env.replicas[0],
+        create(spark(), "retried", 0, "run-forever"),
+    )
+    .await;
+    until(&env, &first, phase(Phase::Running)).await;
+    // Propeller gave up on attempt 0 (its answer was lost, say) and starts attempt 1.
+    let second = launch(&env.replicas[1], create(spark(), "retried", 1, "succeed")).await;
+    until(&env, &second, phase(Phase::Succeeded)).await;
+    assert!(
+        apps.get_opt("retried-n0-0").await.unwrap().is_none(),
+        "attempt 0 was aborted"
+    );
+    assert!(apps.get_opt("retried-n0-1").await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_taken_by_someone_else_fails_the_task_and_touches_nothing() {
+    let env = env(json!({})).await;
+    let apps = testkit::spark_apps(&env.sandbox, NS);
+    let theirs: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "sparkoperator.k8s.io/v1beta2", "kind": "SparkApplication",
+        "metadata": { "name": "taken-n0-0", "annotations": { "owner": "someone" } },
+        "spec": {},
+    }))
+    .unwrap();
+    apps.create(&PostParams::default(), &theirs).await.unwrap();
+    let meta = launch(&env.replicas[0], create(spark(), "taken", 0, "succeed")).await;
+    let (failed, _) = until(&env, &meta, |r| r.phase == Phase::Failed as i32).await;
+    let error = failed.agent_error.unwrap();
+    assert_eq!(error.code, "ObjectNameCollision", "{}", failed.message);
+    assert!(failed.message.contains("taken-n0-0"), "{}", failed.message);
+    let still = apps.get("taken-n0-0").await.unwrap();
+    assert_eq!(still.metadata.annotations.unwrap()["owner"], "someone");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_terminal_answer_is_the_same_everywhere_until_the_janitor_removes_the_object() {
+    let env =
+        env(json!({ "k8s": { "inject-finalizer": true }, "tasks": { "retention-seconds": 0 } }))
+            .await;
+    let apps = testkit::spark_apps(&env.sandbox, NS);
+    let meta = launch(&env.replicas[0], create(spark(), "done", 0, "succeed")).await;
+    let (done, _) = until(&env, &meta, phase(Phase::Succeeded)).await;
+    // Every later GetTask, on either replica, gives the same answer.
+    for replica in &env.replicas {
+        for _ in 0..3 {
+            let again = get(replica, &meta).await;
+            assert_eq!(again.phase, done.phase);
+            assert_eq!(again.message, done.message);
+        }
+    }
+    let app = apps.get("done-n0-0").await.unwrap();
+    let labels = app.metadata.labels.unwrap();
+    assert_eq!(labels["flytewasm.io/finished"], "true");
+    assert!(
+        app.metadata.finalizers.unwrap_or_default().is_empty(),
+        "released"
+    );
+
+    let plugins = [testkit::plugin("spark")];
+    let deleted = env.replicas[1].tasks().sweep(&plugins).await;
+    assert_eq!(deleted, 1);
+    assert!(apps.get_opt("done-n0-0").await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_janitor_keeps_finished_objects_within_retention() {
+    let env = env(json!({ "tasks": { "retention-seconds": 3600 } })).await;
+    let meta = launch(&env.replicas[0], create(spark(), "kept", 0, "succeed")).await;
+    until(&env, &meta, phase(Phase::Succeeded)).await;
+    let deleted = env.replicas[0]
+        .tasks()
+        .sweep(&[testkit::plugin("spark")])
+        .await;
+    assert_eq!(deleted, 0);
+    let again = get(&env.replicas[1], &meta).await;
+    assert_eq!(again.phase, Phase::Succeeded as i32);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_that_fails_to_look_is_retried_then_fails_the_task_and_cleans_up() {
+    let env = env(json!({ "tasks": { "max-consecutive-failures": 3 } })).await;
+    let meta = launch(
+        &env.replicas[0],
+        create(testing("phase-panic"), "flaky", 0, ""),
+    )
+    .await;
+    // The first failed looks report the last known phase, not a failure.
+    let first = get(&env.replicas[0], &meta).await;
+    assert_eq!(first.phase, Phase::Queued as i32, "{}", first.message);
+    let second = get(&env.replicas[0], &meta).await;
+    assert_eq!(second.phase, Phase::Queued as i32);
+    let third = get(&env.replicas[0], &meta).await;
+    assert_eq!(
+        third.phase,
+        Phase::RetryableFailed as i32,
+        "{}",
+        third.message
+    );
+    assert_eq!(third.agent_error.unwrap().code, "SystemFailure");
+    assert!(
+        third.message.contains("asked to panic"),
+        "{}",
+        third.message
+    );
+    // Cleaned up, and the other replica says the same.
+    let configmaps = testkit::objects(&env.sandbox, NS, "v1", "ConfigMap", "configmaps");
+    let mut gone = false;
+    for _ in 0..100 {
+        if configmaps.get_opt("flaky-n0-0").await.unwrap().is_none() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone, "the object was deleted");
+    let elsewhere = get(&env.replicas[1], &meta).await;
+    assert_eq!(elsewhere.phase, Phase::RetryableFailed as i32);
+    assert_eq!(elsewhere.message, third.message);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_that_asks_for_cleanup_keeps_its_answer_in_a_tombstone() {
+    let env = env(json!({})).await;
+    let meta = launch(
+        &env.replicas[0],
+        create(testing("fail-with-cleanup"), "pull", 0, ""),
+    )
+    .await;
+    let (failed, _) = until(&env, &meta, phase(Phase::RetryableFailed)).await;
+    let configmaps = testkit::objects(&env.sandbox, NS, "v1", "ConfigMap", "configmaps");
+    for _ in 0..100 {
+        if configmaps.get_opt("pull-n0-0").await.unwrap().is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        configmaps.get_opt("pull-n0-0").await.unwrap().is_none(),
+        "cleaned up"
+    );
+    for replica in &env.replicas {
+        let again = get(replica, &meta).await;
+        assert_eq!(again.phase, Phase::RetryableFailed as i32);
+        assert_eq!(again.message, failed.message);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_before_a_slow_launch_lands_leaves_nothing_running() {
+    let env = env(json!({})).await;
+    env.sandbox.faults().set_latency(Duration::from_secs(2));
+    let meta = launch(&env.replicas[0], create(spark(), "early", 0, "run-forever")).await;
+    // The abort reaches the other replica while the create is still in flight.
+    env.replicas[1]
+        .delete_task(Request::new(DeleteTaskRequest {
+            resource_meta: meta.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    env.sandbox.faults().clear();
+    let (aborted, _) = until(&env, &meta, phase(Phase::Failed)).await;
+    assert_eq!(aborted.agent_error.unwrap().code, "Aborted");
+    let apps = testkit::spark_apps(&env.sandbox, NS);
+    for _ in 0..200 {
+        let live = apps.get_opt("early-n0-0").await.unwrap();
+        if live.is_none_or(|o| o.metadata.deletion_timestamp.is_some()) {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let later = apps.get_opt("early-n0-0").await.unwrap();
+            assert!(later.is_none_or(|o| o.metadata.deletion_timestamp.is_some()));
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the aborted task's object is still running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_cache_only_our_objects_without_managed_fields() {
+    let env = env(json!({})).await;
+    let apps = testkit::spark_apps(&env.sandbox, NS);
+    for i in 0..50 {
+        let foreign: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "sparkoperator.k8s.io/v1beta2", "kind": "SparkApplication",
+            "metadata": { "name": format!("foreign-{i}"), "annotations": { "bulk": "x".repeat(10_000) } },
+            "spec": {},
+        }))
+        .unwrap();
+        apps.create(&PostParams::default(), &foreign).await.unwrap();
+    }
+    let meta = launch(&env.replicas[0], create(spark(), "ours", 0, "run-forever")).await;
+    until(&env, &meta, phase(Phase::Running)).await;
+    let cluster = env.replicas[0].executor().cluster();
+    assert_eq!(cluster.cached_objects(), 1, "only our object is cached");
+}
