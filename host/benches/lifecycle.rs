@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use flytewasm::cluster::Cluster;
 use flytewasm::config::HostConfig;
 use flytewasm::executor::drive::{Outcome, run_to_completion};
-use flytewasm::executor::{Executor, TaskRequest};
+use flytewasm::executor::{EndWrites, Executor, TaskRequest, Tasks};
 use flytewasm::sandbox::{Sandbox, SandboxConfig};
 use flytewasm::testkit;
 
@@ -25,7 +25,7 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         let sandbox = Sandbox::start(SandboxConfig { step: Duration::from_millis(200), ..Default::default() }).await.unwrap();
-        let engine = Executor::new(Arc::new(Cluster::new(sandbox.client().unwrap())), Arc::new(HostConfig::default()));
+        let engine = Tasks::with_end_writes(Executor::new(Arc::new(Cluster::new(sandbox.client().unwrap())), Arc::new(HostConfig::default())), EndWrites::Inline);
         let requests: Vec<TaskRequest> = (0..tasks).map(|i| testkit::spark_task("bench", &format!("bench-{i}"))).collect();
         let rss_before = testkit::peak_rss_kib("self");
         let started = Instant::now();

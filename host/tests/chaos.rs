@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use flytewasm::cluster::Cluster;
 use flytewasm::config::HostConfig;
 use flytewasm::executor::drive::{Outcome, run_to_completion};
-use flytewasm::executor::{Executor, PhaseEvent, TaskRequest};
+use flytewasm::executor::{EndWrites, Executor, PhaseEvent, TaskRequest, Tasks};
 use flytewasm::sandbox::{Faults, Sandbox, SandboxConfig};
 use flytewasm::testkit;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
@@ -109,9 +109,12 @@ async fn faults_lose_nothing() {
     .unwrap();
     let config: HostConfig =
         serde_json::from_value(json!({ "k8s": { "inject-finalizer": true } })).unwrap();
-    let engine = Executor::new(
-        Arc::new(Cluster::new(sandbox.client().unwrap())),
-        Arc::new(config),
+    let engine = Tasks::with_end_writes(
+        Executor::new(
+            Arc::new(Cluster::new(sandbox.client().unwrap())),
+            Arc::new(config),
+        ),
+        EndWrites::Inline,
     );
     let plugin = testkit::plugin("spark");
 

@@ -9,7 +9,7 @@ use flytewasm::cluster::Cluster;
 use flytewasm::config::HostConfig;
 use flytewasm::executor::drive::{Outcome, run_to_completion};
 use flytewasm::executor::lifecycle::Aborted;
-use flytewasm::executor::{Executor, Phase, PhaseEvent, TaskRequest, TaskState};
+use flytewasm::executor::{EndWrites, Executor, Phase, PhaseEvent, TaskRequest, TaskState, Tasks};
 use flytewasm::runtime::Plugin;
 use flytewasm::sandbox::{Sandbox, SandboxConfig};
 use flytewasm::testkit;
@@ -94,7 +94,7 @@ async fn run(
     let outcome = tokio::time::timeout(
         Duration::from_secs(60),
         run_to_completion(
-            &env.engine,
+            &Tasks::with_end_writes(env.engine.clone(), EndWrites::Inline),
             plugin,
             request,
             |_, e| events.push(e.clone()),
@@ -422,8 +422,11 @@ async fn fifty_tasks_share_one_watch_and_nobody_polls() {
         "one shared watch: {counts:?}"
     );
     // Reads come from the watch cache; only a task checked before the watch
-    // saw its object reads the API. Polling would be dozens per task.
-    assert!(total < 50 * 4, "no per-task polling: {counts:?}");
+    // saw its object reads the API. Besides: the patch that records each
+    // task's end, and a launch that lands after its answer (50 at once on
+    // two cores) looks once for an abort's tombstone. Polling would be
+    // dozens per task.
+    assert!(total < 50 * 5, "no per-task polling: {counts:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

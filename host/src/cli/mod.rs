@@ -6,8 +6,8 @@ mod output;
 mod plugins;
 mod render;
 mod run;
-mod sandbox;
 mod serve;
+mod standalone_sandbox;
 mod task_args;
 
 pub use task_args::TaskArgs;
@@ -39,7 +39,7 @@ pub enum Command {
     /// Serve Flyte's agent gRPC protocol for the plugins, so unmodified Flyte runs them.
     Serve(serve::Args),
     /// Start the embedded sandbox cluster (a test double) alone, for kubectl.
-    Sandbox(sandbox::Args),
+    Sandbox(standalone_sandbox::Args),
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -145,7 +145,7 @@ pub fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Render(args) => render::run(args).map(|()| done),
         Command::Run(args) => run::run(args),
         Command::Serve(args) => serve::run(args).map(|()| done),
-        Command::Sandbox(args) => sandbox::run(args).map(|()| done),
+        Command::Sandbox(args) => standalone_sandbox::run(args).map(|()| done),
         Command::Plugin(PluginCommand::Inspect(args)) => inspect::inspect(args).map(|()| done),
         Command::Plugin(PluginCommand::Validate(args)) => inspect::validate(args).map(|()| done),
         Command::Plugin(PluginCommand::Compile(args)) => compile::run(args).map(|()| done),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use crate::cluster::Cluster;
 use crate::executor::drive::{Outcome, run_to_completion};
 use crate::executor::lifecycle::Aborted;
-use crate::executor::{Executor, PhaseEvent, TaskState};
+use crate::executor::{EndWrites, Executor, PhaseEvent, TaskState, Tasks};
 use crate::task_file;
 
 #[derive(Debug, clap::Args)]
@@ -61,7 +61,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         } else {
             (Cluster::from_kubeconfig(args.context.clone()).await?, None)
         };
-        let engine = Executor::new(Arc::new(cluster), Arc::new(config));
+        let engine = Tasks::with_end_writes(Executor::new(Arc::new(cluster), Arc::new(config)), EndWrites::Inline);
 
         let timeout = args.timeout.map(Duration::from_secs);
         let stop = async move {

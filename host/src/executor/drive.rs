@@ -1,11 +1,15 @@
-//! Driving one task from launch to the end, reacting to watch events:
-//! what `flytewasm run` does, and what the tests exercise.
+//! Following one task from launch to the end in this process, reacting to
+//! watch events: what `flytewasm run` does. The same task state machine as
+//! the agent path ([`Tasks`]): launch with quota waiting, transient looks
+//! retried, the end recorded on the object, abort the plugin's way.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::lifecycle::{Aborted, Executor, ExecutorError, PhaseEvent, TaskState};
+use super::lifecycle::{Aborted, ExecutorError, PhaseEvent, TaskState};
 use super::object::TaskRequest;
+use super::tasks::Tasks;
 use crate::runtime::Plugin;
 
 /// How a driven task ended.
@@ -20,76 +24,61 @@ pub enum Outcome {
 
 /// Without any watch event, look again this often (a resync, as informers do).
 const RESYNC: Duration = Duration::from_secs(30);
-/// Steps that hit cluster errors are retried this often, this many times.
-const RETRY: Duration = Duration::from_millis(500);
-const MAX_RETRIES: u32 = 20;
+/// How long an aborted object may take to go.
+const GONE_WITHIN: Duration = Duration::from_secs(60);
 
 /// Launch the task and follow it until it ends or `stop` completes. Every
-/// new phase is passed to `on_event`. On a failure that leaves the object
-/// running, and on `stop`, the object is aborted; it is always finalized.
+/// new phase is passed to `on_event`. On `stop` the task is aborted; at the
+/// end its object is released (and deleted when the host is configured to
+/// delete on finalize: no janitor follows a one-off run).
 pub async fn run_to_completion(
-    engine: &Executor,
+    tasks: &Arc<Tasks>,
     plugin: &Plugin,
     request: &TaskRequest,
     mut on_event: impl FnMut(&TaskState, &PhaseEvent),
     stop: impl Future<Output = ()>,
 ) -> Result<Outcome, ExecutorError> {
     tokio::pin!(stop);
-    let (mut state, event) = retrying(|| engine.launch(plugin, request)).await?;
-    on_event(&state, &event);
-    let mut last = event;
-    if !last.phase.is_terminal() {
-        let mut changes = engine.changes(&state);
-        loop {
-            match engine.check(plugin, request, &mut state).await {
-                Ok(Some(event)) => {
-                    on_event(&state, &event);
-                    last = event;
-                    if last.phase.is_terminal() {
-                        break;
-                    }
-                }
-                Ok(None) => {}
-                Err(err) => tracing::warn!(task = %state.name, "will look again: {err}"),
-            }
-            tokio::select! {
-                _ = &mut stop => {
-                    let aborted = retrying(|| engine.abort(plugin, request, &state)).await?;
-                    retrying(|| engine.finalize(plugin, &state)).await?;
-                    if aborted == Aborted::Deleted
-                        && let Err(why) = engine.wait_gone(&state, Duration::from_secs(60)).await
-                    {
-                        tracing::warn!(task = %state.name, "{why}");
-                    }
-                    return Ok(Outcome::Aborted(aborted));
-                }
-                _ = engine.wait_for_change(&state, &mut changes, RESYNC) => {}
-            }
+    let ticket = tasks.accept(plugin, request.clone()).await;
+    let (state, mut changes) = tasks.follow(plugin, &ticket);
+    let mut last: Option<PhaseEvent> = None;
+    let end = loop {
+        let event = tasks.status(plugin, &ticket).await;
+        // Seen already: the same phase and version, or an older version of
+        // the same phase and reason (a plugin only bumps on a new reason).
+        let seen = last.as_ref().is_some_and(|l| {
+            l.phase == event.phase
+                && (l.version == event.version
+                    || (event.version < l.version && event.reason == l.reason))
+        });
+        if !seen {
+            on_event(&state, &event);
         }
+        if event.phase.is_terminal() {
+            break event;
+        }
+        if !seen {
+            last = Some(event);
+        }
+        tokio::select! {
+            _ = &mut stop => {
+                let aborted = tasks.cancel(plugin, &ticket).await?;
+                if aborted == Aborted::Deleted
+                    && let Err(why) = tasks.executor().wait_gone(&state, GONE_WITHIN).await
+                {
+                    tracing::warn!(task = %state.name, "{why}");
+                }
+                return Ok(Outcome::Aborted(aborted));
+            }
+            _ = tasks.executor().wait_for_change(&state, &mut changes, RESYNC) => {}
+        }
+    };
+    if ticket.failure.is_none() {
+        tasks.executor().finalize(plugin, &state).await?;
     }
-    if last.phase.is_failure() && last.cleanup_on_failure {
-        retrying(|| engine.abort(plugin, request, &state)).await?;
-    }
-    retrying(|| engine.finalize(plugin, &state)).await?;
-    Ok(if last.phase.is_failure() {
-        Outcome::Failed(last)
+    Ok(if end.phase.is_failure() {
+        Outcome::Failed(end)
     } else {
-        Outcome::Succeeded(last)
+        Outcome::Succeeded(end)
     })
-}
-
-/// Retry a step that failed transiently (Flyte retries it next round).
-async fn retrying<T, F: Future<Output = Result<T, ExecutorError>>>(
-    mut step: impl FnMut() -> F,
-) -> Result<T, ExecutorError> {
-    let mut attempt = 0;
-    loop {
-        match step().await {
-            Err(err) if err.is_transient() && attempt < MAX_RETRIES => {
-                attempt += 1;
-                tokio::time::sleep(RETRY).await;
-            }
-            other => return other,
-        }
-    }
 }

@@ -12,4 +12,4 @@ pub mod tasks;
 
 pub use lifecycle::{ErrorKind, Executor, ExecutorError, Phase, PhaseEvent, TaskError, TaskState};
 pub use object::{PreparedObject, TaskRequest, prepare};
-pub use tasks::{TaskTicket, Tasks};
+pub use tasks::{EndWrites, TaskTicket, Tasks};

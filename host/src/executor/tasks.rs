@@ -24,6 +24,7 @@
 //! is seen as missing, and fails the attempt past the launch deadline.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -34,7 +35,8 @@ use tokio::sync::watch;
 
 use super::carried;
 use super::lifecycle::{
-    ErrorKind, Executor, ExecutorError, Phase, PhaseEvent, TaskError, TaskState, codes, plugin_kind,
+    Aborted, ErrorKind, Executor, ExecutorError, Phase, PhaseEvent, TaskError, TaskState, codes,
+    plugin_kind,
 };
 use super::metadata::Execution;
 use super::object::TaskRequest;
@@ -123,6 +125,8 @@ struct Local {
     launch: Option<watch::Receiver<Launch>>,
     /// This replica saw the object exist (so NotFound means deleted).
     seen_object: bool,
+    /// The writes after its end are under way.
+    ending: bool,
     touched: Instant,
 }
 
@@ -133,6 +137,7 @@ impl Local {
             failures: 0,
             launch: None,
             seen_object: false,
+            ending: false,
             touched: Instant::now(),
         }
     }
@@ -144,17 +149,35 @@ const LAUNCH_RETRY_MAX: Duration = Duration::from_secs(10);
 /// Forget a task this replica has not been asked about for this long.
 const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
 
+/// When the writes that follow a task's end (recording it, cleaning up)
+/// happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndWrites {
+    /// After the answer: GetTask stays within propeller's deadline however
+    /// slow the API is. The answer does not depend on them (every replica
+    /// derives the same end from the object until it is recorded).
+    Background,
+    /// Before the answer: a one-off `run` must not exit with them pending.
+    Inline,
+}
+
 /// The agent path's tasks on one cluster.
 pub struct Tasks {
     executor: Executor,
     local: Mutex<HashMap<(String, String), Local>>,
+    end_writes: EndWrites,
 }
 
 impl Tasks {
     pub fn new(executor: Executor) -> Arc<Self> {
+        Self::with_end_writes(executor, EndWrites::Background)
+    }
+
+    pub fn with_end_writes(executor: Executor, end_writes: EndWrites) -> Arc<Self> {
         Arc::new(Tasks {
             executor,
             local: Mutex::new(HashMap::new()),
+            end_writes,
         })
     }
 
@@ -241,14 +264,13 @@ impl Tasks {
                     Phase::Queued => {
                         if answered.load(Ordering::SeqCst) {
                             // Landed after CreateTask answered: an abort or a
-                            // later attempt may have come meanwhile.
+                            // later attempt (both leave a tombstone) may have
+                            // come meanwhile.
                             if let Ok(Some(aborted)) = self.tombstone(ticket.object(), &kind).await
                             {
                                 self.abort_state(&plugin, &request, &state).await;
                                 break Launch::Failed(aborted);
                             }
-                            self.stand_down_if_superseded(&plugin, &kind, &request, &state)
-                                .await;
                         }
                         break Launch::Created;
                     }
@@ -304,7 +326,9 @@ impl Tasks {
     }
 
     /// Abort, the plugin's way, the node's objects from earlier attempts
-    /// that are still running: propeller has given up on them.
+    /// that are still running: propeller has given up on them. The attempt
+    /// just before may still be launching somewhere (its CreateTask answer
+    /// was lost): a tombstone makes it stand down when it lands.
     async fn abort_earlier_attempts(
         &self,
         plugin: &Plugin,
@@ -325,8 +349,11 @@ impl Tasks {
             }
         };
         let current = request.execution.retry_attempt;
+        let mut previous_found = false;
         for object in objects {
-            let earlier = carried::attempt_of(&object).is_some_and(|a| a < current);
+            let attempt = carried::attempt_of(&object);
+            previous_found |= attempt == Some(current - 1);
+            let earlier = attempt.is_some_and(|a| a < current);
             let live =
                 object["metadata"]["deletionTimestamp"].is_null() && !carried::is_finished(&object);
             if earlier && live {
@@ -334,35 +361,17 @@ impl Tasks {
                     .await;
             }
         }
-    }
-
-    /// A launch that landed after CreateTask answered may have been
-    /// overtaken by the node's next attempt: then it stands down.
-    async fn stand_down_if_superseded(
-        &self,
-        plugin: &Plugin,
-        kind: &ResourceKind,
-        request: &TaskRequest,
-        state: &TaskState,
-    ) {
-        let selector = format!("{}={}", carried::NODE_LABEL, request.execution.node_label());
-        let Ok(objects) = self
-            .executor
-            .cluster()
-            .list(kind, Some(&request.namespace), &selector)
-            .await
-        else {
-            return;
-        };
-        let current = request.execution.retry_attempt;
-        if objects
-            .iter()
-            .any(|o| carried::attempt_of(o).is_some_and(|a| a > current))
-            && let Some(ours) = objects
-                .iter()
-                .find(|o| o["metadata"]["name"] == state.name.as_str())
-        {
-            self.abort_object(plugin, kind, ours, "a later attempt of its node started")
+        if !previous_found {
+            let mut previous = request.clone();
+            previous.execution.retry_attempt = current - 1;
+            let superseded = PhaseEvent::failure(
+                Phase::PermanentFailure,
+                ErrorKind::System,
+                codes::ABORTED,
+                format!("attempt {current} of the node started"),
+            );
+            let name = previous.object_name(plugin);
+            self.keep_tombstone((&request.namespace, &name), kind, &superseded)
                 .await;
         }
     }
@@ -410,7 +419,7 @@ impl Tasks {
 
     /// The task's phase now. Answers from the durable record when the task
     /// has ended; a transient problem reports the last known phase.
-    pub async fn status(&self, plugin: &Plugin, ticket: &TaskTicket) -> PhaseEvent {
+    pub async fn status(self: &Arc<Self>, plugin: &Plugin, ticket: &TaskTicket) -> PhaseEvent {
         if let Some(event) = ticket.failure_event() {
             return event;
         }
@@ -428,7 +437,7 @@ impl Tasks {
     }
 
     async fn look(
-        &self,
+        self: &Arc<Self>,
         plugin: &Plugin,
         kind: &ResourceKind,
         ticket: &TaskTicket,
@@ -498,9 +507,37 @@ impl Tasks {
         }
         if event.phase.is_terminal() && !carried::is_finished(&object) {
             let deleting = !object["metadata"]["deletionTimestamp"].is_null();
-            self.end(plugin, &task, &state, &event, deleting).await?;
+            let (this, plugin, event_) = (self.clone(), plugin.clone(), event.clone());
+            let writes = async move { this.end(&plugin, &task, &state, &event_, deleting).await };
+            self.after_end(ticket, writes).await;
         }
         Ok(event)
+    }
+
+    /// Run the writes that follow a task's end, now or in the background
+    /// ([`EndWrites`]), once per task at a time; a failure is logged and
+    /// the next look tries again.
+    async fn after_end(
+        self: &Arc<Self>,
+        ticket: &TaskTicket,
+        writes: impl Future<Output = Result<(), ExecutorError>> + Send + 'static,
+    ) {
+        if self.with_local(ticket, |local| std::mem::replace(&mut local.ending, true)) {
+            return; // already under way
+        }
+        let (this, ticket) = (self.clone(), ticket.clone());
+        let done = async move {
+            if let Err(err) = writes.await {
+                tracing::warn!(task = %ticket.name, "after the task's end: {err}");
+            }
+            this.with_local(&ticket, |local| local.ending = false);
+        };
+        match self.end_writes {
+            EndWrites::Inline => done.await,
+            EndWrites::Background => {
+                tokio::spawn(done);
+            }
+        }
     }
 
     /// The object is not there: not launched yet, launched and gone, or
@@ -583,7 +620,7 @@ impl Tasks {
     /// A look failed for a reason that may pass: report the last known
     /// phase, unless it has failed too often in a row.
     async fn transient_failure(
-        &self,
+        self: &Arc<Self>,
         plugin: &Plugin,
         kind: &ResourceKind,
         ticket: &TaskTicket,
@@ -604,22 +641,23 @@ impl Tasks {
             codes::SYSTEM_FAILURE,
             format!("{failures} looks at the task failed in a row; the last: {err}"),
         );
-        self.keep_tombstone(ticket.object(), kind, &event).await;
-        let task = match &ticket.task {
-            Some(task) => Some(task.clone()),
-            None => self.carried_task(kind, ticket).await,
-        };
-        let state = ticket.state(kind.clone(), last.as_ref());
-        let cleanup = async {
-            self.executor
-                .abort(plugin, &task.unwrap_or_default(), &state)
-                .await?;
-            self.executor.finalize(plugin, &state).await
-        };
-        if let Err(err) = cleanup.await {
-            tracing::warn!(task = %ticket.name, "could not clean up after the failures: {err}");
-        }
         self.with_local(ticket, |local| local.last = Some(event.clone()));
+        let state = ticket.state(kind.clone(), last.as_ref());
+        let (this, plugin, ticket_, event_) =
+            (self.clone(), plugin.clone(), ticket.clone(), event.clone());
+        let cleanup = async move {
+            this.keep_tombstone(ticket_.object(), &state.kind, &event_)
+                .await;
+            let task = match &ticket_.task {
+                Some(task) => Some(task.clone()),
+                None => this.carried_task(&state.kind, &ticket_).await,
+            };
+            this.executor
+                .abort(&plugin, &task.unwrap_or_default(), &state)
+                .await?;
+            this.executor.finalize(&plugin, &state).await
+        };
+        self.after_end(ticket, cleanup).await;
         event
     }
 
@@ -636,9 +674,13 @@ impl Tasks {
     /// Abort: delete the object (or patch it, as the plugin says), and
     /// leave a tombstone so a launch still in progress anywhere stands
     /// down and every replica answers ABORTED-as-failed the same way.
-    pub async fn cancel(&self, plugin: &Plugin, ticket: &TaskTicket) -> Result<(), ExecutorError> {
+    pub async fn cancel(
+        &self,
+        plugin: &Plugin,
+        ticket: &TaskTicket,
+    ) -> Result<Aborted, ExecutorError> {
         if ticket.failure.is_some() {
-            return Ok(()); // nothing was created
+            return Ok(Aborted::Deleted); // nothing was created
         }
         let kind = plugin_kind(plugin);
         let aborted = PhaseEvent::failure(
@@ -667,10 +709,22 @@ impl Tasks {
             (None, None) => TaskRequest::default(),
         };
         let state = ticket.state(kind, None);
-        self.executor.abort(plugin, &task, &state).await?;
+        let done = self.executor.abort(plugin, &task, &state).await?;
         self.executor.finalize(plugin, &state).await?;
         self.with_local(ticket, |local| local.last = Some(aborted.clone()));
-        Ok(())
+        Ok(done)
+    }
+
+    /// The change feed and the state to wait on for a ticket's object
+    /// (what a front-end that follows one task, like `run`, waits on).
+    pub fn follow(
+        &self,
+        plugin: &Plugin,
+        ticket: &TaskTicket,
+    ) -> (TaskState, tokio::sync::broadcast::Receiver<String>) {
+        let state = ticket.state(plugin_kind(plugin), None);
+        let changes = self.executor.changes(&state);
+        (state, changes)
     }
 
     /// The outcome kept for the object `name` of `kind` without the object.
