@@ -103,6 +103,10 @@ pub struct TasksConfig {
     pub plugin_delete_propagation: BTreeMap<String, Propagation>,
     /// A namespace's watch stops after this long without a read.
     pub watch_idle_seconds: u64,
+    /// Where the host keeps outcomes and launches in progress (ConfigMaps;
+    /// `executor::records`): its own namespace. Default: the cluster
+    /// client's namespace (in a pod, the service account's).
+    pub records_namespace: Option<String>,
 }
 
 impl Default for TasksConfig {
@@ -117,11 +121,29 @@ impl Default for TasksConfig {
             delete_propagation: Propagation::Background,
             plugin_delete_propagation: BTreeMap::new(),
             watch_idle_seconds: 300,
+            records_namespace: None,
         }
     }
 }
 
 impl TasksConfig {
+    /// Settings that would break what the host promises propeller.
+    pub fn check(&self) -> Result<(), String> {
+        if self.create_answer_within_ms >= 3000 {
+            return Err(format!(
+                "tasks.create-answer-within-ms: {} is not below propeller's 3000 ms CreateTask deadline",
+                self.create_answer_within_ms
+            ));
+        }
+        if self.max_consecutive_failures == 0 {
+            return Err("tasks.max-consecutive-failures: must be at least 1".into());
+        }
+        if self.janitor_interval_seconds == 0 {
+            return Err("tasks.janitor-interval-seconds: must be at least 1".into());
+        }
+        Ok(())
+    }
+
     pub fn propagation(&self, plugin_id: &str) -> Propagation {
         self.plugin_delete_propagation
             .get(plugin_id)
@@ -234,8 +256,13 @@ impl HostConfig {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|err| anyhow::anyhow!("cannot read config file {}: {err}", path.display()))?;
-        serde_yaml::from_str(&text)
-            .map_err(|err| anyhow::anyhow!("invalid config file {}: {err}", path.display()))
+        let config: HostConfig = serde_yaml::from_str(&text)
+            .map_err(|err| anyhow::anyhow!("invalid config file {}: {err}", path.display()))?;
+        config
+            .tasks
+            .check()
+            .map_err(|err| anyhow::anyhow!("invalid config file {}: {err}", path.display()))?;
+        Ok(config)
     }
 
     /// The `k8s-defaults` JSON plugins receive. Environment taken from the

@@ -551,6 +551,174 @@ async fn the_garbage_collector_leaves_objects_whose_owner_kind_is_not_served() {
     );
 }
 
+/// A ConfigMap owned by `owners` (name, uid, blockOwnerDeletion).
+fn owned_map(name: &str, owners: &[(&str, &str, bool)]) -> ConfigMap {
+    let mut map = config_map(name, json!({ "owned": "yes" }));
+    let references = owners
+        .iter()
+        .map(|(owner, uid, block)| {
+            serde_json::from_value(json!({ "apiVersion": "v1", "kind": "ConfigMap",
+                "name": owner, "uid": uid, "blockOwnerDeletion": block }))
+            .unwrap()
+        })
+        .collect();
+    map.metadata.owner_references = Some(references);
+    map
+}
+
+#[tokio::test]
+async fn the_garbage_collector_still_collects_among_thousands_of_objects() {
+    let (_sandbox, client) = sandbox().await;
+    let maps: Api<ConfigMap> = Api::namespaced(client, "ns");
+    let create = async |map: ConfigMap| {
+        let created = maps.create(&PostParams::default(), &map).await.unwrap();
+        created.metadata.uid.unwrap()
+    };
+    let background = create(config_map("background", json!({}))).await;
+    let orphaning = create(config_map("orphaning", json!({}))).await;
+    let foreground = create(config_map("foreground", json!({}))).await;
+
+    // 3,000 objects, a tenth of them owned by each owner in turn.
+    let owners = [
+        ("background", background.as_str()),
+        ("orphaning", orphaning.as_str()),
+    ];
+    let started = std::time::Instant::now();
+    for i in 0..3_000 {
+        let name = format!("map-{i}");
+        let map = match i % 20 {
+            0 | 10 => {
+                let (owner, uid) = owners[i % 20 / 10];
+                owned_map(&name, &[(owner, uid, false)])
+            }
+            _ => config_map(&name, json!({})),
+        };
+        create(map).await;
+    }
+    println!(
+        "3,000 creates with the garbage collector on: {:.1?}",
+        started.elapsed()
+    );
+    // A chain under the foreground owner: middle, then leaf, held by a finalizer.
+    let middle = create(owned_map("middle", &[("foreground", &foreground, true)])).await;
+    let mut leaf = owned_map("leaf", &[("middle", &middle, true)]);
+    leaf.metadata.finalizers = Some(vec!["example.com/hold".into()]);
+    create(leaf).await;
+
+    let owned = async |owner: &str, uid: &str| -> usize {
+        let all = maps.list(&ListParams::default()).await.unwrap().items;
+        all.iter()
+            .filter(|m| m.metadata.name.as_deref() != Some(owner))
+            .filter(|m| {
+                let references = m.metadata.owner_references.iter().flatten();
+                references.map(|r| r.uid.as_str()).any(|u| u == uid)
+            })
+            .count()
+    };
+    assert_eq!(owned("background", &background).await, 150);
+    assert_eq!(owned("orphaning", &orphaning).await, 150);
+
+    let started = std::time::Instant::now();
+    maps.delete("background", &DeleteParams::background())
+        .await
+        .unwrap();
+    maps.delete("orphaning", &DeleteParams::orphan())
+        .await
+        .unwrap();
+    maps.delete("foreground", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    until("the background owner's dependents collected", async || {
+        let left = maps
+            .list(&ListParams::default().labels("owned=yes"))
+            .await
+            .unwrap();
+        // The orphans and the held chain remain.
+        (left.items.len() == 150 + 2).then_some(())
+    })
+    .await;
+    until("the orphaning owner gone", async || {
+        maps.get_opt("orphaning")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        owned("orphaning", &orphaning).await,
+        0,
+        "orphaned, not kept"
+    );
+    println!(
+        "the owners' dependents handled in {:.1?}",
+        started.elapsed()
+    );
+
+    // The chain goes bottom up: the middle waits in the foreground for the
+    // held leaf, and the owner for the middle.
+    until("the middle deleted in the foreground", async || {
+        let middle = maps.get("middle").await.unwrap();
+        (finalizers(&middle.metadata) == ["foregroundDeletion"]).then_some(())
+    })
+    .await;
+    let leaf = maps.get("leaf").await.unwrap();
+    assert!(leaf.metadata.deletion_timestamp.is_some());
+    let owner = maps.get("foreground").await.unwrap();
+    assert_eq!(finalizers(&owner.metadata), ["foregroundDeletion"]);
+    maps.patch(
+        "leaf",
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "metadata": { "finalizers": null } })),
+    )
+    .await
+    .unwrap();
+    until("the chain and its owner gone", async || {
+        let mut gone = true;
+        for name in ["leaf", "middle", "foreground"] {
+            gone &= maps.get_opt(name).await.unwrap().is_none();
+        }
+        gone.then_some(())
+    })
+    .await;
+    let left = maps.list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(left.len(), 3_000 - 150, "only the collected ones went");
+}
+
+#[tokio::test]
+async fn once_an_owner_kind_is_served_its_missing_owners_count_as_gone() {
+    let (sandbox, client) = sandbox().await;
+    let maps: Api<ConfigMap> = Api::namespaced(client, "ns");
+    let mut dependent = config_map("dependent", json!({}));
+    dependent.metadata.owner_references = Some(vec![
+        serde_json::from_value(json!({ "apiVersion": "example.com/v1", "kind": "Widget",
+            "name": "w", "uid": "no-such-uid" }))
+        .unwrap(),
+    ]);
+    maps.create(&PostParams::default(), &dependent)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(maps.get_opt("dependent").await.unwrap().is_some());
+    sandbox.register(flytewasm::sandbox::Kind::new(
+        "example.com/v1",
+        "Widget",
+        "widgets",
+    ));
+    // The collector looks again at its next pass, which any change starts.
+    maps.create(&PostParams::default(), &config_map("other", json!({})))
+        .await
+        .unwrap();
+    until("the dependent collected", async || {
+        maps.get_opt("dependent")
+            .await
+            .unwrap()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+}
+
 // --- Raw HTTP: the query form of DeleteOptions and the control endpoint ---
 
 async fn http(

@@ -1,7 +1,8 @@
 //! What travels with a task's object, so any replica can answer for the
 //! task from a `resource_meta` of a few hundred bytes: whose task the
 //! object is, the task itself (compressed), and once it has ended, the
-//! answer every later GetTask gets.
+//! answer every later GetTask gets. (What is kept apart from the object is
+//! in [`super::records`].)
 
 use std::collections::BTreeMap;
 
@@ -9,7 +10,7 @@ use data_encoding::BASE64;
 use serde_json::{Value, json};
 
 use super::lifecycle::PhaseEvent;
-use super::metadata::{Execution, label_value};
+use super::metadata::Execution;
 use super::object::TaskRequest;
 use crate::cluster::MANAGED_LABEL;
 
@@ -26,8 +27,6 @@ pub const FINISHED_LABEL: &str = "flytewasm.io/finished";
 /// A hash of the node execution: finds the objects of its other attempts.
 pub const NODE_LABEL: &str = "flytewasm.io/node-execution";
 pub const ATTEMPT_LABEL: &str = "flytewasm.io/attempt";
-/// Marks an outcome kept without its object (a ConfigMap).
-pub const TOMBSTONE_LABEL: &str = "flytewasm.io/outcome-of";
 
 /// The largest compressed task context put on an object: Kubernetes allows
 /// 256 KiB of annotations in all.
@@ -81,7 +80,8 @@ pub fn identity(
     Ok((labels, annotations))
 }
 
-fn encode_context(request: &TaskRequest) -> String {
+/// The task, compressed, as [`CONTEXT_ANNOTATION`] holds it.
+pub fn encode_context(request: &TaskRequest) -> String {
     let json = serde_json::to_vec(request).expect("task requests serialize");
     BASE64.encode(&miniz_oxide::deflate::compress_to_vec(&json, 6))
 }
@@ -94,7 +94,7 @@ pub fn task_of(object: &Value) -> Result<TaskRequest, String> {
         .decode(text.as_bytes())
         .map_err(|err| format!("{CONTEXT_ANNOTATION} is not base64: {err}"))?;
     // Bounded: what comes back from the cluster is not trusted to be small.
-    let json = miniz_oxide::inflate::decompress_to_vec_with_limit(&compressed, 16 << 20)
+    let json = miniz_oxide::inflate::decompress_to_vec_with_limit(&compressed, 8 << 20)
         .map_err(|err| format!("{CONTEXT_ANNOTATION} does not inflate: {err:?}"))?;
     serde_json::from_slice(&json).map_err(|err| format!("{CONTEXT_ANNOTATION}: {err}"))
 }
@@ -135,48 +135,12 @@ pub fn finished_metadata(event: &PhaseEvent) -> Value {
     if outcome.len() <= MAX_OUTCOME_BYTES {
         annotations[OUTCOME_ANNOTATION] = json!(outcome);
     }
-    json!({ "labels": { FINISHED_LABEL: "true" }, "annotations": annotations })
-}
-
-/// The ConfigMap that keeps a task's answer when its object is gone or was
-/// never made (aborted before the launch landed, a launch that failed
-/// after CreateTask answered, a task cleaned up after failing).
-pub fn tombstone(namespace: &str, object_name: &str, plural: &str, event: &PhaseEvent) -> Value {
+    // Managed too: an object adopted from an older release gets the label
+    // the janitor selects on.
     json!({
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {
-            "name": tombstone_name(object_name, plural),
-            "namespace": namespace,
-            "labels": {
-                MANAGED_LABEL.0: MANAGED_LABEL.1,
-                FINISHED_LABEL: "true",
-                TOMBSTONE_LABEL: label_value(object_name),
-            },
-            "annotations": { FINISHED_AT_ANNOTATION: now() },
-        },
-        "data": { "outcome": serde_json::to_string(event).expect("events serialize") },
+        "labels": { FINISHED_LABEL: "true", MANAGED_LABEL.0: MANAGED_LABEL.1 },
+        "annotations": annotations,
     })
-}
-
-/// A tombstone's name: the object's, then its kind's plural.
-pub fn tombstone_name(object_name: &str, plural: &str) -> String {
-    let name = format!("{object_name}.{plural}.outcome");
-    if name.len() <= 253 {
-        name
-    } else {
-        format!(
-            "outcome-{}",
-            &blake3::hash(format!("{plural}/{object_name}").as_bytes()).to_hex()[..40]
-        )
-    }
-}
-
-/// The answer a tombstone keeps.
-pub fn tombstone_outcome(tombstone: &Value) -> Option<PhaseEvent> {
-    tombstone["data"]["outcome"]
-        .as_str()
-        .and_then(|text| serde_json::from_str(text).ok())
 }
 
 fn annotation<'a>(object: &'a Value, key: &str) -> Option<&'a str> {

@@ -447,7 +447,9 @@ impl Executor {
                 .await?;
                 let event = match answer {
                     Ok(info) => PhaseEvent::from_wit(info),
-                    Err(err) => plugin_failure(&err),
+                    Err(err) if err.is_bad_task() => plugin_failure(&err),
+                    // The plugin failed on its own: a look that went wrong.
+                    Err(err) => return Err(ExecutorError::Plugin(err)),
                 };
                 let deleting = !object["metadata"]["deletionTimestamp"].is_null();
                 if deleting && !event.phase.is_terminal() {

@@ -1,13 +1,16 @@
 //! Flyte's task semantics, once for every front-end: building a task's
 //! object ([`object`]), the steps of its lifecycle ([`lifecycle`]), what
-//! travels with the object ([`carried`]), the agent path's durable task
-//! state machine ([`tasks`]) and the one-process driver of `run` ([`drive`]).
+//! travels with the object ([`carried`]) and what is kept apart from it
+//! ([`records`]), the durable task state machine ([`tasks`]) with its
+//! janitor, and `run`'s driver over it ([`drive`]).
 
 pub mod carried;
 pub mod drive;
+mod janitor;
 pub mod lifecycle;
 pub mod metadata;
 pub mod object;
+pub mod records;
 pub mod tasks;
 
 pub use lifecycle::{ErrorKind, Executor, ExecutorError, Phase, PhaseEvent, TaskError, TaskState};

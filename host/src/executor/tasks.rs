@@ -7,25 +7,24 @@
 //!   the object's deterministic name. The launch carries on in the
 //!   background: a full quota or an unreachable API is retried with
 //!   back-off, reported as WAITING_FOR_RESOURCES / QUEUED, until the launch
-//!   deadline. Objects of the node's earlier attempts still running are
-//!   aborted first, so one attempt runs at a time.
+//!   deadline. A launch still going when the answer is given is recorded
+//!   ([`Records`]), so whichever replica GetTask reaches carries it on.
+//!   Objects of the node's earlier attempts still running are aborted
+//!   first, so one attempt runs at a time.
 //! - **Status** never fails the call for a transient problem: a plugin
 //!   deadline or trap, a full pool or a cluster read error reports the last
 //!   known phase, and only `max-consecutive-failures` in a row fail the
 //!   task (retryable, system) and clean its object up.
 //! - **Terminal answers are durable**: the first replica to see the end
-//!   records it on the object (or, when the object must go, in a tombstone
-//!   ConfigMap); every replica answers from that record until the janitor
-//!   deletes both after `retention-seconds`.
+//!   records it on the object (or, when the object must go, as an outcome
+//!   record); every replica answers from that record until the janitor
+//!   ([`super::janitor`]) deletes both after `retention-seconds`.
 //!
-//! The only state kept in memory is per replica and optional: launches in
-//! progress, the last phase seen and the failure count. A replica that
-//! dies loses none of what another needs; a launch it had not landed yet
-//! is seen as missing, and fails the attempt past the launch deadline.
+//! What is kept in memory is per replica and optional: launches this
+//! replica runs, the last phase seen, the failure count.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,7 +39,8 @@ use super::lifecycle::{
 };
 use super::metadata::Execution;
 use super::object::TaskRequest;
-use crate::cluster::{MANAGED_LABEL, ResourceKind};
+use super::records::{Records, TaskObject};
+use crate::cluster::ResourceKind;
 use crate::runtime::Plugin;
 
 /// What a front-end keeps for an accepted task (propeller stores it in the
@@ -102,9 +102,16 @@ impl TaskTicket {
         })
     }
 
-    /// The object's namespace and name.
-    pub fn object(&self) -> (&str, &str) {
-        (&self.namespace, &self.name)
+    fn object<'a>(&'a self, kind: &'a ResourceKind) -> TaskObject<'a> {
+        TaskObject {
+            namespace: &self.namespace,
+            plural: &kind.plural,
+            name: &self.name,
+        }
+    }
+
+    fn past_launch_deadline(&self, deadline_seconds: u64) -> bool {
+        chrono::Utc::now().timestamp() > self.accepted_at + deadline_seconds as i64
     }
 }
 
@@ -164,7 +171,11 @@ pub enum EndWrites {
 /// The agent path's tasks on one cluster.
 pub struct Tasks {
     executor: Executor,
+    records: Records,
     local: Mutex<HashMap<(String, String), Local>>,
+    /// Namespaces tasks were seen in (for a janitor that may not list
+    /// cluster-wide).
+    namespaces: Mutex<BTreeSet<String>>,
     end_writes: EndWrites,
 }
 
@@ -174,9 +185,17 @@ impl Tasks {
     }
 
     pub fn with_end_writes(executor: Executor, end_writes: EndWrites) -> Arc<Self> {
+        let namespace = executor
+            .config()
+            .tasks
+            .records_namespace
+            .clone()
+            .unwrap_or_else(|| executor.cluster().default_namespace().to_owned());
         Arc::new(Tasks {
             executor,
+            records: Records::new(namespace),
             local: Mutex::new(HashMap::new()),
+            namespaces: Mutex::new(BTreeSet::new()),
             end_writes,
         })
     }
@@ -185,9 +204,18 @@ impl Tasks {
         &self.executor
     }
 
+    pub fn records(&self) -> &Records {
+        &self.records
+    }
+
     /// Tasks this replica is keeping something about.
     pub fn tracked(&self) -> usize {
         self.local.lock().unwrap().len()
+    }
+
+    /// Namespaces tasks were seen in.
+    pub fn namespaces(&self) -> Vec<String> {
+        self.namespaces.lock().unwrap().iter().cloned().collect()
     }
 
     /// Accept a task: start its launch and answer within the configured
@@ -204,26 +232,13 @@ impl Tasks {
             failure: None,
             task: None,
         };
-        let (tx, mut rx) =
-            watch::channel(Launch::Pending(PhaseEvent::new(Phase::Queued, "launching")));
-        let answered = Arc::new(AtomicBool::new(false));
-        self.with_local(&ticket, |local| local.launch = Some(rx.clone()));
-        tokio::spawn(self.clone().launch(
-            plugin.clone(),
-            request,
-            ticket.clone(),
-            tx,
-            answered.clone(),
-        ));
         let bound = Duration::from_millis(self.executor.config().tasks.create_answer_within_ms);
+        let answer_by = Instant::now() + bound;
+        let Some(mut rx) = self.start_launch(plugin, request, &ticket, answer_by) else {
+            return ticket; // a launch of this task is already running here
+        };
         let settled = |launch: &Launch| !matches!(launch, Launch::Pending(_));
-        if tokio::time::timeout(bound, rx.wait_for(settled))
-            .await
-            .is_err()
-        {
-            // From here on, a failure must be kept where any replica finds it.
-            answered.store(true, Ordering::SeqCst);
-        }
+        let _ = tokio::time::timeout_at(answer_by.into(), rx.wait_for(settled)).await;
         if let Launch::Failed(event) = &*rx.borrow() {
             ticket.failure = event.error.clone().map(|error| LaunchFailure {
                 phase: event.phase,
@@ -233,44 +248,104 @@ impl Tasks {
         ticket
     }
 
-    /// Launch in the background until the object is created, the task
-    /// fails, or the launch deadline passes.
+    /// Start launching in the background, unless this replica already is.
+    /// `answer_by`: when the caller has its answer; a launch that settles
+    /// later keeps what it learns where every replica looks.
+    fn start_launch(
+        self: &Arc<Self>,
+        plugin: &Plugin,
+        request: TaskRequest,
+        ticket: &TaskTicket,
+        answer_by: Instant,
+    ) -> Option<watch::Receiver<Launch>> {
+        let pending = PhaseEvent::new(Phase::Queued, "launching");
+        let (tx, rx) = watch::channel(Launch::Pending(pending));
+        let started = self.with_local(ticket, |local| {
+            if local.launch.is_some() {
+                return false;
+            }
+            local.launch = Some(rx.clone());
+            true
+        });
+        if !started {
+            return None;
+        }
+        self.namespaces
+            .lock()
+            .unwrap()
+            .insert(ticket.namespace.clone());
+        let (this, plugin, ticket) = (self.clone(), plugin.clone(), ticket.clone());
+        let launch =
+            tokio::spawn(
+                self.clone()
+                    .launch(plugin, request, ticket.clone(), tx, answer_by),
+            );
+        // A launch that panicked must not look pending forever.
+        tokio::spawn(async move {
+            if let Err(err) = launch.await {
+                let failed = PhaseEvent::failure(
+                    Phase::RetryableFailure,
+                    ErrorKind::System,
+                    codes::SYSTEM_FAILURE,
+                    format!("the launch failed in the host: {err}"),
+                );
+                this.with_local(&ticket, |local| {
+                    local.launch = None;
+                    local.last = Some(failed);
+                });
+            }
+        });
+        Some(rx)
+    }
+
+    /// Launch until the object is created, the task fails, or the launch
+    /// deadline passes. Past `answer_by` the launch is recorded, so another
+    /// replica can carry it on, and its end is kept as an outcome.
     async fn launch(
         self: Arc<Self>,
         plugin: Plugin,
         request: TaskRequest,
         ticket: TaskTicket,
         tx: watch::Sender<Launch>,
-        answered: Arc<AtomicBool>,
+        answer_by: Instant,
     ) {
         let config = &self.executor.config().tasks;
-        let deadline = Instant::now() + Duration::from_secs(config.launch_deadline_seconds);
+        let deadline = Instant::now()
+            + Duration::from_secs(config.launch_deadline_seconds).saturating_sub(
+                Duration::from_secs(
+                    (chrono::Utc::now().timestamp() - ticket.accepted_at).max(0) as u64
+                ),
+            );
         let kind = plugin_kind(&plugin);
+        let cluster = self.executor.cluster();
         if request.execution.retry_attempt > 0 {
             self.abort_earlier_attempts(&plugin, &kind, &request).await;
         }
+        let mut recorded = false;
         let mut delay = LAUNCH_RETRY_MIN;
-        let mut last_reason;
+        let mut last_reason = String::from("no answer from the cluster");
         let outcome = loop {
-            // A DeleteTask that came while this launch was retrying leaves a
-            // tombstone: then nothing must be created.
-            if answered.load(Ordering::SeqCst)
-                && let Ok(Some(event)) = self.tombstone(ticket.object(), &kind).await
-            {
+            let late = Instant::now() >= answer_by;
+            if late && !recorded {
+                recorded = self.record_launch(&ticket, &kind, &request).await;
+            }
+            // An abort, or a later attempt, that came meanwhile leaves an
+            // outcome: then nothing must be created.
+            if late && let Some(event) = self.kept_outcome(&ticket, &kind).await {
                 break Launch::Failed(event);
             }
-            match self.executor.launch(&plugin, &request).await {
-                Ok((state, event)) => match event.phase {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let tried = tokio::time::timeout(left, self.executor.launch(&plugin, &request)).await;
+            match tried {
+                Ok(Ok((state, event))) => match event.phase {
                     Phase::Queued => {
-                        if answered.load(Ordering::SeqCst) {
-                            // Landed after CreateTask answered: an abort or a
-                            // later attempt (both leave a tombstone) may have
-                            // come meanwhile.
-                            if let Ok(Some(aborted)) = self.tombstone(ticket.object(), &kind).await
-                            {
-                                self.abort_state(&plugin, &request, &state).await;
-                                break Launch::Failed(aborted);
-                            }
+                        // Landed after the answer: an abort or a later
+                        // attempt may have come meanwhile.
+                        if Instant::now() >= answer_by
+                            && let Some(aborted) = self.kept_outcome(&ticket, &kind).await
+                        {
+                            self.abort_and_release(&plugin, &request, &state).await;
+                            break Launch::Failed(aborted);
                         }
                         break Launch::Created;
                     }
@@ -280,23 +355,24 @@ impl Tasks {
                     }
                     _ => break Launch::Failed(event),
                 },
-                Err(err) if err.is_transient() => {
+                Ok(Err(err)) if err.is_transient() => {
                     last_reason = err.to_string();
                     tx.send_replace(Launch::Pending(PhaseEvent::new(
                         Phase::Queued,
                         format!("waiting to create the object: {err}"),
                     )));
                 }
-                Err(err) => {
+                Ok(Err(err)) => {
                     break Launch::Failed(PhaseEvent::failure(
-                        Phase::PermanentFailure,
+                        Phase::RetryableFailure,
                         ErrorKind::System,
                         codes::PLUGIN_FAILURE,
                         err.to_string(),
                     ));
                 }
+                Err(_) => {} // the deadline, below
             }
-            if Instant::now() + delay > deadline {
+            if Instant::now() + delay >= deadline {
                 break Launch::Failed(PhaseEvent::failure(
                     Phase::RetryableFailure,
                     ErrorKind::System,
@@ -310,13 +386,21 @@ impl Tasks {
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(LAUNCH_RETRY_MAX);
         };
-        tx.send_replace(outcome.clone());
         if let Launch::Failed(event) = &outcome {
             tracing::warn!(plugin = plugin.id(), task = %ticket.name, "launch failed: {}", event.reason);
-            if answered.load(Ordering::SeqCst) {
-                self.keep_tombstone(ticket.object(), &kind, event).await;
+            if Instant::now() >= answer_by {
+                self.keep_outcome(&ticket, &kind, event).await;
             }
         }
+        if recorded
+            && let Err(err) = self
+                .records
+                .drop_launch(cluster, ticket.object(&kind))
+                .await
+        {
+            tracing::debug!(task = %ticket.name, "the launch record stays until the janitor's turn: {err}");
+        }
+        tx.send_replace(outcome.clone());
         self.with_local(&ticket, |local| {
             local.launch = None;
             if let Launch::Failed(event) = outcome {
@@ -325,96 +409,104 @@ impl Tasks {
         });
     }
 
+    /// Record the launch so another replica carries it on; false if that
+    /// failed (it is tried again on the next round).
+    async fn record_launch(
+        &self,
+        ticket: &TaskTicket,
+        kind: &ResourceKind,
+        request: &TaskRequest,
+    ) -> bool {
+        match self
+            .records
+            .keep_launch(self.executor.cluster(), ticket.object(kind), request)
+            .await
+        {
+            Ok(()) => true,
+            Err(err) => {
+                tracing::warn!(task = %ticket.name, "could not record the launch: {err}");
+                false
+            }
+        }
+    }
+
     /// Abort, the plugin's way, the node's objects from earlier attempts
-    /// that are still running: propeller has given up on them. The attempt
-    /// just before may still be launching somewhere (its CreateTask answer
-    /// was lost): a tombstone makes it stand down when it lands.
+    /// that are still running: propeller has given up on them. An earlier
+    /// attempt may still be launching somewhere (its CreateTask answer was
+    /// lost): its outcome is kept, so it stands down when it lands.
     async fn abort_earlier_attempts(
         &self,
         plugin: &Plugin,
         kind: &ResourceKind,
         request: &TaskRequest,
     ) {
-        let selector = format!("{}={}", carried::NODE_LABEL, request.execution.node_label());
-        let objects = match self
-            .executor
-            .cluster()
-            .list(kind, Some(&request.namespace), &selector)
-            .await
-        {
-            Ok(objects) => objects,
-            Err(err) => {
-                tracing::warn!(task = %request.execution.key(), "could not look for earlier attempts: {err}");
-                return;
-            }
-        };
         let current = request.execution.retry_attempt;
-        let mut previous_found = false;
-        for object in objects {
-            let attempt = carried::attempt_of(&object);
-            previous_found |= attempt == Some(current - 1);
-            let earlier = attempt.is_some_and(|a| a < current);
-            let live =
-                object["metadata"]["deletionTimestamp"].is_null() && !carried::is_finished(&object);
-            if earlier && live {
-                self.abort_object(plugin, kind, &object, "a later attempt of its node started")
-                    .await;
+        let superseded = PhaseEvent::failure(
+            Phase::PermanentFailure,
+            ErrorKind::System,
+            codes::ABORTED,
+            format!("attempt {current} of the node started"),
+        );
+        for attempt in 0..current {
+            let mut earlier = request.clone();
+            earlier.execution.retry_attempt = attempt;
+            let name = earlier.object_name(plugin);
+            let object = TaskObject {
+                namespace: &request.namespace,
+                plural: &kind.plural,
+                name: &name,
+            };
+            if let Err(err) = self
+                .records
+                .keep_outcome(
+                    self.executor.cluster(),
+                    object,
+                    &earlier.execution.key(),
+                    &superseded,
+                )
+                .await
+            {
+                tracing::warn!(task = %name, "could not mark the earlier attempt superseded: {err}");
             }
-        }
-        if !previous_found {
-            let mut previous = request.clone();
-            previous.execution.retry_attempt = current - 1;
-            let superseded = PhaseEvent::failure(
-                Phase::PermanentFailure,
-                ErrorKind::System,
-                codes::ABORTED,
-                format!("attempt {current} of the node started"),
-            );
-            let name = previous.object_name(plugin);
-            self.keep_tombstone((&request.namespace, &name), kind, &superseded)
+            let found = self
+                .executor
+                .cluster()
+                .get_from_api(kind, &request.namespace, &name)
                 .await;
-        }
-    }
-
-    /// Abort one object found in the cluster, with the task it carries.
-    async fn abort_object(&self, plugin: &Plugin, kind: &ResourceKind, object: &Value, why: &str) {
-        let name = object["metadata"]["name"].as_str().unwrap_or_default();
-        let task = match carried::task_of(object) {
-            Ok(task) => task,
-            Err(err) => {
-                tracing::warn!(
-                    task = name,
-                    "cannot abort it the plugin's way ({err}); deleting it"
-                );
-                TaskRequest::default()
+            match found {
+                Ok(Some(object))
+                    if object["metadata"]["deletionTimestamp"].is_null()
+                        && !carried::is_finished(&object) =>
+                {
+                    tracing::info!(task = %name, "aborting: a later attempt of its node started");
+                    let state = object_state(plugin, kind, &object);
+                    let task = carried::task_of(&object).unwrap_or_default();
+                    self.abort_and_release(plugin, &task, &state).await;
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!(task = %name, "could not look at the earlier attempt: {err}")
+                }
             }
-        };
-        let state = TaskState {
-            plugin_id: plugin.id().into(),
-            plugin_digest: plugin.digest().into(),
-            kind: kind.clone(),
-            namespace: object["metadata"]["namespace"]
-                .as_str()
-                .unwrap_or_default()
-                .into(),
-            name: name.into(),
-            phase: Phase::Running,
-            version: 0,
-            reason: String::new(),
-        };
-        tracing::info!(task = name, "aborting: {why}");
-        self.abort_state(plugin, &task, &state).await;
+        }
     }
 
     /// Abort and release an object, the plugin's way; failures are logged.
-    async fn abort_state(&self, plugin: &Plugin, task: &TaskRequest, state: &TaskState) {
-        let result = match self.executor.abort(plugin, task, state).await {
-            Ok(_) => self.executor.finalize(plugin, state).await,
-            Err(err) => Err(err),
-        };
-        if let Err(err) = result {
+    async fn abort_and_release(&self, plugin: &Plugin, task: &TaskRequest, state: &TaskState) {
+        if let Err(err) = self.abort_then_release(plugin, task, state).await {
             tracing::warn!(task = %state.name, "could not abort it: {err}");
         }
+    }
+
+    async fn abort_then_release(
+        &self,
+        plugin: &Plugin,
+        task: &TaskRequest,
+        state: &TaskState,
+    ) -> Result<Aborted, ExecutorError> {
+        let aborted = self.executor.abort(plugin, task, state).await?;
+        self.executor.finalize(plugin, state).await?;
+        Ok(aborted)
     }
 
     /// The task's phase now. Answers from the durable record when the task
@@ -424,6 +516,12 @@ impl Tasks {
             return event;
         }
         let kind = plugin_kind(plugin);
+        if !self.namespaces.lock().unwrap().contains(&ticket.namespace) {
+            self.namespaces
+                .lock()
+                .unwrap()
+                .insert(ticket.namespace.clone());
+        }
         match self.look(plugin, &kind, ticket).await {
             Ok(event) => {
                 self.with_local(ticket, |local| {
@@ -442,24 +540,21 @@ impl Tasks {
         kind: &ResourceKind,
         ticket: &TaskTicket,
     ) -> Result<PhaseEvent, ExecutorError> {
-        let cluster_error = |source| ExecutorError::Cluster {
-            action: "reading",
-            name: ticket.name.clone(),
-            source,
-        };
         let object = self
             .executor
             .cluster()
             .get(kind, &ticket.namespace, &ticket.name)
             .await
-            .map_err(cluster_error)?;
+            .map_err(|source| ExecutorError::Cluster {
+                action: "reading",
+                name: ticket.name.clone(),
+                source,
+            })?;
         let Some(object) = object else {
-            return self.missing(kind, ticket).await;
+            return self.missing(plugin, kind, ticket).await;
         };
         self.with_local(ticket, |local| local.seen_object = true);
-        if let Some(event) = carried::outcome_of(&object) {
-            return Ok(event);
-        }
+        // Whose object it is first: nothing on another task's object counts.
         if let Some(owner) = carried::owner_of(&object)
             && owner != ticket.execution.key()
         {
@@ -475,6 +570,9 @@ impl Tasks {
                     ticket.execution.key()
                 ),
             ));
+        }
+        if let Some(event) = carried::outcome_of(&object) {
+            return Ok(event);
         }
         let task = match &ticket.task {
             Some(task) => task.clone(),
@@ -492,23 +590,20 @@ impl Tasks {
         };
         let last = self.last(ticket);
         let state = ticket.state(kind.clone(), last.as_ref());
+        // A plugin that fails (trap, deadline, bad answer) is a look that
+        // went wrong, not the task's end: an error here.
         let event = self
             .executor
             .phase_of(plugin, &task, &state, &object)
             .await?;
-        if event.code() == Some(codes::PLUGIN_FAILURE) {
-            // The plugin failed on its own (a trap, a deadline, a bad
-            // answer): a look that went wrong, not the task's end.
-            return Err(ExecutorError::Plugin(crate::runtime::CallError::Trap {
-                plugin: plugin.id().into(),
-                call: "get-task-phase",
-                message: event.reason,
-            }));
-        }
         if event.phase.is_terminal() && !carried::is_finished(&object) {
             let deleting = !object["metadata"]["deletionTimestamp"].is_null();
             let (this, plugin, event_) = (self.clone(), plugin.clone(), event.clone());
-            let writes = async move { this.end(&plugin, &task, &state, &event_, deleting).await };
+            let ticket_ = ticket.clone();
+            let writes = async move {
+                this.end(&plugin, &ticket_, &task, &state, &event_, deleting)
+                    .await
+            };
             self.after_end(ticket, writes).await;
         }
         Ok(event)
@@ -540,19 +635,22 @@ impl Tasks {
         }
     }
 
-    /// The object is not there: not launched yet, launched and gone, or
-    /// never to be launched.
+    /// The object is not there: launching (here, or recorded for any
+    /// replica to carry on), ended without it, launched and gone, or never
+    /// to be launched.
     async fn missing(
-        &self,
+        self: &Arc<Self>,
+        plugin: &Plugin,
         kind: &ResourceKind,
         ticket: &TaskTicket,
     ) -> Result<PhaseEvent, ExecutorError> {
-        let (launching, seen) = {
+        let (launching, seen, last) = {
             let local = self.local.lock().unwrap();
             let local = local.get(&ticket.key());
             (
                 local.and_then(|l| l.launch.as_ref().map(|rx| rx.borrow().clone())),
                 local.is_some_and(|l| l.seen_object),
+                local.and_then(|l| l.last.clone()),
             )
         };
         match launching {
@@ -563,43 +661,68 @@ impl Tasks {
             }
             None => {}
         }
-        if let Some(event) = self.tombstone(ticket.object(), kind).await? {
+        if let Some(event) = last.filter(|e| e.phase.is_terminal()) {
             return Ok(event);
         }
-        let deadline =
-            ticket.accepted_at + self.executor.config().tasks.launch_deadline_seconds as i64;
-        let gone = PhaseEvent::failure(
-            Phase::RetryableFailure,
-            ErrorKind::System,
-            codes::RESOURCE_DELETED_EXTERNALLY,
-            format!(
-                "resource not found, name [{}/{}]. reason: the object is gone from the cluster",
+        let cluster = self.executor.cluster();
+        let records_error = |source| ExecutorError::Cluster {
+            action: "reading the records of",
+            name: ticket.name.clone(),
+            source,
+        };
+        if let Some(event) = self
+            .records
+            .outcome(cluster, ticket.object(kind))
+            .await
+            .map_err(records_error)?
+        {
+            return Ok(event);
+        }
+        let deadline = self.executor.config().tasks.launch_deadline_seconds;
+        let gone = gone(ticket);
+        if seen {
+            // Deleted behind our back: keep the answer for the other replicas.
+            self.keep_outcome(ticket, kind, &gone).await;
+            return Ok(gone);
+        }
+        if !ticket.past_launch_deadline(deadline) {
+            // A launch recorded by the replica that accepted it: carry it on.
+            if let Some(request) = self
+                .records
+                .launch(cluster, ticket.object(kind))
+                .await
+                .map_err(records_error)?
+                && let Some(rx) = self.start_launch(plugin, request, ticket, Instant::now())
+            {
+                let now = rx.borrow().clone();
+                if let Launch::Pending(event) | Launch::Failed(event) = now {
+                    return Ok(event);
+                }
+            }
+            return Ok(PhaseEvent::new(
+                Phase::Queued,
+                "waiting for the launch to complete",
+            ));
+        }
+        let never = PhaseEvent {
+            reason: format!(
+                "{}/{} was not created within the launch deadline, or was deleted",
                 ticket.namespace, ticket.name
             ),
-        );
-        Ok(if seen {
-            gone
-        } else if chrono::Utc::now().timestamp() <= deadline {
-            // Another replica is launching it (or did, and this read was first).
-            PhaseEvent::new(Phase::Queued, "waiting for the launch to complete")
-        } else {
-            PhaseEvent {
-                reason: format!(
-                    "{}/{} was not created within the launch deadline, or was deleted",
-                    ticket.namespace, ticket.name
-                ),
-                ..gone
-            }
-        })
+            ..gone
+        };
+        self.keep_outcome(ticket, kind, &never).await;
+        Ok(never)
     }
 
     /// The task has ended: clean up when the plugin asks to (keeping the
-    /// answer in a tombstone), else record the end on the object — and in a
-    /// tombstone too when the object is being deleted (it takes the record
-    /// with it).
+    /// answer as an outcome record first), else record the end on the
+    /// object — as an outcome record too when the object is being deleted
+    /// (it takes its annotations with it).
     async fn end(
         &self,
         plugin: &Plugin,
+        ticket: &TaskTicket,
         task: &TaskRequest,
         state: &TaskState,
         event: &PhaseEvent,
@@ -607,12 +730,10 @@ impl Tasks {
     ) -> Result<(), ExecutorError> {
         let cleanup = event.phase.is_failure() && event.cleanup_on_failure;
         if deleting || cleanup {
-            self.keep_tombstone((&state.namespace, &state.name), &state.kind, event)
-                .await;
+            self.write_outcome(ticket, &state.kind, event).await?;
         }
         if cleanup {
-            self.executor.abort(plugin, task, state).await?;
-            return self.executor.finalize(plugin, state).await;
+            return self.abort_then_release(plugin, task, state).await.map(drop);
         }
         self.executor.finish(state, event).await
     }
@@ -645,35 +766,37 @@ impl Tasks {
         let state = ticket.state(kind.clone(), last.as_ref());
         let (this, plugin, ticket_, event_) =
             (self.clone(), plugin.clone(), ticket.clone(), event.clone());
+        // The answer is kept before the object goes, so every replica gives it.
         let cleanup = async move {
-            this.keep_tombstone(ticket_.object(), &state.kind, &event_)
-                .await;
+            this.write_outcome(&ticket_, &state.kind, &event_).await?;
             let task = match &ticket_.task {
-                Some(task) => Some(task.clone()),
+                Some(task) => task.clone(),
                 None => this.carried_task(&state.kind, &ticket_).await,
             };
-            this.executor
-                .abort(&plugin, &task.unwrap_or_default(), &state)
-                .await?;
-            this.executor.finalize(&plugin, &state).await
+            this.abort_then_release(&plugin, &task, &state)
+                .await
+                .map(drop)
         };
         self.after_end(ticket, cleanup).await;
         event
     }
 
-    async fn carried_task(&self, kind: &ResourceKind, ticket: &TaskTicket) -> Option<TaskRequest> {
+    async fn carried_task(&self, kind: &ResourceKind, ticket: &TaskTicket) -> TaskRequest {
         let object = self
             .executor
             .cluster()
             .get_from_api(kind, &ticket.namespace, &ticket.name)
-            .await
-            .ok()??;
-        carried::task_of(&object).ok()
+            .await;
+        match object {
+            Ok(Some(object)) => carried::task_of(&object).unwrap_or_default(),
+            _ => TaskRequest::default(),
+        }
     }
 
-    /// Abort: delete the object (or patch it, as the plugin says), and
-    /// leave a tombstone so a launch still in progress anywhere stands
-    /// down and every replica answers ABORTED-as-failed the same way.
+    /// Abort: keep the abort as the task's outcome (so a launch still in
+    /// progress on any replica stands down), then delete the object (or
+    /// patch it, as the plugin says). A task that has already ended keeps
+    /// its answer; aborting it only releases it.
     pub async fn cancel(
         &self,
         plugin: &Plugin,
@@ -683,12 +806,6 @@ impl Tasks {
             return Ok(Aborted::Deleted); // nothing was created
         }
         let kind = plugin_kind(plugin);
-        let aborted = PhaseEvent::failure(
-            Phase::PermanentFailure,
-            ErrorKind::User,
-            codes::ABORTED,
-            "the task was aborted",
-        );
         let object = self
             .executor
             .cluster()
@@ -699,19 +816,32 @@ impl Tasks {
                 name: ticket.name.clone(),
                 source,
             })?;
-        // Kept whether or not the object is there yet: a launch still in
-        // progress anywhere stands down, and GetTask reads the abort.
-        self.write_tombstone(ticket.object(), &kind, &aborted)
-            .await?;
+        let aborted = PhaseEvent::failure(
+            Phase::PermanentFailure,
+            ErrorKind::User,
+            codes::ABORTED,
+            "the task was aborted",
+        );
+        let finished = object.as_ref().is_some_and(carried::is_finished);
+        if !finished {
+            // Without it a launch elsewhere could still land: worth saying,
+            // not worth leaving the object running for.
+            self.keep_outcome(ticket, &kind, &aborted).await;
+        }
         let task = match (&ticket.task, &object) {
             (Some(task), _) => task.clone(),
             (None, Some(object)) => carried::task_of(object).unwrap_or_default(),
             (None, None) => TaskRequest::default(),
         };
         let state = ticket.state(kind, None);
-        let done = self.executor.abort(plugin, &task, &state).await?;
-        self.executor.finalize(plugin, &state).await?;
-        self.with_local(ticket, |local| local.last = Some(aborted.clone()));
+        let done = self.abort_then_release(plugin, &task, &state).await?;
+        if done == Aborted::Patched && !finished {
+            // The object stays: mark it ended, so the janitor collects it.
+            self.executor.finish(&state, &aborted).await?;
+        }
+        if !finished {
+            self.with_local(ticket, |local| local.last = Some(aborted.clone()));
+        }
         Ok(done)
     }
 
@@ -727,54 +857,48 @@ impl Tasks {
         (state, changes)
     }
 
-    /// The outcome kept for the object `name` of `kind` without the object.
-    async fn tombstone(
-        &self,
-        (namespace, name): (&str, &str),
-        kind: &ResourceKind,
-    ) -> Result<Option<PhaseEvent>, ExecutorError> {
-        let found = self
-            .executor
-            .cluster()
-            .get_from_api(
-                &config_maps(),
-                namespace,
-                &carried::tombstone_name(name, &kind.plural),
-            )
+    /// The outcome kept for the ticket's object, if any (a failed read is
+    /// taken as none: the caller looks again later).
+    async fn kept_outcome(&self, ticket: &TaskTicket, kind: &ResourceKind) -> Option<PhaseEvent> {
+        match self
+            .records
+            .outcome(self.executor.cluster(), ticket.object(kind))
             .await
-            .map_err(|source| ExecutorError::Cluster {
-                action: "reading the outcome of",
-                name: name.into(),
-                source,
-            })?;
-        Ok(found.as_ref().and_then(carried::tombstone_outcome))
+        {
+            Ok(event) => event,
+            Err(err) => {
+                tracing::debug!(task = %ticket.name, "could not read the outcome record: {err}");
+                None
+            }
+        }
     }
 
-    /// Keep `event` as the outcome of `name`; the first kept stays.
-    async fn write_tombstone(
+    async fn write_outcome(
         &self,
-        (namespace, name): (&str, &str),
+        ticket: &TaskTicket,
         kind: &ResourceKind,
         event: &PhaseEvent,
     ) -> Result<(), ExecutorError> {
-        let tombstone = carried::tombstone(namespace, name, &kind.plural, event);
-        self.executor
-            .cluster()
-            .create(&config_maps(), namespace, &tombstone)
+        self.records
+            .keep_outcome(
+                self.executor.cluster(),
+                ticket.object(kind),
+                &ticket.execution.key(),
+                event,
+            )
             .await
-            .map(|_| ())
             .map_err(|source| ExecutorError::Cluster {
                 action: "keeping the outcome of",
-                name: name.into(),
+                name: ticket.name.clone(),
                 source,
             })
     }
 
-    /// Best effort: without it, replicas still agree once the launch
-    /// deadline has passed.
-    async fn keep_tombstone(&self, object: (&str, &str), kind: &ResourceKind, event: &PhaseEvent) {
-        if let Err(err) = self.write_tombstone(object, kind, event).await {
-            tracing::warn!(task = object.1, "could not keep the task's outcome: {err}");
+    /// Keep an outcome where a failure to do so leaves nothing running:
+    /// logged, and replicas still agree once the launch deadline passes.
+    async fn keep_outcome(&self, ticket: &TaskTicket, kind: &ResourceKind, event: &PhaseEvent) {
+        if let Err(err) = self.write_outcome(ticket, kind, event).await {
+            tracing::warn!(task = %ticket.name, "could not keep the task's outcome: {err}");
         }
     }
 
@@ -793,107 +917,44 @@ impl Tasks {
         change(entry)
     }
 
-    /// Delete what has been kept long enough, every `janitor-interval`:
-    /// finished objects of the plugins' kinds and tombstones, all carrying
-    /// our labels. Also stops idle watches and forgets idle tasks. Several
-    /// replicas may do it at once: deletes of what is gone are fine.
-    pub async fn janitor(self: Arc<Self>, plugins: impl Fn() -> Vec<Plugin>) {
-        let config = self.executor.config().tasks.clone();
-        let mut tick =
-            tokio::time::interval(Duration::from_secs(config.janitor_interval_seconds.max(1)));
-        loop {
-            tick.tick().await;
-            self.sweep(&plugins()).await;
-            self.executor
-                .cluster()
-                .stop_idle_watches(Duration::from_secs(config.watch_idle_seconds));
-            self.local.lock().unwrap().retain(|_, local| {
-                local.launch.is_some() || local.touched.elapsed() < FORGET_AFTER
-            });
-        }
-    }
-
-    /// Finished objects of `kind`, in every namespace; where the host may
-    /// not list cluster-wide (namespaced RBAC), in the namespaces it knows:
-    /// those it watches and those its policy names.
-    async fn finished(&self, kind: &ResourceKind, selector: &str) -> Vec<Value> {
-        let cluster = self.executor.cluster();
-        let err = match cluster.list(kind, None, selector).await {
-            Ok(objects) => return objects,
-            Err(err) => err,
-        };
-        if err.code != 403 {
-            tracing::warn!(kind = %kind.kind, "janitor: cannot list finished objects: {err}");
-            return Vec::new();
-        }
-        let mut namespaces = cluster.watched_namespaces();
-        let named = self.executor.config().security.namespaces.iter().flatten();
-        namespaces.extend(named.filter(|ns| !ns.contains('{')).cloned());
-        namespaces.sort();
-        namespaces.dedup();
-        let mut objects = Vec::new();
-        for namespace in namespaces {
-            match cluster.list(kind, Some(&namespace), selector).await {
-                Ok(found) => objects.extend(found),
-                Err(err) => {
-                    tracing::warn!(kind = %kind.kind, %namespace, "janitor: cannot list finished objects: {err}")
-                }
-            }
-        }
-        objects
-    }
-
-    /// One janitor round; returns how many objects it deleted.
-    pub async fn sweep(&self, plugins: &[Plugin]) -> usize {
-        let config = &self.executor.config().tasks;
-        if config.keep_finished {
-            return 0;
-        }
-        let retention = chrono::Duration::seconds(config.retention_seconds as i64);
-        let selector = format!(
-            "{}={},{}",
-            MANAGED_LABEL.0,
-            MANAGED_LABEL.1,
-            carried::FINISHED_LABEL
-        );
-        let mut kinds: Vec<(Option<&Plugin>, ResourceKind)> = plugins
-            .iter()
-            .filter(|p| !p.info().properties.disable_delete_resource_on_finalize)
-            .map(|p| (Some(p), plugin_kind(p)))
-            .collect();
-        kinds.dedup_by(|a, b| a.1 == b.1);
-        kinds.push((None, config_maps()));
-        let cluster = self.executor.cluster();
-        let mut deleted = 0;
-        for (plugin, kind) in kinds {
-            let objects = self.finished(&kind, &selector).await;
-            for object in objects {
-                let expired = carried::finished_at(&object)
-                    .is_some_and(|at| chrono::Utc::now() - at >= retention);
-                if !expired {
-                    continue;
-                }
-                let namespace = object["metadata"]["namespace"].as_str().unwrap_or_default();
-                let name = object["metadata"]["name"].as_str().unwrap_or_default();
-                let propagation =
-                    plugin.map_or(config.delete_propagation, |p| config.propagation(p.id()));
-                match cluster.delete(&kind, namespace, name, propagation).await {
-                    Ok(()) => deleted += 1,
-                    Err(err) => tracing::warn!(%namespace, %name, "janitor: cannot delete: {err}"),
-                }
-            }
-        }
-        if deleted > 0 {
-            tracing::info!(deleted, "janitor: deleted finished objects past retention");
-        }
-        deleted
+    /// Forget what has not been asked about for a while (never a launch
+    /// this replica runs).
+    pub(super) fn forget_idle(&self) {
+        self.local.lock().unwrap().retain(|_, local| {
+            local.launch.is_some() || local.ending || local.touched.elapsed() < FORGET_AFTER
+        });
     }
 }
 
-fn config_maps() -> ResourceKind {
-    ResourceKind {
-        api_version: "v1".into(),
-        kind: "ConfigMap".into(),
-        plural: "configmaps".into(),
+/// The answer for an object that was there and is gone.
+fn gone(ticket: &TaskTicket) -> PhaseEvent {
+    PhaseEvent::failure(
+        Phase::RetryableFailure,
+        ErrorKind::System,
+        codes::RESOURCE_DELETED_EXTERNALLY,
+        format!(
+            "resource not found, name [{}/{}]. reason: the object is gone from the cluster",
+            ticket.namespace, ticket.name
+        ),
+    )
+}
+
+/// The state of an object found in the cluster (not through a ticket).
+fn object_state(plugin: &Plugin, kind: &ResourceKind, object: &Value) -> TaskState {
+    TaskState {
+        plugin_id: plugin.id().into(),
+        plugin_digest: plugin.digest().into(),
+        kind: kind.clone(),
+        namespace: object["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .into(),
+        name: object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .into(),
+        phase: Phase::Running,
+        version: 0,
+        reason: String::new(),
     }
 }

@@ -12,36 +12,216 @@
 //!   to the missing ones. An owner of a kind the sandbox does not serve is
 //!   assumed to exist, as the real collector cannot resolve it either.
 //!
+//! Like the real collector's graph, a pass looks only at what the batch's
+//! events can have changed, through the store's owner uid → dependents
+//! index: the objects that changed (as owners and as dependents), the
+//! owners whose dependents changed, and the dependents of owners that went
+//! or started going. So a pass costs what changed, not the size of the
+//! store. After missed events, or once a new kind is served (references
+//! to it become resolvable), a pass looks at every object instead.
+//!
 //! Switched off by `SandboxConfig::garbage_collector = false`: then
 //! orphan and foreground deletions wait forever, as on a cluster without
 //! kube-controller-manager.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
-use super::Shared;
 use super::deletion::{DeleteOptions, FOREGROUND_FINALIZER, ORPHAN_FINALIZER, Propagation};
-use super::store::{Kind, Store};
+use super::store::{EventType, Key, Kind, Store, View};
+use super::{Batch, Shared};
 
-/// An object, as the collector needs to see it.
-struct Node {
-    kind_key: String,
-    namespace: String,
-    name: String,
-    uid: String,
-    deleting: bool,
-    finalizers: Vec<String>,
-    owners: Vec<Value>,
+/// The collector's memory between passes.
+#[derive(Default)]
+pub(super) struct Collector {
+    /// How many kinds were served at the last pass.
+    kinds: usize,
 }
 
-impl Node {
-    fn has_finalizer(&self, finalizer: &str) -> bool {
-        self.finalizers.iter().any(|f| f == finalizer)
+/// What a batch asks the collector to look at again.
+#[derive(Default)]
+struct Work {
+    /// Owners (by uid) whose deletion may proceed: being deleted themselves,
+    /// or with a dependent that changed.
+    owners: BTreeSet<String>,
+    /// Owners (by uid) that appeared, went, or are being deleted: their
+    /// dependents may now find them missing or deleting theirs first.
+    owners_changed: BTreeSet<String>,
+    /// Objects that changed, as dependents of their owners.
+    dependents: BTreeSet<Key>,
+}
+
+/// One write the pass decided on, made once the store's lock is released.
+enum Action {
+    /// Drop the object's references to these owner uids.
+    StripOwners(Target, Vec<String>),
+    RemoveFinalizer(Target, &'static str),
+    Delete(Target, Propagation),
+}
+
+/// An object a write is for; the uid guards against a namesake created
+/// since the pass looked.
+struct Target {
+    kind: Kind,
+    key: Key,
+    uid: String,
+}
+
+impl Collector {
+    pub(super) fn reconcile(&mut self, shared: &Shared, batch: &Batch) {
+        let store = &shared.store;
+        let mut work = Work::default();
+        for event in &batch.events {
+            let meta = &event.object["metadata"];
+            let uid = meta["uid"].as_str().unwrap_or_default();
+            let name = meta["name"].as_str().unwrap_or_default();
+            // Only these change what the object is to its dependents (an
+            // update can neither set a deletionTimestamp nor change a uid).
+            if event.kind != EventType::Modified || deleting(&event.object) {
+                work.owners_changed.insert(uid.to_owned());
+            }
+            if event.kind != EventType::Deleted {
+                if deleting(&event.object) {
+                    work.owners.insert(uid.to_owned());
+                }
+                if !owners(&event.object).is_empty() {
+                    let key = (event.kind_key.clone(), event.namespace.clone(), name.into());
+                    work.dependents.insert(key);
+                }
+            }
+            work.owners.extend(event.owner_uids.iter().cloned());
+        }
+        let actions = store.read(|view| {
+            let everything = batch.missed || view.kinds().len() != self.kinds;
+            self.kinds = view.kinds().len();
+            if everything {
+                work = all_work(view);
+            }
+            plan(view, &work)
+        });
+        for action in actions {
+            action.apply(store);
+        }
     }
-    fn owned_by(&self, uid: &str) -> impl Iterator<Item = &Value> {
-        self.owners.iter().filter(move |r| r["uid"] == uid)
+}
+
+/// Every object: the deleting ones as owners, the owned ones as dependents.
+fn all_work(view: &View) -> Work {
+    let mut work = Work::default();
+    for (key, object) in view.objects() {
+        if deleting(object) {
+            work.owners.extend(uid(object).map(str::to_owned));
+        }
+        if !owners(object).is_empty() {
+            work.dependents.insert(key.clone());
+        }
     }
+    work
+}
+
+fn plan(view: &View, work: &Work) -> Vec<Action> {
+    let kind_of = |key: &str| view.kinds().iter().find(|k| k.key() == key);
+    let target = |kind: &Kind, key: &Key, object: &Value| Target {
+        kind: kind.clone(),
+        key: key.clone(),
+        uid: uid(object).unwrap_or_default().to_owned(),
+    };
+    let mut actions = Vec::new();
+
+    for owner_uid in &work.owners {
+        let Some((key, owner)) = view.by_uid(owner_uid) else {
+            continue;
+        };
+        if !deleting(owner) {
+            continue;
+        }
+        let Some(kind) = kind_of(&key.0) else {
+            continue;
+        };
+        // A cluster-scoped owner (namespace "") may own objects anywhere.
+        let dependents = view
+            .dependents(owner_uid)
+            .filter(|d| d.1 == key.1 || key.1.is_empty())
+            .filter_map(|d| Some((d, view.get(d)?)));
+        if has_finalizer(owner, ORPHAN_FINALIZER) {
+            for (dep_key, dependent) in dependents {
+                if let Some(dep_kind) = kind_of(&dep_key.0) {
+                    let strip = vec![owner_uid.clone()];
+                    actions.push(Action::StripOwners(
+                        target(dep_kind, dep_key, dependent),
+                        strip,
+                    ));
+                }
+            }
+            actions.push(Action::RemoveFinalizer(
+                target(kind, key, owner),
+                ORPHAN_FINALIZER,
+            ));
+        } else if has_finalizer(owner, FOREGROUND_FINALIZER) {
+            let blocked = dependents
+                .flat_map(|(_, d)| owners(d).iter().filter(|r| r["uid"] == owner_uid.as_str()))
+                .any(|r| r["blockOwnerDeletion"] == true);
+            if !blocked {
+                actions.push(Action::RemoveFinalizer(
+                    target(kind, key, owner),
+                    FOREGROUND_FINALIZER,
+                ));
+            }
+        }
+    }
+
+    let dependents: BTreeSet<&Key> = work
+        .dependents
+        .iter()
+        .chain(work.owners_changed.iter().flat_map(|u| view.dependents(u)))
+        .collect();
+    for key in dependents {
+        let Some(dependent) = view.get(key) else {
+            continue;
+        };
+        if deleting(dependent) || owners(dependent).is_empty() {
+            continue;
+        }
+        let Some(kind) = kind_of(&key.0) else {
+            continue;
+        };
+        let mut solid = 0;
+        let mut gone = Vec::new();
+        let mut waiting = false;
+        for reference in owners(dependent) {
+            match owner_state(view, reference, &key.1) {
+                Owner::Exists => solid += 1,
+                Owner::Missing => gone.extend(reference["uid"].as_str().map(str::to_owned)),
+                Owner::DeletingDependents => {
+                    waiting = true;
+                    gone.extend(reference["uid"].as_str().map(str::to_owned));
+                }
+            }
+        }
+        if gone.is_empty() {
+            continue;
+        }
+        let target = target(kind, key, dependent);
+        if solid > 0 {
+            actions.push(Action::StripOwners(target, gone));
+            continue;
+        }
+        // A dependent that owns others goes in the foreground too, so the
+        // chain is deleted from the bottom up.
+        let owns_others = view.dependents(&target.uid).next().is_some();
+        let policy = if waiting && owns_others {
+            Propagation::Foreground
+        } else if has_finalizer(dependent, ORPHAN_FINALIZER) {
+            Propagation::Orphan
+        } else if has_finalizer(dependent, FOREGROUND_FINALIZER) {
+            Propagation::Foreground
+        } else {
+            Propagation::Background
+        };
+        actions.push(Action::Delete(target, policy));
+    }
+    actions
 }
 
 enum Owner {
@@ -51,122 +231,10 @@ enum Owner {
     DeletingDependents,
 }
 
-pub(super) fn reconcile(shared: &Shared) {
-    let store = &shared.store;
-    let kinds = store.kinds();
-    let mut nodes = Vec::new();
-    store.scan(|kind_key, namespace, object| {
-        let meta = &object["metadata"];
-        let strings = |field: &str| -> Vec<String> {
-            meta[field]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|f| f.as_str().map(str::to_owned))
-                .collect()
-        };
-        nodes.push(Node {
-            kind_key: kind_key.to_owned(),
-            namespace: namespace.to_owned(),
-            name: meta["name"].as_str().unwrap_or_default().to_owned(),
-            uid: meta["uid"].as_str().unwrap_or_default().to_owned(),
-            deleting: !meta["deletionTimestamp"].is_null(),
-            finalizers: strings("finalizers"),
-            owners: meta["ownerReferences"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default(),
-        });
-    });
-    if nodes.iter().all(|n| n.owners.is_empty() && !n.deleting) {
-        return;
-    }
-    let by_name: HashMap<(&str, &str, &str), &Node> = nodes
-        .iter()
-        .map(|n| {
-            (
-                (n.kind_key.as_str(), n.namespace.as_str(), n.name.as_str()),
-                n,
-            )
-        })
-        .collect();
-    let owner_uids: HashSet<&str> = nodes
-        .iter()
-        .flat_map(|n| n.owners.iter().filter_map(|r| r["uid"].as_str()))
-        .collect();
-    let kind_of = |key: &str| kinds.iter().find(|k| k.key() == key);
-
-    for owner in nodes.iter().filter(|n| n.deleting) {
-        let Some(kind) = kind_of(&owner.kind_key) else {
-            continue;
-        };
-        let dependents = nodes
-            .iter()
-            .filter(|n| n.namespace == owner.namespace || owner.namespace.is_empty())
-            .filter(|n| n.owned_by(&owner.uid).next().is_some());
-        if owner.has_finalizer(ORPHAN_FINALIZER) {
-            for dependent in dependents {
-                if let Some(dep_kind) = kind_of(&dependent.kind_key) {
-                    strip_owners(store, dep_kind, dependent, &[owner.uid.as_str()]);
-                }
-            }
-            remove_finalizer(store, kind, owner, ORPHAN_FINALIZER);
-        } else if owner.has_finalizer(FOREGROUND_FINALIZER) {
-            let blocked = dependents
-                .flat_map(|d| d.owned_by(&owner.uid))
-                .any(|r| r["blockOwnerDeletion"] == true);
-            if !blocked {
-                remove_finalizer(store, kind, owner, FOREGROUND_FINALIZER);
-            }
-        }
-    }
-
-    for dependent in nodes.iter().filter(|n| !n.owners.is_empty() && !n.deleting) {
-        let Some(kind) = kind_of(&dependent.kind_key) else {
-            continue;
-        };
-        let mut solid = 0;
-        let mut gone = Vec::new();
-        let mut waiting = false;
-        for reference in &dependent.owners {
-            match owner_state(reference, dependent, &kinds, &by_name) {
-                Owner::Exists => solid += 1,
-                Owner::Missing => gone.extend(reference["uid"].as_str()),
-                Owner::DeletingDependents => {
-                    waiting = true;
-                    gone.extend(reference["uid"].as_str());
-                }
-            }
-        }
-        if gone.is_empty() {
-            continue;
-        }
-        if solid > 0 {
-            strip_owners(store, kind, dependent, &gone);
-            continue;
-        }
-        let policy = if waiting && owner_uids.contains(dependent.uid.as_str()) {
-            Propagation::Foreground
-        } else if dependent.has_finalizer(ORPHAN_FINALIZER) {
-            Propagation::Orphan
-        } else if dependent.has_finalizer(FOREGROUND_FINALIZER) {
-            Propagation::Foreground
-        } else {
-            Propagation::Background
-        };
-        let mut options = DeleteOptions::propagation(policy);
-        options.preconditions.uid = Some(dependent.uid.clone());
-        let _ = store.delete(kind, &dependent.namespace, &dependent.name, &options);
-    }
-}
-
-fn owner_state(
-    reference: &Value,
-    dependent: &Node,
-    kinds: &[Kind],
-    by_name: &HashMap<(&str, &str, &str), &Node>,
-) -> Owner {
-    let served = kinds.iter().find(|k| {
+/// Resolved as the real collector does: by kind and name (in the
+/// dependent's namespace, else cluster-scoped), then checked by uid.
+fn owner_state(view: &View, reference: &Value, namespace: &str) -> Owner {
+    let served = view.kinds().iter().find(|k| {
         reference["apiVersion"] == k.api_version() && reference["kind"] == k.kind.as_str()
     });
     let (Some(kind), Some(name), Some(uid)) = (
@@ -176,13 +244,11 @@ fn owner_state(
     ) else {
         return Owner::Exists; // not resolvable: left alone
     };
-    let key = kind.key();
-    let owner = by_name
-        .get(&(key.as_str(), dependent.namespace.as_str(), name))
-        .or_else(|| by_name.get(&(key.as_str(), "", name)));
+    let key = |namespace: &str| (kind.key(), namespace.to_owned(), name.to_owned());
+    let owner = view.get(&key(namespace)).or_else(|| view.get(&key("")));
     match owner {
-        Some(owner) if owner.uid == uid => {
-            if owner.deleting && owner.has_finalizer(FOREGROUND_FINALIZER) {
+        Some(owner) if self::uid(owner) == Some(uid) => {
+            if deleting(owner) && has_finalizer(owner, FOREGROUND_FINALIZER) {
                 Owner::DeletingDependents
             } else {
                 Owner::Exists
@@ -192,41 +258,68 @@ fn owner_state(
     }
 }
 
-/// Drop the dependent's references to these owner uids.
-fn strip_owners(store: &Store, kind: &Kind, dependent: &Node, uids: &[&str]) {
-    let _ = store.update(kind, &dependent.namespace, &dependent.name, |current| {
-        let mut next = current.clone();
-        if current["metadata"]["uid"] != dependent.uid.as_str() {
-            return Ok(next);
-        }
-        let meta = &mut next["metadata"];
-        let kept: Vec<Value> = meta["ownerReferences"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|r| !uids.iter().any(|uid| r["uid"] == *uid))
-            .cloned()
-            .collect();
-        if kept.is_empty() {
-            if let Some(meta) = meta.as_object_mut() {
-                meta.remove("ownerReferences");
-            }
-        } else {
-            meta["ownerReferences"] = json!(kept);
-        }
-        Ok(next)
-    });
+fn uid(object: &Value) -> Option<&str> {
+    object["metadata"]["uid"].as_str()
 }
 
-fn remove_finalizer(store: &Store, kind: &Kind, node: &Node, finalizer: &str) {
-    let _ = store.update(kind, &node.namespace, &node.name, |current| {
-        let mut next = current.clone();
-        if current["metadata"]["uid"] != node.uid.as_str() {
-            return Ok(next);
+fn deleting(object: &Value) -> bool {
+    !object["metadata"]["deletionTimestamp"].is_null()
+}
+
+fn owners(object: &Value) -> &[Value] {
+    object["metadata"]["ownerReferences"]
+        .as_array()
+        .map_or(&[], Vec::as_slice)
+}
+
+fn has_finalizer(object: &Value, finalizer: &str) -> bool {
+    object["metadata"]["finalizers"]
+        .as_array()
+        .is_some_and(|f| f.iter().any(|f| f == finalizer))
+}
+
+impl Action {
+    fn apply(self, store: &Store) {
+        match self {
+            Action::StripOwners(target, uids) => {
+                let _ = store.update(&target.kind, &target.key.1, &target.key.2, |current| {
+                    let mut next = current.clone();
+                    if uid(current) != Some(target.uid.as_str()) {
+                        return Ok(next);
+                    }
+                    let meta = &mut next["metadata"];
+                    let kept: Vec<Value> = owners(current)
+                        .iter()
+                        .filter(|r| !uids.iter().any(|uid| r["uid"] == uid.as_str()))
+                        .cloned()
+                        .collect();
+                    if kept.is_empty() {
+                        if let Some(meta) = meta.as_object_mut() {
+                            meta.remove("ownerReferences");
+                        }
+                    } else {
+                        meta["ownerReferences"] = json!(kept);
+                    }
+                    Ok(next)
+                });
+            }
+            Action::RemoveFinalizer(target, finalizer) => {
+                let _ = store.update(&target.kind, &target.key.1, &target.key.2, |current| {
+                    let mut next = current.clone();
+                    if uid(current) != Some(target.uid.as_str()) {
+                        return Ok(next);
+                    }
+                    if let Some(finalizers) = next["metadata"]["finalizers"].as_array_mut() {
+                        finalizers.retain(|f| f != finalizer);
+                    }
+                    Ok(next)
+                });
+            }
+            Action::Delete(target, policy) => {
+                let mut options = DeleteOptions::propagation(policy);
+                options.preconditions.uid = Some(target.uid.clone());
+                let _ = store.delete(&target.kind, &target.key.1, &target.key.2, &options);
+            }
         }
-        if let Some(finalizers) = next["metadata"]["finalizers"].as_array_mut() {
-            finalizers.retain(|f| f != finalizer);
-        }
-        Ok(next)
-    });
+    }
 }

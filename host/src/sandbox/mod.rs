@@ -68,7 +68,7 @@ use std::time::Duration;
 pub use faults::Faults;
 pub use store::Kind;
 
-use store::Store;
+use store::{Event, Store};
 
 /// State shared by the API handlers and the simulators.
 struct Shared {
@@ -166,7 +166,10 @@ impl Sandbox {
             on_changes(shared.clone(), quota::reconcile),
         ];
         if config.garbage_collector {
-            tasks.push(on_changes(shared.clone(), gc::reconcile));
+            let mut collector = gc::Collector::default();
+            tasks.push(on_changes(shared.clone(), move |shared, batch| {
+                collector.reconcile(shared, batch)
+            }));
         }
         tracing::info!(target: "sandbox", "[sandbox] test-double Kubernetes API serving on http://{addr}");
         Ok(Sandbox {
@@ -219,19 +222,43 @@ impl Drop for Sandbox {
     }
 }
 
-/// Run a whole-store controller pass after each batch of changes (the
-/// events queued meanwhile are one batch), until the sandbox stops. A
-/// pass's own writes start the next pass, which finds nothing to do.
-fn on_changes(shared: Arc<Shared>, pass: fn(&Shared)) -> tokio::task::JoinHandle<()> {
+/// The changes a controller pass looks at: the events queued since the
+/// previous pass.
+struct Batch {
+    events: Vec<Event>,
+    /// Some events were dropped (the controller fell behind): the pass must
+    /// look at everything, as an informer relists.
+    missed: bool,
+}
+
+/// Run a controller pass after each batch of changes, until the sandbox
+/// stops. A pass's own writes start the next pass, which finds nothing to
+/// do.
+fn on_changes(
+    shared: Arc<Shared>,
+    mut pass: impl FnMut(&Shared, &Batch) + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
     use tokio::sync::broadcast::error::{RecvError, TryRecvError};
     let mut events = shared.store.subscribe();
     tokio::spawn(async move {
         loop {
-            if let Err(RecvError::Closed) = events.recv().await {
-                return;
+            let mut batch = Batch {
+                events: Vec::new(),
+                missed: false,
+            };
+            match events.recv().await {
+                Ok(event) => batch.events.push(event),
+                Err(RecvError::Lagged(_)) => batch.missed = true,
+                Err(RecvError::Closed) => return,
             }
-            while let Ok(_) | Err(TryRecvError::Lagged(_)) = events.try_recv() {}
-            pass(&shared);
+            loop {
+                match events.try_recv() {
+                    Ok(event) => batch.events.push(event),
+                    Err(TryRecvError::Lagged(_)) => batch.missed = true,
+                    Err(_) => break,
+                }
+            }
+            pass(&shared, &batch);
         }
     })
 }

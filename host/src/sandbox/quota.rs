@@ -11,15 +11,19 @@
 //! the quota's `status.used`, so a delete frees room at once instead of
 //! after the controller's next pass. Pods that ended (Succeeded, Failed)
 //! or are being deleted do not count, as with the real pod evaluator.
+//!
+//! The counts come from the store's running tally ([`Store::usage`]), and
+//! the controller only revisits the namespaces a batch of changes touched:
+//! neither counts the store's objects.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use serde_json::{Map, Value, json};
 
-use super::Shared;
 use super::fields::Writer;
 use super::store::{ApiError, Kind, Store};
+use super::{Batch, Shared};
 
 pub fn quota_kind() -> Kind {
     Kind::new("v1", "ResourceQuota", "resourcequotas")
@@ -92,7 +96,8 @@ fn limit(value: &Value) -> Option<u64> {
     }
 }
 
-fn counts(object: &Value, kind_key: &str) -> bool {
+/// Whether a quota counts this object (the store keeps the tally).
+pub(super) fn counts(object: &Value, kind_key: &str) -> bool {
     if kind_key != "/pods" {
         return true;
     }
@@ -101,24 +106,14 @@ fn counts(object: &Value, kind_key: &str) -> bool {
         && !matches!(phase, Some("Succeeded" | "Failed"))
 }
 
-/// Objects counted under each store key in a namespace.
-fn usage(store: &Store, namespace: &str) -> BTreeMap<String, u64> {
-    let mut used = BTreeMap::new();
-    store.scan(|kind_key, ns, object| {
-        if ns == namespace && counts(object, kind_key) {
-            *used.entry(kind_key.to_owned()).or_default() += 1;
-        }
-    });
-    used
-}
-
 fn admit(store: &Store, kind: &Kind, namespace: &str, object: &Value) -> Result<(), ApiError> {
     let (quotas, _) = store.list(&quota_kind(), Some(namespace), "")?;
     if quotas.is_empty() || !counts(object, &kind.key()) {
         return Ok(());
     }
     let names = resource_names(kind);
-    let used = usage(store, namespace)
+    let used = store
+        .usage(namespace)
         .get(&kind.key())
         .copied()
         .unwrap_or(0);
@@ -162,13 +157,27 @@ fn admit(store: &Store, kind: &Kind, namespace: &str, object: &Value) -> Result<
     Ok(())
 }
 
-/// The quota controller's pass: each quota's status gets its hard limits
-/// and the counts it tracks.
-pub(super) fn reconcile(shared: &Shared) {
+/// The quota controller's pass: each quota in a namespace the batch
+/// changed (every quota, after missed events) gets its hard limits and the
+/// counts it tracks. Counts only change with a namespace's own objects.
+pub(super) fn reconcile(shared: &Shared, batch: &Batch) {
     let store = &shared.store;
     let kind = quota_kind();
-    let Ok((quotas, _)) = store.list(&kind, None, "") else {
-        return;
+    let list = |namespace: Option<&str>| {
+        store
+            .list(&kind, namespace, "")
+            .map(|(quotas, _)| quotas)
+            .unwrap_or_default()
+    };
+    let quotas: Vec<Value> = if batch.missed {
+        list(None)
+    } else {
+        let namespaces: BTreeSet<&str> =
+            batch.events.iter().map(|e| e.namespace.as_str()).collect();
+        namespaces
+            .into_iter()
+            .flat_map(|ns| list(Some(ns)))
+            .collect()
     };
     let mut usage_by_namespace = BTreeMap::new();
     for quota in quotas {
@@ -178,7 +187,7 @@ pub(super) fn reconcile(shared: &Shared) {
             .to_owned();
         let usage = usage_by_namespace
             .entry(namespace.clone())
-            .or_insert_with(|| usage(store, &namespace));
+            .or_insert_with(|| store.usage(&namespace));
         let hard = quota["spec"]["hard"].clone();
         let used: Map<String, Value> = hard
             .as_object()

@@ -4,8 +4,12 @@
 //! selectors, generations, managedFields ([`fields`](super::fields)),
 //! deletion options ([`deletion`](super::deletion)), and an event log that
 //! watches replay from.
+//!
+//! Besides the objects, the store keeps the indexes the controllers read
+//! (owner uid → dependents, uid → object, per-namespace quota counts), so
+//! that no controller has to look at every object after each change.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Mutex;
 
 use serde_json::{Value, json};
@@ -13,6 +17,7 @@ use tokio::sync::broadcast;
 
 use super::deletion::{self, DeleteOptions};
 use super::fields::{self, Writer};
+use super::quota;
 
 /// A kind the sandbox serves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +102,9 @@ impl EventType {
     }
 }
 
+/// Where an object is stored: (kind key `group/plural`, namespace, name).
+pub type Key = (String, String, String);
+
 /// One change, as watches see it.
 #[derive(Debug, Clone)]
 pub struct Event {
@@ -105,6 +113,10 @@ pub struct Event {
     pub namespace: String,
     pub kind: EventType,
     pub object: Value,
+    /// The uids in the object's ownerReferences before or after the change:
+    /// the owners whose set of dependents this change may have altered. The
+    /// object alone cannot say which references a change removed.
+    pub owner_uids: Vec<String>,
 }
 
 pub struct Store {
@@ -117,7 +129,15 @@ pub struct Store {
 #[derive(Default)]
 struct Inner {
     kinds: Vec<Kind>,
-    objects: BTreeMap<(String, String, String), Value>,
+    objects: BTreeMap<Key, Value>,
+    /// uid → the live object with it, for the garbage collector.
+    by_uid: HashMap<String, Key>,
+    /// Owner uid → the objects whose ownerReferences name it (whether the
+    /// owner exists or not): the garbage collector's graph.
+    dependents: HashMap<String, BTreeSet<Key>>,
+    /// Namespace → kind key → objects a quota counts (see
+    /// [`quota::counts`]), so admission does not count the store.
+    usage: HashMap<String, BTreeMap<String, u64>>,
     resource_version: u64,
     log: VecDeque<Event>,
     next_uid: u64,
@@ -177,11 +197,13 @@ impl Store {
             return None;
         }
         let key = kind.key();
+        // The log is in resourceVersion order: skip what the watch has seen.
+        let first = inner.log.partition_point(|e| e.resource_version <= since);
         Some(
             inner
                 .log
-                .iter()
-                .filter(|e| e.resource_version > since && e.kind_key == key)
+                .range(first..)
+                .filter(|e| e.kind_key == key)
                 .filter(|e| namespace.is_none_or(|ns| e.namespace == ns))
                 .cloned()
                 .collect(),
@@ -207,10 +229,16 @@ impl Store {
         let selector = LabelSelector::parse(selector)?;
         let inner = self.inner.lock().unwrap();
         let key = kind.key();
+        // Keys sort by kind, then namespace: the wanted objects are one run.
+        let from = (
+            key.clone(),
+            namespace.unwrap_or_default().to_owned(),
+            String::new(),
+        );
         let items = inner
             .objects
-            .iter()
-            .filter(|((k, ns, _), _)| *k == key && namespace.is_none_or(|n| n == ns))
+            .range(from..)
+            .take_while(|((k, ns, _), _)| *k == key && namespace.is_none_or(|n| n == ns))
             .map(|(_, object)| object)
             .filter(|object| selector.matches(object))
             .cloned()
@@ -385,14 +413,17 @@ impl Store {
         ))
     }
 
-    /// Visit every object (kind key, namespace, object) under the lock:
-    /// how the controllers that look at the whole store read it. `visit`
-    /// must not call the store.
-    pub fn scan(&self, mut visit: impl FnMut(&str, &str, &Value)) {
+    /// Read the objects and the indexes under the lock, as the controllers
+    /// do. `read` must not call the store.
+    pub fn read<R>(&self, read: impl FnOnce(&View) -> R) -> R {
         let inner = self.inner.lock().unwrap();
-        for ((kind_key, namespace, _), object) in &inner.objects {
-            visit(kind_key, namespace, object);
-        }
+        read(&View(&inner))
+    }
+
+    /// Objects a quota counts in a namespace, by kind key.
+    pub fn usage(&self, namespace: &str) -> BTreeMap<String, u64> {
+        let inner = self.inner.lock().unwrap();
+        inner.usage.get(namespace).cloned().unwrap_or_default()
     }
 
     /// Apply a change computed from the current object (controllers use
@@ -429,28 +460,124 @@ impl Store {
     }
 }
 
+/// The store's objects and indexes, borrowed under its lock.
+pub struct View<'a>(&'a Inner);
+
+impl View<'_> {
+    pub fn kinds(&self) -> &[Kind] {
+        &self.0.kinds
+    }
+
+    pub fn get(&self, key: &Key) -> Option<&Value> {
+        self.0.objects.get(key)
+    }
+
+    pub fn objects(&self) -> impl Iterator<Item = (&Key, &Value)> {
+        self.0.objects.iter()
+    }
+
+    /// The live object with this uid.
+    pub fn by_uid(&self, uid: &str) -> Option<(&Key, &Value)> {
+        let key = self.0.by_uid.get(uid)?;
+        Some((key, self.0.objects.get(key)?))
+    }
+
+    /// The objects whose ownerReferences name this uid.
+    pub fn dependents(&self, uid: &str) -> impl Iterator<Item = &Key> {
+        self.0.dependents.get(uid).into_iter().flatten()
+    }
+}
+
+/// The uids an object's ownerReferences name.
+fn owner_uids(object: Option<&Value>) -> BTreeSet<String> {
+    object
+        .and_then(|o| o["metadata"]["ownerReferences"].as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["uid"].as_str().map(str::to_owned))
+        .collect()
+}
+
 impl Inner {
     fn commit(
         &mut self,
         store: &Store,
         kind: &Kind,
-        key: (String, String, String),
+        key: Key,
         mut object: Value,
         event: EventType,
     ) -> Value {
         self.resource_version += 1;
         object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
-        self.objects.insert(key.clone(), object.clone());
-        self.record(store, kind, key.1, event, object.clone());
+        let before = self.objects.insert(key.clone(), object.clone());
+        let owners = self.reindex(&key, before.as_ref(), Some(&object));
+        self.record(store, kind, key.1, event, object.clone(), owners);
         object
     }
 
-    fn remove(&mut self, store: &Store, kind: &Kind, key: (String, String, String)) -> Value {
+    fn remove(&mut self, store: &Store, kind: &Kind, key: Key) -> Value {
         let mut object = self.objects.remove(&key).expect("checked by the caller");
+        let owners = self.reindex(&key, Some(&object), None);
         self.resource_version += 1;
         object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
-        self.record(store, kind, key.1, EventType::Deleted, object.clone());
+        self.record(
+            store,
+            kind,
+            key.1,
+            EventType::Deleted,
+            object.clone(),
+            owners,
+        );
         object
+    }
+
+    /// Bring the indexes up to date with one object's change (`None`: not
+    /// there before, or no more). Answers the owner uids it named before
+    /// or after, for the event.
+    fn reindex(&mut self, key: &Key, before: Option<&Value>, after: Option<&Value>) -> Vec<String> {
+        let (old, new) = (owner_uids(before), owner_uids(after));
+        for uid in old.difference(&new) {
+            if let Some(dependents) = self.dependents.get_mut(uid) {
+                dependents.remove(key);
+                // No empty entries: "has dependents" is "has an entry".
+                if dependents.is_empty() {
+                    self.dependents.remove(uid);
+                }
+            }
+        }
+        for uid in new.difference(&old) {
+            self.dependents
+                .entry(uid.clone())
+                .or_default()
+                .insert(key.clone());
+        }
+
+        if let Some(uid) = before.and_then(|o| o["metadata"]["uid"].as_str()) {
+            self.by_uid.remove(uid);
+        }
+        if let Some(uid) = after.and_then(|o| o["metadata"]["uid"].as_str()) {
+            self.by_uid.insert(uid.to_owned(), key.clone());
+        }
+
+        let counted = |object: Option<&Value>| object.is_some_and(|o| quota::counts(o, &key.0));
+        let (was, is) = (counted(before), counted(after));
+        if was != is {
+            let kinds = self.usage.entry(key.1.clone()).or_default();
+            let count = kinds.entry(key.0.clone()).or_default();
+            if is {
+                *count += 1;
+            } else {
+                *count -= 1;
+                if *count == 0 {
+                    kinds.remove(&key.0);
+                    if kinds.is_empty() {
+                        self.usage.remove(&key.1);
+                    }
+                }
+            }
+        }
+
+        old.union(&new).cloned().collect()
     }
 
     fn record(
@@ -460,6 +587,7 @@ impl Inner {
         namespace: String,
         event: EventType,
         object: Value,
+        owner_uids: Vec<String>,
     ) {
         let event = Event {
             resource_version: self.resource_version,
@@ -467,6 +595,7 @@ impl Inner {
             namespace,
             kind: event,
             object,
+            owner_uids,
         };
         if self.log.len() >= store.history {
             self.log.pop_front();
