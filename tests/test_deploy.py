@@ -113,7 +113,7 @@ def admits(policy, container, port, labels=None, namespace=None):
 def test_the_base_install_serves_the_agent_with_probes():
     objects = build(DEPLOY)
     assert {kind for kind, _ in objects} == {
-        "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "ConfigMap",
+        "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ConfigMap",
         "Service", "PersistentVolumeClaim", "Deployment", "NetworkPolicy",
     }
     deployment = objects[("Deployment", "flytewasm")]
@@ -137,6 +137,9 @@ def test_the_base_install_serves_the_agent_with_probes():
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
 
 
+RECORDS_RULE = {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "create", "delete"]}
+
+
 def test_rbac_reaches_only_the_plugins_kinds():
     objects = build(DEPLOY)
     host_role = objects[("ClusterRole", "flytewasm")]
@@ -151,6 +154,14 @@ def test_rbac_reaches_only_the_plugins_kinds():
             "verbs": ["get", "list", "watch", "create", "delete", "patch"],
         }
     ]
+    # The host's records are ConfigMaps in its own namespace only.
+    records = objects[("Role", "flytewasm-records")]
+    assert records["rules"] == [RECORDS_RULE]
+    assert objects[("RoleBinding", "flytewasm-records")]["roleRef"]["name"] == "flytewasm-records"
+    assert not any(
+        "configmaps" in rule.get("resources", []) for (kind, _), o in objects.items() if kind == "ClusterRole"
+        for rule in o.get("rules", [])
+    )
     binding = objects[("ClusterRoleBinding", "flytewasm")]
     assert binding["subjects"][0]["name"] == "flytewasm"
 
@@ -349,20 +360,26 @@ def test_the_namespaced_overlay_grants_only_its_namespaces():
         if doc["kind"] not in ("Role", "RoleBinding"):
             assert doc["metadata"]["namespace"] == host_namespace, doc["kind"]
 
-    roles = {d["metadata"]["namespace"]: d for d in docs if d["kind"] == "Role"}
-    bindings = {d["metadata"]["namespace"]: d for d in docs if d["kind"] == "RoleBinding"}
+    # The host's own records Role stays in its namespace; the grants are per task namespace.
+    records = [d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == "flytewasm-records"]
+    assert [r["metadata"]["namespace"] for r in records] == [host_namespace]
+    assert records[0]["rules"] == [RECORDS_RULE]
+    grants = [d for d in docs if d["metadata"].get("name") != "flytewasm-records"]
+    roles = {d["metadata"]["namespace"]: d for d in grants if d["kind"] == "Role"}
+    bindings = {d["metadata"]["namespace"]: d for d in grants if d["kind"] == "RoleBinding"}
     assert sorted(roles) == sorted(bindings) == NAMESPACES
     # The same rights as the cluster-wide mode, one namespace at a time.
     spark_rules = build(DEPLOY)[("ClusterRole", "flytewasm-spark")]["rules"]
     for namespace in NAMESPACES:
         role, binding = roles[namespace], bindings[namespace]
-        assert role["rules"] == spark_rules == [
+        assert spark_rules == [
             {
                 "apiGroups": ["sparkoperator.k8s.io"],
                 "resources": ["sparkapplications"],
                 "verbs": ["get", "list", "watch", "create", "delete", "patch"],
             }
         ]
+        assert role["rules"] == spark_rules
         assert binding["roleRef"] == {
             "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"],
         }

@@ -339,7 +339,7 @@ async fn a_task_from_an_unloaded_plugin_is_not_found() {
     decoded.plugin_id = "retired".into();
     let status = status_of(
         env.service
-            .get_task(get(&encode_meta(&decoded, &env.keys)))
+            .get_task(get(&encode_meta(&decoded, &env.keys).unwrap()))
             .await,
     )
     .await;

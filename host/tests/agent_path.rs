@@ -34,6 +34,8 @@ const PROPELLER_DEADLINE: Duration = Duration::from_secs(3);
 struct Env {
     sandbox: Sandbox,
     replicas: Vec<AgentService>,
+    config: HostConfig,
+    keys: MetaKeys,
 }
 
 async fn env(config: serde_json::Value) -> Env {
@@ -45,23 +47,28 @@ async fn env(config: serde_json::Value) -> Env {
     .unwrap();
     let config: HostConfig = serde_json::from_value(config).unwrap();
     let keys = MetaKeys::ephemeral();
-    let replicas = (0..2)
-        .map(|_| {
-            let cluster = Cluster::new(sandbox.client().unwrap());
-            let tasks = Tasks::new(Executor::new(Arc::new(cluster), Arc::new(config.clone())));
-            let registry =
-                Registry::from_plugins(vec![testkit::plugin("spark"), testkit::plugin("testing")])
-                    .unwrap();
-            AgentService::new(
-                tasks,
-                LivePlugins::fixed(registry),
-                Arc::new(Metrics::default()),
-                keys.clone(),
-                false,
-            )
-        })
-        .collect();
-    Env { sandbox, replicas }
+    let replicas = (0..2).map(|_| replica(&sandbox, &config, &keys)).collect();
+    Env {
+        sandbox,
+        replicas,
+        config,
+        keys,
+    }
+}
+
+/// One `serve` replica on the sandbox (call within the runtime it runs on).
+fn replica(sandbox: &Sandbox, config: &HostConfig, keys: &MetaKeys) -> AgentService {
+    let cluster = Cluster::new(sandbox.client().unwrap());
+    let tasks = Tasks::new(Executor::new(Arc::new(cluster), Arc::new(config.clone())));
+    let registry =
+        Registry::from_plugins(vec![testkit::plugin("spark"), testkit::plugin("testing")]).unwrap();
+    AgentService::new(
+        tasks,
+        LivePlugins::fixed(registry),
+        Arc::new(Metrics::default()),
+        keys.clone(),
+        false,
+    )
 }
 
 fn spark() -> TaskTemplate {
@@ -342,7 +349,7 @@ async fn a_plugin_that_fails_to_look_is_retried_then_fails_the_task_and_cleans_u
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failure_that_asks_for_cleanup_keeps_its_answer_in_a_tombstone() {
+async fn a_failure_that_asks_for_cleanup_keeps_its_answer_in_a_record() {
     let env = env(json!({})).await;
     let meta = launch(
         &env.replicas[0],
@@ -415,4 +422,64 @@ async fn watches_cache_only_our_objects_without_managed_fields() {
     until(&env, &meta, phase(Phase::Running)).await;
     let cluster = env.replicas[0].executor().cluster();
     assert_eq!(cluster.cached_objects(), 1, "only our object is cached");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_whose_replica_died_is_carried_on_by_another() {
+    let env = env(json!({})).await;
+    let quotas = testkit::objects(&env.sandbox, NS, "v1", "ResourceQuota", "resourcequotas");
+    let quota: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ResourceQuota",
+        "metadata": { "name": "one-app" },
+        "spec": { "hard": { "count/sparkapplications.sparkoperator.k8s.io": "1" } },
+    }))
+    .unwrap();
+    quotas.create(&PostParams::default(), &quota).await.unwrap();
+    let holder = launch(
+        &env.replicas[1],
+        create(spark(), "holder", 0, "run-forever"),
+    )
+    .await;
+    until(&env, &holder, phase(Phase::Running)).await;
+
+    // A replica on its own runtime accepts the task, waits on the quota a
+    // moment (recording the launch), and dies with its runtime.
+    let (config, keys, sandbox) = (env.config.clone(), env.keys.clone(), &env.sandbox);
+    let meta = std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Runtime::new().unwrap();
+                runtime.block_on(async {
+                    let doomed = replica(sandbox, &config, &keys);
+                    let meta = launch(&doomed, create(spark(), "orphaned", 0, "succeed")).await;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    meta
+                })
+            })
+            .join()
+            .unwrap()
+    });
+    let apps = testkit::spark_apps(&env.sandbox, NS);
+    assert!(apps.get_opt("orphaned-n0-0").await.unwrap().is_none());
+
+    // The surviving replica carries the launch on: waiting, then running
+    // once the quota has room.
+    let (waiting, _) = until(&env, &meta, |r| {
+        r.phase == Phase::WaitingForResources as i32
+    })
+    .await;
+    assert!(
+        waiting.message.contains("exceeded quota"),
+        "{}",
+        waiting.message
+    );
+    env.replicas[1]
+        .delete_task(Request::new(DeleteTaskRequest {
+            resource_meta: holder,
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let (done, phases) = until(&env, &meta, phase(Phase::Succeeded)).await;
+    assert_eq!(done.phase, Phase::Succeeded as i32, "{phases:?}");
 }

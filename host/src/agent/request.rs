@@ -6,8 +6,9 @@
 //! up with the metadata it would have had. Fields propeller leaves unset for
 //! agents get these defaults (docs/operations.md):
 //! - `max_attempts` 0 → 1 (the attempt count is not known to the agent);
-//! - `interruptible` unset → the template's `metadata.interruptible` (what
-//!   the task was registered with); `interruptible_failure_threshold` ignored;
+//! - `interruptible`: when propeller leaves `max_attempts` unset too, the
+//!   template's `metadata.interruptible` (what the task was registered
+//!   with); `interruptible_failure_threshold` ignored;
 //! - `overrides` ignored: propeller applies node overrides to the template
 //!   it sends, and container args arrive already rendered;
 //! - input and raw-output prefixes empty: inputs travel inline.
@@ -76,7 +77,14 @@ pub fn task_request(
     } else {
         metadata.namespace
     };
-    let interruptible = metadata.interruptible || template_interruptible(&template);
+    // A propeller that fills `max_attempts` fills `interruptible` too (its
+    // own decision, overrides and failure threshold included); one that
+    // leaves both unset gets the task's registered setting.
+    let interruptible = if metadata.max_attempts > 0 {
+        metadata.interruptible
+    } else {
+        template_interruptible(&template)
+    };
     Ok(TaskRequest {
         template,
         execution: Execution {

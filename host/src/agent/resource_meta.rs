@@ -55,15 +55,32 @@ pub enum MetaError {
     Version(String),
     #[error("resource_meta.{path}: {message}")]
     Field { path: String, message: String },
+    #[error(
+        "the task's ids make a {0}-byte resource_meta, over the {MAX_BYTES}-byte limit: shorten the execution, node or namespace names"
+    )]
+    TooLarge(usize),
 }
 
-/// The signed bytes handed to propeller.
-pub fn encode(ticket: &TaskTicket, keys: &MetaKeys) -> Vec<u8> {
+/// The signed bytes handed to propeller, at most [`MAX_BYTES`]: a launch
+/// failure's message is cut until they fit. Only ids too long to fit
+/// (execution, node, namespace) are refused.
+pub fn encode(ticket: &TaskTicket, keys: &MetaKeys) -> Result<Vec<u8>, MetaError> {
     let mut ticket = ticket.clone();
-    if let Some(LaunchFailure { error, .. }) = &mut ticket.failure {
-        cut(&mut error.message);
+    let mut budget = MAX_MESSAGE_BYTES;
+    loop {
+        if let Some(LaunchFailure { error, .. }) = &mut ticket.failure {
+            cut(&mut error.message, budget);
+        }
+        let bytes = keys.sign(layout(&ticket).to_string().as_bytes());
+        if bytes.len() <= MAX_BYTES {
+            return Ok(bytes);
+        }
+        if ticket.failure.is_none() || budget == 0 {
+            return Err(MetaError::TooLarge(bytes.len()));
+        }
+        // JSON escaping made the message longer than its bytes: cut more.
+        budget /= 2;
     }
-    keys.sign(layout(&ticket).to_string().as_bytes())
 }
 
 /// The JSON written: the ticket's fields and the version.
@@ -118,9 +135,9 @@ fn from_v1(old: LayoutV1) -> TaskTicket {
     }
 }
 
-fn cut(message: &mut String) {
-    if message.len() > MAX_MESSAGE_BYTES {
-        let mut end = MAX_MESSAGE_BYTES;
+fn cut(message: &mut String, budget: usize) {
+    if message.len() > budget {
+        let mut end = budget;
         while !message.is_char_boundary(end) {
             end -= 1;
         }
@@ -157,9 +174,12 @@ mod tests {
     #[test]
     fn round_trips_and_stays_small() {
         let keys = MetaKeys::ephemeral();
-        let bytes = encode(&ticket(), &keys);
+        let bytes = encode(&ticket(), &keys).unwrap();
         assert!(bytes.len() <= MAX_BYTES, "{} bytes", bytes.len());
         assert_eq!(decode(&bytes, &keys).unwrap(), ticket());
+        let mut long = ticket();
+        long.execution.node_id = "n".repeat(2000);
+        assert!(matches!(encode(&long, &keys), Err(MetaError::TooLarge(_))));
     }
 
     #[test]
@@ -174,7 +194,7 @@ mod tests {
                 kind: ErrorKind::User,
             },
         });
-        let bytes = encode(&failed, &keys);
+        let bytes = encode(&failed, &keys).unwrap();
         assert!(bytes.len() <= MAX_BYTES, "{} bytes", bytes.len());
         let back = decode(&bytes, &keys).unwrap();
         assert!(
@@ -184,6 +204,10 @@ mod tests {
                 .message
                 .ends_with("has all of it)")
         );
+        // Characters JSON escapes six times over still fit.
+        failed.failure.as_mut().unwrap().error.message = "\u{1}\"".repeat(5_000);
+        let bytes = encode(&failed, &keys).unwrap();
+        assert!(bytes.len() <= MAX_BYTES, "{} bytes", bytes.len());
     }
 
     #[test]

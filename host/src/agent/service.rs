@@ -140,9 +140,9 @@ impl AgentService {
         } else {
             tracing::info!(plugin = plugin.id(), namespace = %ticket.namespace, name = %ticket.name, "task accepted");
         }
-        Ok(CreateTaskResponse {
-            resource_meta: resource_meta::encode(&ticket, &self.keys),
-        })
+        let resource_meta = resource_meta::encode(&ticket, &self.keys)
+            .map_err(|err| Status::invalid_argument(err.to_string()))?;
+        Ok(CreateTaskResponse { resource_meta })
     }
 
     async fn get(
