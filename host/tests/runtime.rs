@@ -193,10 +193,23 @@ fn the_host_sets_name_namespace_labels_and_finalizer() {
     let meta = &prepared.object["metadata"];
     assert_eq!(meta["name"], "t1");
     assert_eq!(meta["namespace"], "tests");
+    let labels = meta["labels"].as_object().unwrap();
+    let from_sources: serde_json::Map<_, _> = labels
+        .iter()
+        .filter(|(k, _)| !k.contains('/'))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
     assert_eq!(
-        meta["labels"],
+        json!(from_sources),
         json!({ "team": "ml", "made-by": "testing", "execution-id": "e1" }),
         "later sources win"
+    );
+    // The host's own labels: it manages the object, and which node attempt it is.
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "flytewasm");
+    assert_eq!(labels["flytewasm.io/attempt"], "0");
+    assert_eq!(
+        labels["flytewasm.io/node-execution"],
+        request.execution.node_label().as_str()
     );
     assert_eq!(meta["finalizers"], json!(["flyte.org/finalizer-k8s"]));
     assert_eq!(meta["ownerReferences"][0]["kind"], "FlyteWorkflow");

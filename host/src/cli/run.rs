@@ -61,7 +61,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         } else {
             (Cluster::from_kubeconfig(args.context.clone()).await?, None)
         };
-        let engine = Tasks::with_end_writes(Executor::new(Arc::new(cluster), Arc::new(config)), EndWrites::Inline);
+        let tasks = Tasks::with_end_writes(Executor::new(Arc::new(cluster), Arc::new(config)), EndWrites::Inline);
 
         let timeout = args.timeout.map(Duration::from_secs);
         let stop = async move {
@@ -74,7 +74,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         };
         let mut printer = Printer { format: args.output, shown_logs: BTreeSet::new() };
-        let outcome = run_to_completion(&engine, &plugin, &request, |state, event| printer.event(state, event), stop).await?;
+        let outcome = run_to_completion(&tasks, &plugin, &request, |state, event| printer.event(state, event), stop).await?;
         Ok(match outcome {
             Outcome::Succeeded(_) => {
                 if matches!(args.output, Format::Text) {

@@ -362,7 +362,8 @@ impl Cluster {
         ok_if_gone(retried(|| api.patch(name, &params, &patch)).await)
     }
 
-    /// Remove `finalizer` and merge `metadata` in, with one merge patch
+    /// Remove `finalizer` and merge in what `metadata` makes of the object
+    /// (if anything), with one merge patch
     /// that names the resourceVersion it was computed from, re-reading and
     /// retrying on conflict (Flyte's Finalize). Nothing is written when
     /// there is nothing to change; an object already gone is fine.
@@ -372,7 +373,7 @@ impl Cluster {
         namespace: &str,
         name: &str,
         finalizer: &str,
-        metadata: Option<Value>,
+        metadata: impl Fn(&Value) -> Option<Value>,
     ) -> Result<(), ClusterError> {
         let mut from_cache = true;
         let mut conflicts = 0;
@@ -404,6 +405,9 @@ impl Cluster {
                     json!(remaining)
                 };
             }
+            // Computed from the object as read: after a conflict, what
+            // another writer did may leave nothing to merge.
+            let metadata = metadata(&object);
             let changes_metadata = metadata.as_ref().is_some_and(|m| {
                 let mut merged = object["metadata"].clone();
                 json_patch::merge(&mut merged, m);

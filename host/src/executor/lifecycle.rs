@@ -440,7 +440,7 @@ impl Executor {
         Ok({
             {
                 let ctx = self.phase_context(plugin, request, state);
-                let observed = object.to_string();
+                let observed = without_context(object).to_string();
                 let answer = off_the_runtime(plugin, "get-task-phase", move |plugin| {
                     plugin.get_task_phase(&ctx, &observed)
                 })
@@ -503,7 +503,7 @@ impl Executor {
             return Ok(Aborted::Deleted);
         };
         let ctx = self.phase_context(plugin, request, state);
-        let observed = object.to_string();
+        let observed = without_context(&object).to_string();
         let action = off_the_runtime(plugin, "on-abort", move |plugin| {
             plugin.on_abort(&ctx, &observed)
         })
@@ -545,7 +545,13 @@ impl Executor {
             source,
         };
         self.cluster
-            .release(&state.kind, &state.namespace, &state.name, FINALIZER, None)
+            .release(
+                &state.kind,
+                &state.namespace,
+                &state.name,
+                FINALIZER,
+                |_| None,
+            )
             .await
             .map_err(cluster_error)?;
         if self.config.k8s.delete_resource_on_finalize
@@ -566,7 +572,8 @@ impl Executor {
                 &state.namespace,
                 &state.name,
                 FINALIZER,
-                Some(carried::finished_metadata(event)),
+                // The first end recorded stays.
+                |object| (!carried::is_finished(object)).then(|| carried::finished_metadata(event)),
             )
             .await
             .map_err(|source| ExecutorError::Cluster {
@@ -699,6 +706,19 @@ async fn off_the_runtime<R: Send + 'static>(
             message: format!("the host's call thread failed: {join}"),
         })
     })
+}
+
+/// The object as a plugin sees it: without the task it carries, which the
+/// plugin gets in its context already.
+fn without_context(object: &Value) -> std::borrow::Cow<'_, Value> {
+    if object["metadata"]["annotations"][carried::CONTEXT_ANNOTATION].is_null() {
+        return std::borrow::Cow::Borrowed(object);
+    }
+    let mut object = object.clone();
+    if let Some(annotations) = object["metadata"]["annotations"].as_object_mut() {
+        annotations.remove(carried::CONTEXT_ANNOTATION);
+    }
+    std::borrow::Cow::Owned(object)
 }
 
 /// Why an object is still there after a delete.
