@@ -21,11 +21,8 @@ use flytewasm::executor::{Executor, Tasks};
 use flytewasm::registry::{LivePlugins, Registry};
 use flytewasm::sandbox::{Sandbox, SandboxConfig};
 use flytewasm::testkit;
-use flytewasm_proto::flyteidl::admin::{CreateTaskRequest, TaskExecutionMetadata};
-use flytewasm_proto::flyteidl::core::{
-    K8sPod, NodeExecutionIdentifier, TaskExecutionIdentifier, TaskTemplate,
-    WorkflowExecutionIdentifier, task_template::Target,
-};
+use flytewasm_proto::flyteidl::admin::CreateTaskRequest;
+use flytewasm_proto::flyteidl::core::{K8sPod, TaskTemplate, task_template::Target};
 use flytewasm_proto::flyteidl::service::async_agent_service_client::AsyncAgentServiceClient;
 use flytewasm_proto::flyteidl::service::async_agent_service_server::AsyncAgentService;
 use kube::api::{DynamicObject, PostParams};
@@ -33,28 +30,8 @@ use serde_json::json;
 use tonic::Request;
 
 fn create(template: TaskTemplate, namespace: &str, execution: &str) -> CreateTaskRequest {
-    CreateTaskRequest {
-        template: Some(template),
-        output_prefix: "s3://bucket/out".into(),
-        task_execution_metadata: Some(TaskExecutionMetadata {
-            task_execution_id: Some(TaskExecutionIdentifier {
-                node_execution_id: Some(NodeExecutionIdentifier {
-                    node_id: "n0".into(),
-                    execution_id: Some(WorkflowExecutionIdentifier {
-                        project: "p".into(),
-                        domain: "d".into(),
-                        name: execution.into(),
-                        ..Default::default()
-                    }),
-                }),
-                ..Default::default()
-            }),
-            namespace: namespace.into(),
-            annotations: [("sandbox.flytewasm.io/outcome".into(), "run-forever".into())].into(),
-            ..Default::default()
-        }),
-        inputs: None,
-    }
+    let fate = [("sandbox.flytewasm.io/outcome", "run-forever")];
+    testkit::create_request(template, namespace, execution, 0, &fate)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -303,7 +280,7 @@ fn serve_rss_with_foreign(foreign: usize) -> (u64, u64) {
         tokio::time::sleep(Duration::from_secs(3)).await;
         metric(&http, "flytewasm_watch_cached_objects")
     });
-    let rss = current_rss_kib(serve.id());
+    let rss = testkit::rss_kib(serve.id());
     for child in [&mut serve, &mut sandbox] {
         let _ = child.kill();
         let _ = child.wait();
@@ -320,17 +297,6 @@ fn metric(address: &str, name: &str) -> u64 {
     stream.read_to_string(&mut page).unwrap();
     page.lines()
         .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn current_rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
         .unwrap_or(0)
 }
 

@@ -13,10 +13,7 @@ use flytewasm::executor::{Executor, Tasks};
 use flytewasm::registry::{LivePlugins, Registry};
 use flytewasm::sandbox::{Sandbox, SandboxConfig};
 use flytewasm::testkit;
-use flytewasm_proto::flyteidl::admin::{CreateTaskRequest, GetTaskRequest, TaskExecutionMetadata};
-use flytewasm_proto::flyteidl::core::{
-    NodeExecutionIdentifier, TaskExecutionIdentifier, WorkflowExecutionIdentifier,
-};
+use flytewasm_proto::flyteidl::admin::GetTaskRequest;
 use flytewasm_proto::flyteidl::service::async_agent_service_server::AsyncAgentService;
 use tonic::Request;
 
@@ -69,27 +66,13 @@ fn main() {
         );
         let template = testkit::spark_task("bench", "unused").template;
         let meta = service
-            .create_task(Request::new(CreateTaskRequest {
-                template: Some(template),
-                output_prefix: "s3://bucket/out".into(),
-                task_execution_metadata: Some(TaskExecutionMetadata {
-                    task_execution_id: Some(TaskExecutionIdentifier {
-                        node_execution_id: Some(NodeExecutionIdentifier {
-                            node_id: "n0".into(),
-                            execution_id: Some(WorkflowExecutionIdentifier {
-                                project: "p".into(),
-                                domain: "d".into(),
-                                name: "bench".into(),
-                                ..Default::default()
-                            }),
-                        }),
-                        ..Default::default()
-                    }),
-                    namespace: "bench".into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }))
+            .create_task(Request::new(testkit::create_request(
+                template,
+                "bench",
+                "bench",
+                0,
+                &[],
+            )))
             .await
             .unwrap()
             .into_inner()

@@ -179,3 +179,58 @@ pub fn spark_apps(
         "sparkapplications",
     )
 }
+
+/// The CreateTaskRequest propeller sends for attempt `attempt` of node `n0`
+/// of execution `execution` (project `p`, domain `d`) in `namespace`, with
+/// these task execution annotations (the sandbox's fate annotations go here).
+pub fn create_request(
+    template: TaskTemplate,
+    namespace: &str,
+    execution: &str,
+    attempt: u32,
+    annotations: &[(&str, &str)],
+) -> flytewasm_proto::flyteidl::admin::CreateTaskRequest {
+    use flytewasm_proto::flyteidl::admin::{CreateTaskRequest, TaskExecutionMetadata};
+    use flytewasm_proto::flyteidl::core::{
+        NodeExecutionIdentifier, TaskExecutionIdentifier, WorkflowExecutionIdentifier,
+    };
+    CreateTaskRequest {
+        template: Some(template),
+        output_prefix: "s3://bucket/out".into(),
+        task_execution_metadata: Some(TaskExecutionMetadata {
+            task_execution_id: Some(TaskExecutionIdentifier {
+                node_execution_id: Some(NodeExecutionIdentifier {
+                    node_id: "n0".into(),
+                    execution_id: Some(WorkflowExecutionIdentifier {
+                        project: "p".into(),
+                        domain: "d".into(),
+                        name: execution.into(),
+                        ..Default::default()
+                    }),
+                }),
+                retry_attempt: attempt,
+                ..Default::default()
+            }),
+            namespace: namespace.into(),
+            annotations: annotations
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Default::default()
+        }),
+        inputs: None,
+    }
+}
+
+/// VmRSS, the resident set now in KiB, of a process; 0 where /proc is not
+/// available.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}

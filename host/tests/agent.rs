@@ -13,12 +13,9 @@ use flytewasm::sandbox::{Sandbox, SandboxConfig};
 use flytewasm::testkit;
 use flytewasm_proto::flyteidl::admin::{
     CreateTaskRequest, DeleteTaskRequest, GetTaskLogsRequest, GetTaskMetricsRequest,
-    GetTaskRequest, Resource, TaskExecutionMetadata, agent_error,
+    GetTaskRequest, Resource, agent_error,
 };
-use flytewasm_proto::flyteidl::core::{
-    NodeExecutionIdentifier, TaskExecutionIdentifier, TaskTemplate, WorkflowExecutionIdentifier,
-    task_execution,
-};
+use flytewasm_proto::flyteidl::core::{TaskTemplate, task_execution};
 use flytewasm_proto::flyteidl::service::async_agent_service_server::AsyncAgentService;
 use serde_json::json;
 use tonic::{Code, Request};
@@ -68,27 +65,7 @@ async fn launched(service: &AgentService, template: TaskTemplate, execution: &st
 }
 
 fn create(template: TaskTemplate, execution: &str) -> CreateTaskRequest {
-    CreateTaskRequest {
-        template: Some(template),
-        output_prefix: "s3://bucket/out".into(),
-        task_execution_metadata: Some(TaskExecutionMetadata {
-            task_execution_id: Some(TaskExecutionIdentifier {
-                node_execution_id: Some(NodeExecutionIdentifier {
-                    node_id: "n0".into(),
-                    execution_id: Some(WorkflowExecutionIdentifier {
-                        project: "p".into(),
-                        domain: "d".into(),
-                        name: execution.into(),
-                        ..Default::default()
-                    }),
-                }),
-                ..Default::default()
-            }),
-            namespace: NS.into(),
-            ..Default::default()
-        }),
-        inputs: None,
-    }
+    testkit::create_request(template, NS, execution, 0, &[])
 }
 
 fn testing(behaviour: &str) -> TaskTemplate {

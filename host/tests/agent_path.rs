@@ -16,12 +16,9 @@ use flytewasm::registry::{LivePlugins, Registry};
 use flytewasm::sandbox::{Sandbox, SandboxConfig};
 use flytewasm::testkit;
 use flytewasm_proto::flyteidl::admin::{
-    CreateTaskRequest, DeleteTaskRequest, GetTaskRequest, Resource, TaskExecutionMetadata,
+    CreateTaskRequest, DeleteTaskRequest, GetTaskRequest, Resource,
 };
-use flytewasm_proto::flyteidl::core::{
-    NodeExecutionIdentifier, TaskExecutionIdentifier, TaskTemplate, WorkflowExecutionIdentifier,
-    task_execution::Phase,
-};
+use flytewasm_proto::flyteidl::core::{TaskTemplate, task_execution::Phase};
 use flytewasm_proto::flyteidl::service::async_agent_service_server::AsyncAgentService;
 use kube::api::{DynamicObject, PostParams};
 use serde_json::json;
@@ -90,29 +87,8 @@ fn create(
     attempt: u32,
     outcome: &str,
 ) -> CreateTaskRequest {
-    CreateTaskRequest {
-        template: Some(template),
-        output_prefix: "s3://bucket/out".into(),
-        task_execution_metadata: Some(TaskExecutionMetadata {
-            task_execution_id: Some(TaskExecutionIdentifier {
-                node_execution_id: Some(NodeExecutionIdentifier {
-                    node_id: "n0".into(),
-                    execution_id: Some(WorkflowExecutionIdentifier {
-                        project: "p".into(),
-                        domain: "d".into(),
-                        name: execution.into(),
-                        ..Default::default()
-                    }),
-                }),
-                retry_attempt: attempt,
-                ..Default::default()
-            }),
-            namespace: NS.into(),
-            annotations: [("sandbox.flytewasm.io/outcome".into(), outcome.into())].into(),
-            ..Default::default()
-        }),
-        inputs: None,
-    }
+    let fate = [("sandbox.flytewasm.io/outcome", outcome)];
+    testkit::create_request(template, NS, execution, attempt, &fate)
 }
 
 /// CreateTask under propeller's deadline: the resource_meta.
@@ -158,6 +134,18 @@ async fn until(env: &Env, meta: &[u8], done: impl Fn(&Resource) -> bool) -> (Res
     panic!("not reached; phases seen: {phases:?}");
 }
 
+/// A ResourceQuota that lets one SparkApplication into the namespace.
+async fn room_for_one_app(env: &Env) {
+    let quotas = testkit::objects(&env.sandbox, NS, "v1", "ResourceQuota", "resourcequotas");
+    let quota: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "ResourceQuota",
+        "metadata": { "name": "one-app" },
+        "spec": { "hard": { "count/sparkapplications.sparkoperator.k8s.io": "1" } },
+    }))
+    .unwrap();
+    quotas.create(&PostParams::default(), &quota).await.unwrap();
+}
+
 fn phase(p: Phase) -> impl Fn(&Resource) -> bool {
     move |r| r.phase == p as i32
 }
@@ -181,14 +169,7 @@ async fn create_answers_within_propellers_deadline_while_the_api_is_slow() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_quota_waits_for_resources_and_then_runs() {
     let env = env(json!({})).await;
-    let quotas = testkit::objects(&env.sandbox, NS, "v1", "ResourceQuota", "resourcequotas");
-    let quota: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "ResourceQuota",
-        "metadata": { "name": "spark-apps" },
-        "spec": { "hard": { "count/sparkapplications.sparkoperator.k8s.io": "1" } },
-    }))
-    .unwrap();
-    quotas.create(&PostParams::default(), &quota).await.unwrap();
+    room_for_one_app(&env).await;
 
     let first = launch(
         &env.replicas[0],
@@ -427,14 +408,7 @@ async fn watches_cache_only_our_objects_without_managed_fields() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_launch_whose_replica_died_is_carried_on_by_another() {
     let env = env(json!({})).await;
-    let quotas = testkit::objects(&env.sandbox, NS, "v1", "ResourceQuota", "resourcequotas");
-    let quota: DynamicObject = serde_json::from_value(json!({
-        "apiVersion": "v1", "kind": "ResourceQuota",
-        "metadata": { "name": "one-app" },
-        "spec": { "hard": { "count/sparkapplications.sparkoperator.k8s.io": "1" } },
-    }))
-    .unwrap();
-    quotas.create(&PostParams::default(), &quota).await.unwrap();
+    room_for_one_app(&env).await;
     let holder = launch(
         &env.replicas[1],
         create(spark(), "holder", 0, "run-forever"),

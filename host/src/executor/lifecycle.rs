@@ -249,6 +249,16 @@ pub enum ExecutorError {
 }
 
 impl ExecutorError {
+    /// What a failed cluster call while `action` on `name` becomes.
+    pub fn cluster(action: &'static str, name: &str) -> impl FnOnce(ClusterError) -> Self {
+        let name = name.to_owned();
+        move |source| ExecutorError::Cluster {
+            action,
+            name,
+            source,
+        }
+    }
+
     /// Worth trying again later: the cluster failed, or the plugin had no
     /// free slot (its call never ran).
     pub fn is_transient(&self) -> bool {
@@ -369,11 +379,7 @@ impl Executor {
             .cluster
             .get_from_api(&state.kind, &state.namespace, &state.name)
             .await
-            .map_err(|source| ExecutorError::Cluster {
-                action: "reading",
-                name: state.name.clone(),
-                source,
-            })?;
+            .map_err(ExecutorError::cluster("reading", &state.name))?;
         let expected = request.execution.key();
         Ok(match object.as_ref().map(carried::owner_of) {
             // Deleted between the create and this read: the next try creates it.
@@ -576,11 +582,7 @@ impl Executor {
                 |object| (!carried::is_finished(object)).then(|| carried::finished_metadata(event)),
             )
             .await
-            .map_err(|source| ExecutorError::Cluster {
-                action: "finishing",
-                name: state.name.clone(),
-                source,
-            })
+            .map_err(ExecutorError::cluster("finishing", &state.name))
     }
 
     /// Delete the object with the plugin's propagation policy.
@@ -653,11 +655,7 @@ impl Executor {
         self.cluster
             .get(&state.kind, &state.namespace, &state.name)
             .await
-            .map_err(|source| ExecutorError::Cluster {
-                action: "reading",
-                name: state.name.clone(),
-                source,
-            })
+            .map_err(ExecutorError::cluster("reading", &state.name))
     }
 
     fn phase_context(

@@ -545,11 +545,7 @@ impl Tasks {
             .cluster()
             .get(kind, &ticket.namespace, &ticket.name)
             .await
-            .map_err(|source| ExecutorError::Cluster {
-                action: "reading",
-                name: ticket.name.clone(),
-                source,
-            })?;
+            .map_err(ExecutorError::cluster("reading", &ticket.name))?;
         let Some(object) = object else {
             return self.missing(plugin, kind, ticket).await;
         };
@@ -811,11 +807,7 @@ impl Tasks {
             .cluster()
             .get_from_api(&kind, &ticket.namespace, &ticket.name)
             .await
-            .map_err(|source| ExecutorError::Cluster {
-                action: "reading",
-                name: ticket.name.clone(),
-                source,
-            })?;
+            .map_err(ExecutorError::cluster("reading", &ticket.name))?;
         let aborted = PhaseEvent::failure(
             Phase::PermanentFailure,
             ErrorKind::User,
@@ -887,11 +879,10 @@ impl Tasks {
                 event,
             )
             .await
-            .map_err(|source| ExecutorError::Cluster {
-                action: "keeping the outcome of",
-                name: ticket.name.clone(),
-                source,
-            })
+            .map_err(ExecutorError::cluster(
+                "keeping the outcome of",
+                &ticket.name,
+            ))
     }
 
     /// Keep an outcome where a failure to do so leaves nothing running:
