@@ -144,6 +144,10 @@ def test_a_restarted_server_resumes_from_resource_meta(flytewasm_bin, plugins_di
         meta = agent.CreateTask(
             create_request(template, "exec-restart", {"sandbox.flytewasm.io/step-ms": "1500"}), timeout=30
         ).resource_meta
+        # The launch may land after CreateTask's answer: kill once it has.
+        deadline = time.monotonic() + 30
+        while '"task launched"' not in first.output() and time.monotonic() < deadline:
+            time.sleep(0.05)
         _, output = first.stop(signal.SIGKILL)
         # Structured logs: one JSON object a line, with the task's fields.
         logs = [json.loads(line) for line in output.splitlines() if line.startswith("{")]

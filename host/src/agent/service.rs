@@ -31,7 +31,7 @@ use super::request::task_request;
 use super::resource::resource;
 use super::resource_meta;
 use super::signing::MetaKeys;
-use crate::executor::{ErrorKind, Executor, ExecutorError, TaskTicket, Tasks};
+use crate::executor::{Executor, ExecutorError, TaskTicket, Tasks};
 use crate::metrics::Metrics;
 use crate::registry::LivePlugins;
 use crate::runtime::Plugin;
@@ -56,6 +56,7 @@ impl AgentService {
         pin_versions: bool,
     ) -> Self {
         metrics.plugins_loaded(plugins.current().plugins().len());
+        tasks.report_to(metrics.clone());
         AgentService {
             tasks,
             plugins,
@@ -133,9 +134,6 @@ impl AgentService {
             .map_err(|err| Status::invalid_argument(err.to_string()))?;
         let ticket = self.tasks.accept(&plugin, task).await;
         if let Some(failure) = &ticket.failure {
-            if failure.error.kind == ErrorKind::System {
-                self.metrics.plugin_error(plugin.id()); // the plugin's fault, not the task's
-            }
             tracing::warn!(plugin = plugin.id(), name = %ticket.name, "task failed at launch: {}", failure.error.message);
         } else {
             tracing::info!(plugin = plugin.id(), namespace = %ticket.namespace, name = %ticket.name, "task accepted");

@@ -24,6 +24,8 @@ pub enum Outcome {
 
 /// Without any watch event, look again this often (a resync, as informers do).
 const RESYNC: Duration = Duration::from_secs(30);
+/// After a look that failed, look again this soon.
+const RETRY: Duration = Duration::from_millis(500);
 /// How long an aborted object may take to go.
 const GONE_WITHIN: Duration = Duration::from_secs(60);
 
@@ -44,13 +46,9 @@ pub async fn run_to_completion(
     let mut last: Option<PhaseEvent> = None;
     let end = loop {
         let event = tasks.status(plugin, &ticket).await;
-        // Seen already: the same phase and version, or an older version of
-        // the same phase and reason (a plugin only bumps on a new reason).
-        let seen = last.as_ref().is_some_and(|l| {
-            l.phase == event.phase
-                && (l.version == event.version
-                    || (event.version < l.version && event.reason == l.reason))
-        });
+        let seen = last
+            .as_ref()
+            .is_some_and(|l| event.seen_after(l.phase, l.version, &l.reason));
         if !seen {
             on_event(&state, &event);
         }
@@ -70,7 +68,12 @@ pub async fn run_to_completion(
                 }
                 return Ok(Outcome::Aborted(aborted));
             }
-            _ = tasks.executor().wait_for_change(&state, &mut changes, RESYNC) => {}
+            // A look that failed is tried again soon, not at the next resync.
+            _ = tasks.executor().wait_for_change(
+                &state,
+                &mut changes,
+                if tasks.failing(&ticket) { RETRY } else { RESYNC },
+            ) => {}
         }
     };
     if ticket.failure.is_none() {

@@ -130,6 +130,7 @@ pub mod codes {
     pub const RESOURCE_DELETED_EXTERNALLY: &str = "ResourceDeletedExternally";
     pub const UNEXPECTED_OBJECT_DELETION: &str = "UnexpectedObjectDeletion";
     pub const PLUGIN_FAILURE: &str = "PluginFailure";
+    pub const FAILED_TO_BUILD_RESOURCE: &str = "FailedToBuildResource";
     pub const BAD_TASK_SPECIFICATION: &str = "BadTaskSpecification";
     pub const BAD_TASK_FORMAT: &str = "BadTaskFormat";
     pub const ENTITY_TOO_LARGE: &str = "EntityTooLarge";
@@ -188,6 +189,14 @@ impl PhaseEvent {
             kind,
         });
         event
+    }
+
+    /// Whether this says nothing new after (`phase`, `version`, `reason`):
+    /// the same phase and version, or an older version of the same phase
+    /// and reason (a plugin only bumps the version on a new reason).
+    pub fn seen_after(&self, phase: Phase, version: u32, reason: &str) -> bool {
+        self.phase == phase
+            && (self.version == version || (self.version < version && self.reason == reason))
     }
 
     /// The host's code for this failure, if it is one.
@@ -484,13 +493,7 @@ impl Executor {
         state: &mut TaskState,
     ) -> Result<Option<PhaseEvent>, ExecutorError> {
         let event = self.observe(plugin, request, state).await?;
-        // Seen already: the same phase and version, or an older version of
-        // the same phase and reason (a plugin only bumps on a new reason).
-        let same_phase = event.phase == state.phase;
-        if same_phase
-            && (event.version == state.version
-                || (event.version < state.version && event.reason == state.reason))
-        {
+        if event.seen_after(state.phase, state.version, &state.reason) {
             return Ok(None);
         }
         state.record(&event);

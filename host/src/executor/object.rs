@@ -69,7 +69,7 @@ impl PrepareError {
     /// Flyte's failure code for this error.
     pub fn code(&self) -> &'static str {
         match self {
-            PrepareError::Plugin(_) => "FailedToBuildResource",
+            PrepareError::Plugin(_) => super::lifecycle::codes::FAILED_TO_BUILD_RESOURCE,
             PrepareError::TooLarge { .. } | PrepareError::ContextTooLarge(_) => "EntityTooLarge",
         }
     }

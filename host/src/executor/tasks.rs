@@ -41,6 +41,7 @@ use super::metadata::Execution;
 use super::object::TaskRequest;
 use super::records::{Records, TaskObject};
 use crate::cluster::ResourceKind;
+use crate::metrics::Metrics;
 use crate::runtime::Plugin;
 
 /// What a front-end keeps for an accepted task (propeller stores it in the
@@ -177,6 +178,8 @@ pub struct Tasks {
     /// cluster-wide).
     namespaces: Mutex<BTreeSet<String>>,
     end_writes: EndWrites,
+    /// Where plugin faults are counted, when a server reports them.
+    metrics: std::sync::OnceLock<Arc<Metrics>>,
 }
 
 impl Tasks {
@@ -197,7 +200,20 @@ impl Tasks {
             local: Mutex::new(HashMap::new()),
             namespaces: Mutex::new(BTreeSet::new()),
             end_writes,
+            metrics: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Count plugin faults (traps, deadlines, bad answers) in `metrics`.
+    pub fn report_to(&self, metrics: Arc<Metrics>) {
+        let _ = self.metrics.set(metrics);
+    }
+
+    /// A plugin call failed on the plugin's side.
+    fn plugin_fault(&self, plugin: &Plugin) {
+        if let Some(metrics) = self.metrics.get() {
+            metrics.plugin_error(plugin.id());
+        }
     }
 
     pub fn executor(&self) -> &Executor {
@@ -211,6 +227,15 @@ impl Tasks {
     /// Tasks this replica is keeping something about.
     pub fn tracked(&self) -> usize {
         self.local.lock().unwrap().len()
+    }
+
+    /// Whether the last look at the task failed (it will be tried again).
+    pub fn failing(&self, ticket: &TaskTicket) -> bool {
+        self.local
+            .lock()
+            .unwrap()
+            .get(&ticket.key())
+            .is_some_and(|l| l.failures > 0)
     }
 
     /// Namespaces tasks were seen in.
@@ -388,6 +413,17 @@ impl Tasks {
         };
         if let Launch::Failed(event) = &outcome {
             tracing::warn!(plugin = plugin.id(), task = %ticket.name, "launch failed: {}", event.reason);
+            if event
+                .error
+                .as_ref()
+                .is_some_and(|e| e.kind == ErrorKind::System)
+                && matches!(
+                    event.code(),
+                    Some(codes::FAILED_TO_BUILD_RESOURCE | codes::PLUGIN_FAILURE)
+                )
+            {
+                self.plugin_fault(&plugin);
+            }
             if Instant::now() >= answer_by {
                 self.keep_outcome(&ticket, &kind, event).await;
             }
@@ -399,6 +435,9 @@ impl Tasks {
                 .await
         {
             tracing::debug!(task = %ticket.name, "the launch record stays until the janitor's turn: {err}");
+        }
+        if let Launch::Created = outcome {
+            tracing::info!(plugin = plugin.id(), namespace = %ticket.namespace, name = %ticket.name, "task launched");
         }
         tx.send_replace(outcome.clone());
         self.with_local(&ticket, |local| {
@@ -749,6 +788,9 @@ impl Tasks {
             (local.failures, local.last.clone())
         });
         tracing::warn!(plugin = plugin.id(), task = %ticket.name, failures, "could not look at the task: {err}");
+        if matches!(&err, ExecutorError::Plugin(call) if !call.is_busy()) {
+            self.plugin_fault(plugin);
+        }
         if failures < limit {
             return last.unwrap_or_else(|| PhaseEvent::new(Phase::Queued, "task submitted to K8s"));
         }
