@@ -146,7 +146,8 @@ impl SandboxProcess {
         let started = Instant::now();
         while !kubeconfig.exists() {
             assert!(
-                started.elapsed() < Duration::from_secs(30),
+                // Generous: it compiles the plugins first, on a shared machine.
+                started.elapsed() < Duration::from_secs(120),
                 "the sandbox did not start"
             );
             std::thread::sleep(Duration::from_millis(50));
