@@ -548,25 +548,13 @@ impl Executor {
     /// Release the object: remove Flyte's finalizer (whatever the current
     /// config says, as Flyte does) and delete it if configured to.
     pub async fn finalize(&self, plugin: &Plugin, state: &TaskState) -> Result<(), ExecutorError> {
-        let cluster_error = |source| ExecutorError::Cluster {
-            action: "finalizing",
-            name: state.name.clone(),
-            source,
-        };
-        self.cluster
-            .release(
-                &state.kind,
-                &state.namespace,
-                &state.name,
-                FINALIZER,
-                |_| None,
-            )
-            .await
-            .map_err(cluster_error)?;
+        self.release(state, "finalizing", |_| None).await?;
         if self.config.k8s.delete_resource_on_finalize
             && !plugin.info().properties.disable_delete_resource_on_finalize
         {
-            self.delete(plugin, state).await.map_err(cluster_error)?;
+            self.delete(plugin, state)
+                .await
+                .map_err(ExecutorError::cluster("finalizing", &state.name))?;
         }
         Ok(())
     }
@@ -575,17 +563,30 @@ impl Executor {
     /// later GetTask gets, and when retention starts) and remove Flyte's
     /// finalizer, in one write. The object stays until the janitor's turn.
     pub async fn finish(&self, state: &TaskState, event: &PhaseEvent) -> Result<(), ExecutorError> {
+        // The first end recorded stays.
+        self.release(state, "finishing", |object| {
+            (!carried::is_finished(object)).then(|| carried::finished_metadata(event))
+        })
+        .await
+    }
+
+    /// Remove Flyte's finalizer, merging in what `metadata` makes of the object.
+    async fn release(
+        &self,
+        state: &TaskState,
+        action: &'static str,
+        metadata: impl Fn(&Value) -> Option<Value>,
+    ) -> Result<(), ExecutorError> {
         self.cluster
             .release(
                 &state.kind,
                 &state.namespace,
                 &state.name,
                 FINALIZER,
-                // The first end recorded stays.
-                |object| (!carried::is_finished(object)).then(|| carried::finished_metadata(event)),
+                metadata,
             )
             .await
-            .map_err(ExecutorError::cluster("finishing", &state.name))
+            .map_err(ExecutorError::cluster(action, &state.name))
     }
 
     /// Delete the object with the plugin's propagation policy.

@@ -238,6 +238,13 @@ impl Tasks {
             .is_some_and(|l| l.failures > 0)
     }
 
+    fn seen_namespace(&self, namespace: &str) {
+        let mut namespaces = self.namespaces.lock().unwrap();
+        if !namespaces.contains(namespace) {
+            namespaces.insert(namespace.to_owned());
+        }
+    }
+
     /// Namespaces tasks were seen in.
     pub fn namespaces(&self) -> Vec<String> {
         self.namespaces.lock().unwrap().iter().cloned().collect()
@@ -295,10 +302,7 @@ impl Tasks {
         if !started {
             return None;
         }
-        self.namespaces
-            .lock()
-            .unwrap()
-            .insert(ticket.namespace.clone());
+        self.seen_namespace(&ticket.namespace);
         let (this, plugin, ticket) = (self.clone(), plugin.clone(), ticket.clone());
         let launch =
             tokio::spawn(
@@ -555,12 +559,7 @@ impl Tasks {
             return event;
         }
         let kind = plugin_kind(plugin);
-        if !self.namespaces.lock().unwrap().contains(&ticket.namespace) {
-            self.namespaces
-                .lock()
-                .unwrap()
-                .insert(ticket.namespace.clone());
-        }
+        self.seen_namespace(&ticket.namespace);
         match self.look(plugin, &kind, ticket).await {
             Ok(event) => {
                 self.with_local(ticket, |local| {
