@@ -17,6 +17,15 @@ from google.protobuf import descriptor_pb2
 ROOTS = [
     "flyteidl.core.tasks_pb2",
     "flyteidl.plugins.spark_pb2",
+    # Kubeflow training operator: task_type_version 0 (flyteidl.plugins) and 1 (flyteidl.plugins.kubeflow).
+    "flyteidl.plugins.pytorch_pb2",
+    "flyteidl.plugins.tensorflow_pb2",
+    "flyteidl.plugins.mpi_pb2",
+    "flyteidl.plugins.kubeflow.pytorch_pb2",
+    "flyteidl.plugins.kubeflow.tensorflow_pb2",
+    "flyteidl.plugins.kubeflow.mpi_pb2",
+    "flyteidl.plugins.ray_pb2",
+    "flyteidl.plugins.dask_pb2",
     "flyteidl.admin.task_pb2",
     "flyteidl.admin.agent_pb2",
     "flyteidl.service.agent_pb2",

@@ -234,3 +234,271 @@ pub fn rss_kib(pid: u32) -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// Compare `actual` with `<crate_dir>/tests/golden/<name>.json`, or write
+/// it when `UPDATE_GOLDEN=1`.
+pub fn assert_golden(crate_dir: &str, name: &str, actual: &serde_json::Value) {
+    let path = std::path::Path::new(crate_dir)
+        .join("tests/golden")
+        .join(format!("{name}.json"));
+    let text = serde_json::to_string_pretty(actual).unwrap() + "\n";
+    if std::env::var_os("UPDATE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        return;
+    }
+    let golden = std::fs::read_to_string(&path).unwrap_or_else(|_| {
+        panic!(
+            "missing {}: run with UPDATE_GOLDEN=1 to create it",
+            path.display()
+        )
+    });
+    assert_eq!(
+        text, golden,
+        "{name} differs from its golden file (UPDATE_GOLDEN=1 rewrites it)"
+    );
+}
+
+/// Fixtures for the Kubeflow plugins' tests (pytorch, tensorflow, mpi), after
+/// the common fixture of Flyte's kfoperators tests.
+pub mod kubeflow {
+    use std::collections::BTreeMap;
+
+    use serde_json::{Value, json};
+
+    use super::fixed_now;
+    use crate::config::HostConfig;
+    use crate::executor::TaskRequest;
+    use crate::runtime::{CallError, Plugin, wit};
+    use flytewasm_proto::flyteidl::core::{
+        Container, KeyValuePair, Resources, TaskTemplate, resources::ResourceEntry,
+        resources::ResourceName, task_template::Target,
+    };
+
+    /// Resource entries as flytekit writes them: `(name, quantity)`.
+    pub fn entries(items: &[(ResourceName, &str)]) -> Vec<ResourceEntry> {
+        items
+            .iter()
+            .map(|(name, value)| ResourceEntry {
+                name: *name as i32,
+                value: (*value).into(),
+            })
+            .collect()
+    }
+
+    /// A `task_type` task at `version` with `custom`: image `image://`, args
+    /// `[test-args]`, env `Env_Var=Env_Val`, requests cpu 100m / memory
+    /// 512Mi / 1 GPU, limits cpu 1000m / memory 1Gi / 1 GPU; object
+    /// `the-job` in `kubeflow-namespace`, with execution labels and
+    /// annotations.
+    pub fn task(task_type: &str, version: i32, custom: Value) -> TaskRequest {
+        use ResourceName::{Cpu, Gpu, Memory};
+        TaskRequest {
+            template: TaskTemplate {
+                r#type: task_type.into(),
+                task_type_version: version,
+                custom: Some(serde_json::from_value(custom).expect("a JSON object")),
+                target: Some(Target::Container(Container {
+                    image: "image://".into(),
+                    args: vec!["test-args".into()],
+                    env: vec![KeyValuePair {
+                        key: "Env_Var".into(),
+                        value: "Env_Val".into(),
+                    }],
+                    resources: Some(Resources {
+                        requests: entries(&[(Cpu, "100m"), (Memory, "512Mi"), (Gpu, "1")]),
+                        limits: entries(&[(Cpu, "1000m"), (Memory, "1Gi"), (Gpu, "1")]),
+                    }),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            },
+            namespace: "kubeflow-namespace".into(),
+            name: Some("the-job".into()),
+            labels: BTreeMap::from([("label-key".into(), "label-value".into())]),
+            annotations: BTreeMap::from([("annotation-key".into(), "annotation-value".into())]),
+            max_attempts: 1,
+            ..Default::default()
+        }
+    }
+
+    /// The object the plugin builds for `request`.
+    pub fn build(
+        plugin: &Plugin,
+        request: &TaskRequest,
+        config: &HostConfig,
+    ) -> Result<Value, CallError> {
+        let ctx = request.task_context(plugin, config, fixed_now());
+        Ok(serde_json::from_str(&plugin.build_resource(&ctx)?).expect("the plugin returns JSON"))
+    }
+
+    /// The phase the plugin reads from `job`, after `previous`.
+    pub fn phase(
+        plugin: &Plugin,
+        request: &TaskRequest,
+        config: &HostConfig,
+        job: &Value,
+        previous: (wit::Phase, u32, &str),
+    ) -> Result<wit::PhaseInfo, CallError> {
+        let ctx = request.task_context(plugin, config, fixed_now());
+        let ctx = super::phase_context(ctx, previous.0, previous.1, previous.2);
+        plugin.get_task_phase(&ctx, &job.to_string())
+    }
+
+    /// RFC 3339 time `minutes` after the fixed clock.
+    pub fn at(minutes: i64) -> String {
+        let now = fixed_now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        chrono::DateTime::from_timestamp(now + minutes * 60, 0)
+            .unwrap()
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string()
+    }
+
+    /// A condition of `kind` with `status`, changed `minutes` after the clock.
+    pub fn condition(kind: &str, status: bool, minutes: i64) -> Value {
+        json!({ "type": kind, "status": if status { "True" } else { "False" }, "reason": format!("Job{kind}"),
+                "message": format!("the job is {kind}"), "lastTransitionTime": at(minutes), "lastUpdateTime": at(minutes) })
+    }
+
+    /// `job` (a built object) named `the-job`, created now, started, with these conditions.
+    pub fn observed(job: &Value, conditions: Value) -> Value {
+        let mut job = job.clone();
+        job["metadata"] = json!({ "name": "the-job", "namespace": "kubeflow-namespace", "creationTimestamp": at(0) });
+        job["status"] = json!({ "conditions": conditions, "startTime": at(0) });
+        job
+    }
+
+    /// The condition → phase table every Kubeflow plugin follows
+    /// (reference/flyte-operators.md §A.4, §A.5 PyTorch 5–7), checked for the
+    /// plugin `plugin` on its object `job`.
+    pub fn assert_phase_table(plugin: &Plugin, request: &TaskRequest, job: &Value, operator: &str) {
+        use wit::Phase::*;
+        let config = HostConfig::default();
+        let c = condition;
+        let look = |conditions: Value| {
+            phase(
+                plugin,
+                request,
+                &config,
+                &observed(job, conditions),
+                (Queued, 0, ""),
+            )
+            .unwrap()
+        };
+        let table = [
+            (json!([c("Created", true, 0)]), Queued, "JobCreated"),
+            (
+                json!([c("Created", true, 0), c("Running", true, 1)]),
+                Running,
+                "",
+            ),
+            (
+                json!([
+                    c("Created", true, 0),
+                    c("Running", false, 1),
+                    c("Succeeded", true, 2)
+                ]),
+                Success,
+                "",
+            ),
+            (
+                json!([
+                    c("Created", true, 0),
+                    c("Running", false, 1),
+                    c("Failed", true, 2)
+                ]),
+                RetryableFailure,
+                "Job failed:\n\tJobFailed - the job is Failed",
+            ),
+            (
+                json!([
+                    c("Created", true, 0),
+                    c("Running", false, 1),
+                    c("Failed", true, 2),
+                    c("Restarting", true, 3)
+                ]),
+                Running,
+                "",
+            ),
+            (
+                json!([c("Created", true, 0), c("Suspended", true, 1)]),
+                Queued,
+                "Suspended",
+            ),
+            (
+                json!([
+                    c("Created", true, 0),
+                    c("Suspended", true, 1),
+                    c("Running", true, 2)
+                ]),
+                Running,
+                "",
+            ),
+        ];
+        for (conditions, expected, reason) in table {
+            let info = look(conditions.clone());
+            assert_eq!(
+                (info.phase, info.reason.as_str()),
+                (expected, reason),
+                "{operator}: conditions {conditions}"
+            );
+            let status: Value = serde_json::from_str(info.custom_info.as_deref().unwrap()).unwrap();
+            assert_eq!(
+                status["conditions"], conditions,
+                "custom info is the job's status"
+            );
+        }
+        let failed = look(json!([c("Failed", true, 2)]));
+        let error = failed.error.unwrap();
+        assert_eq!(
+            (error.code.as_str(), error.kind),
+            ("DownstreamSystemError", wit::ErrorKind::User)
+        );
+
+        // No conditions yet: queued. A list none of which is true: an error, not a phase.
+        let mut fresh = observed(job, json!(null));
+        fresh["status"] = json!({ "startTime": at(0) });
+        let info = phase(plugin, request, &config, &fresh, (Queued, 0, "")).unwrap();
+        assert_eq!((info.phase, info.reason.as_str()), (Queued, "JobCreated"));
+        let none_true = observed(job, json!([{ "type": "unknown" }]));
+        let err = phase(plugin, request, &config, &none_true, (Queued, 0, "")).unwrap_err();
+        assert!(
+            err.to_string().contains("found no current condition"),
+            "{err}"
+        );
+
+        // An operator that never started the job within the timeout: an error;
+        // a suspended job is left waiting.
+        let mut stale = observed(job, json!([c("Created", true, -60)]));
+        stale["metadata"]["creationTimestamp"] = json!(at(-60));
+        stale["status"].as_object_mut().unwrap().remove("startTime");
+        let err = phase(plugin, request, &config, &stale, (Queued, 0, "")).unwrap_err();
+        assert!(
+            err.to_string().contains(&format!(
+                "kubeflow operator hasn't updated the {operator} custom resource"
+            )),
+            "{err}"
+        );
+        stale["spec"]["runPolicy"]["suspend"] = json!(true);
+        assert_eq!(
+            phase(plugin, request, &config, &stale, (Queued, 0, ""))
+                .unwrap()
+                .phase,
+            Queued
+        );
+
+        // Only the reason changed: a new version (Flyte's phase-version rule).
+        let info = phase(
+            plugin,
+            request,
+            &config,
+            &observed(job, json!([c("Created", true, 0)])),
+            (Queued, 0, "task submitted to K8s"),
+        )
+        .unwrap();
+        assert_eq!((info.phase, info.version), (Queued, 1));
+    }
+}

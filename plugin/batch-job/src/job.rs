@@ -14,12 +14,7 @@ pub fn build(ctx: &TaskContext) -> Result<Value, PluginError> {
         Some(_) => ctx.custom()?,
         None => BatchJob::default(),
     };
-    let task_pod = pod::build(
-        ctx,
-        Options {
-            interruptible: ctx.metadata.interruptible,
-        },
-    )?;
+    let task_pod = pod::build(ctx, Options::for_task(ctx))?;
     let mut spec = task_pod.spec.clone();
     // Job pods must not restart in place: the Job retries them (backoffLimit).
     spec.restart_policy = Some("Never".into());

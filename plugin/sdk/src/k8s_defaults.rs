@@ -8,6 +8,7 @@ use k8s_openapi::api::core::v1::{
     Affinity, NodeSelectorRequirement, PodDNSConfig, PodSecurityContext, SecurityContext,
     Toleration,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -49,4 +50,70 @@ pub struct K8sDefaults {
     pub default_annotations: BTreeMap<String, String>,
     /// Labels for every object.
     pub default_labels: BTreeMap<String, String>,
+    /// CPU request of a primary container that asks for none (Flyte: 1000m).
+    pub default_cpus: Option<String>,
+    /// Memory request of a primary container that asks for none (Flyte: 1024Mi).
+    pub default_memory: Option<String>,
+    /// The platform's resource defaults and limits (propeller's `task-resources`,
+    /// Kubernetes resource names); defaults win over `default-cpus`/`default-memory`.
+    pub task_resources: TaskResources,
+    /// The resource a task's GPU request becomes (Flyte: `nvidia.com/gpu`).
+    pub gpu_resource_name: Option<String>,
+    /// Node label naming a node's GPU model (Flyte: `k8s.amazonaws.com/accelerator`).
+    pub gpu_device_node_label: Option<String>,
+    /// Node label naming a node's GPU partition size (Flyte: `k8s.amazonaws.com/gpu-partition-size`).
+    pub gpu_partition_size_node_label: Option<String>,
+    /// Requirement for tasks that ask for an unpartitioned GPU (default: no partition label).
+    pub gpu_unpartitioned_node_selector_requirement: Option<NodeSelectorRequirement>,
+    /// Toleration for tasks that ask for an unpartitioned GPU.
+    pub gpu_unpartitioned_toleration: Option<Toleration>,
+    /// Resources (e.g. `nvidia.com/gpu`) whose requests get an `Exists`/`NoSchedule` toleration.
+    pub add_tolerations_for_extended_resources: Vec<String>,
+    /// Distributed jobs report the earliest failure of their workers (Flyte's
+    /// `enable-distributed-error-aggregation`).
+    pub enable_distributed_error_aggregation: bool,
+}
+
+/// Propeller's `task-resources`: what a task gets when it asks for nothing,
+/// and the most it may get.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TaskResources {
+    pub defaults: BTreeMap<String, Quantity>,
+    pub limits: BTreeMap<String, Quantity>,
+}
+
+impl K8sDefaults {
+    pub fn gpu_resource_name(&self) -> &str {
+        self.gpu_resource_name
+            .as_deref()
+            .unwrap_or("nvidia.com/gpu")
+    }
+
+    pub fn gpu_device_node_label(&self) -> &str {
+        self.gpu_device_node_label
+            .as_deref()
+            .unwrap_or("k8s.amazonaws.com/accelerator")
+    }
+
+    pub fn gpu_partition_size_node_label(&self) -> &str {
+        self.gpu_partition_size_node_label
+            .as_deref()
+            .unwrap_or("k8s.amazonaws.com/gpu-partition-size")
+    }
+
+    pub fn default_cpu(&self) -> String {
+        self.platform_default("cpu", self.default_cpus.as_deref(), "1000m")
+    }
+
+    pub fn default_memory(&self) -> String {
+        self.platform_default("memory", self.default_memory.as_deref(), "1024Mi")
+    }
+
+    fn platform_default(&self, name: &str, configured: Option<&str>, flyte: &str) -> String {
+        match self.task_resources.defaults.get(name) {
+            Some(quantity) => quantity.0.clone(),
+            None => configured.unwrap_or(flyte).to_owned(),
+        }
+    }
 }

@@ -30,10 +30,13 @@
 
 pub mod context;
 pub mod custom;
+pub mod extended_resources;
 pub mod k8s_defaults;
+pub mod kubeflow;
 pub mod logs;
 pub mod phase;
 pub mod pod;
+pub mod resources;
 pub mod template;
 
 pub use context::{PhaseContext, PreviousPhase, TaskContext};

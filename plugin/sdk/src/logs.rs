@@ -62,6 +62,16 @@ pub struct LogInput {
 }
 
 impl LogConfig {
+    /// Flyte's default `plugins.logs`: pod logs in a local Kubernetes dashboard.
+    pub fn flyte_default() -> Self {
+        LogConfig {
+            kubernetes_enabled: true,
+            kubernetes_template_uri:
+                "http://localhost:30082/#!/log/{{ .namespace }}/{{ .podName }}/pod?namespace={{ .namespace }}".into(),
+            ..Default::default()
+        }
+    }
+
     /// Every link this configuration produces for `input`, in Flyte's order:
     /// Kubernetes, CloudWatch, Stackdriver, templates, then the dynamic links
     /// the task asked for.

@@ -11,21 +11,32 @@
 
 use std::collections::BTreeMap;
 
+use crate::custom::struct_to_json;
+use crate::flyteidl::core::task_template::Target;
+use crate::{PluginError, TaskContext, Value, extended_resources, resources};
 use k8s_openapi::api::core::v1::{
     Affinity, Container, EnvVar, NodeAffinity, NodeSelector, NodeSelectorTerm, PodSpec,
     ResourceRequirements, Toleration,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-
-use crate::custom::struct_to_json;
-use crate::flyteidl::core::{self, resources::ResourceName, task_template::Target};
-use crate::{PluginError, TaskContext, Value};
 
 /// Options that differ between pods of one task (Spark's driver is never
-/// interruptible, its executors follow the task).
-#[derive(Debug, Clone, Copy)]
+/// interruptible, its executors follow the task; a Kubeflow role may ask for
+/// its own resources).
+#[derive(Debug, Clone, Default)]
 pub struct Options {
     pub interruptible: bool,
+    /// Resources that win, key by key, over the primary container's own.
+    pub resources: Option<ResourceRequirements>,
+}
+
+impl Options {
+    /// The task's own pod: interruptible when the task is.
+    pub fn for_task(ctx: &TaskContext) -> Self {
+        Options {
+            interruptible: ctx.metadata.interruptible,
+            resources: None,
+        }
+    }
 }
 
 /// A pod built for a task.
@@ -40,6 +51,25 @@ pub struct TaskPod {
 }
 
 impl TaskPod {
+    /// Labels for a pod template of this task: the platform's defaults, the
+    /// task pod's own, then the execution's (later wins).
+    pub fn template_labels(&self, ctx: &TaskContext) -> BTreeMap<String, String> {
+        layered(
+            &ctx.k8s_defaults.default_labels,
+            &self.labels,
+            &ctx.metadata.labels,
+        )
+    }
+
+    /// Annotations for a pod template of this task, layered as the labels.
+    pub fn template_annotations(&self, ctx: &TaskContext) -> BTreeMap<String, String> {
+        layered(
+            &ctx.k8s_defaults.default_annotations,
+            &self.annotations,
+            &ctx.metadata.annotations,
+        )
+    }
+
     /// The container that runs the task's code.
     pub fn primary(&self) -> &Container {
         self.spec
@@ -50,16 +80,50 @@ impl TaskPod {
     }
 }
 
+fn layered(
+    platform: &BTreeMap<String, String>,
+    pod: &BTreeMap<String, String>,
+    execution: &[(String, String)],
+) -> BTreeMap<String, String> {
+    let mut all = platform.clone();
+    all.extend(pod.clone());
+    all.extend(execution.iter().cloned());
+    all
+}
+
 /// Build the pod spec for this task.
 pub fn build(ctx: &TaskContext, options: Options) -> Result<TaskPod, PluginError> {
     let mut pod = raw_pod(ctx)?;
+    let defaults = &ctx.k8s_defaults;
     for container in &mut pod.spec.containers {
         decorate_container(ctx, container);
+        container.resources = if container.name == pod.primary_container_name {
+            let own = container.resources.as_ref();
+            let asked = match &options.resources {
+                Some(overrides) => resources::merge(own, overrides),
+                None => own.cloned().unwrap_or_default(),
+            };
+            Some(resources::with_platform_defaults(&asked, defaults))
+        } else {
+            container
+                .resources
+                .take()
+                .map(|r| resources::clamped(r, defaults))
+        };
     }
     for container in pod.spec.init_containers.iter_mut().flatten() {
         decorate_container(ctx, container);
     }
     apply_platform_defaults(ctx, &mut pod, options.interruptible);
+    if let Some(extended) = &ctx.template.extended_resources {
+        extended_resources::apply(
+            &mut pod.spec,
+            &pod.primary_container_name,
+            extended,
+            defaults,
+        )?;
+    }
+    extended_resources::add_extended_resource_tolerations(&mut pod.spec, defaults);
     Ok(pod)
 }
 
@@ -81,7 +145,18 @@ fn raw_pod(ctx: &TaskContext) -> Result<TaskPod, PluginError> {
                         .collect(),
                 )
                 .filter(|e: &Vec<EnvVar>| !e.is_empty()),
-                resources: container.resources.as_ref().map(resources).transpose()?,
+                resources: container
+                    .resources
+                    .as_ref()
+                    .map(|r| {
+                        resources::from_flyteidl(
+                            r,
+                            &ctx.k8s_defaults,
+                            "TaskTemplate.container.resources",
+                        )
+                    })
+                    .transpose()?,
+                termination_message_policy: Some("FallbackToLogsOnError".into()),
                 ..Default::default()
             };
             Ok(TaskPod {
@@ -146,48 +221,6 @@ fn env(name: &str, value: &str) -> EnvVar {
         value: Some(value.into()),
         ..Default::default()
     }
-}
-
-/// flyteidl resources → Kubernetes requirements. A missing limit defaults to
-/// the request and a missing request to the limit, as Flyte does.
-fn resources(res: &core::Resources) -> Result<ResourceRequirements, PluginError> {
-    let to_map = |entries: &[core::resources::ResourceEntry], what: &str| {
-        let mut map = BTreeMap::new();
-        for entry in entries {
-            let name = match ResourceName::try_from(entry.name) {
-                Ok(ResourceName::Cpu) => "cpu",
-                Ok(ResourceName::Memory) => "memory",
-                Ok(ResourceName::Gpu) => "nvidia.com/gpu",
-                Ok(ResourceName::EphemeralStorage) => "ephemeral-storage",
-                Ok(ResourceName::Storage) => "storage",
-                _ => {
-                    return Err(PluginError::bad_task(format!(
-                        "TaskTemplate.container.resources.{what}: unknown resource name {}",
-                        entry.name
-                    )));
-                }
-            };
-            map.insert(name.to_owned(), Quantity(entry.value.clone()));
-        }
-        Ok(map)
-    };
-    let mut requests = to_map(&res.requests, "requests")?;
-    let mut limits = to_map(&res.limits, "limits")?;
-    for (name, quantity) in &requests {
-        limits
-            .entry(name.clone())
-            .or_insert_with(|| quantity.clone());
-    }
-    for (name, quantity) in &limits {
-        requests
-            .entry(name.clone())
-            .or_insert_with(|| quantity.clone());
-    }
-    Ok(ResourceRequirements {
-        requests: Some(requests).filter(|m| !m.is_empty()),
-        limits: Some(limits).filter(|m| !m.is_empty()),
-        ..Default::default()
-    })
 }
 
 /// Render `{{.input}}`-style arguments and add Flyte's environment.
@@ -271,7 +304,7 @@ fn apply_platform_defaults(ctx: &TaskContext, pod: &mut TaskPod, interruptible: 
     spec.restart_policy.get_or_insert_with(|| "Never".into());
 
     let mut tolerations: Vec<Toleration> = Vec::new();
-    for name in requested_resources(spec) {
+    for name in resources::names(spec.containers.iter().filter_map(|c| c.resources.as_ref())) {
         tolerations.extend(
             defaults
                 .resource_tolerations
@@ -323,10 +356,7 @@ fn apply_platform_defaults(ctx: &TaskContext, pod: &mut TaskPod, interruptible: 
         &defaults.non_interruptible_node_selector_requirement
     };
     if let Some(requirement) = requirement {
-        add_required_node_requirement(
-            spec.affinity.get_or_insert_with(Affinity::default),
-            requirement,
-        );
+        add_required_node_requirement(spec, requirement);
     }
 
     if spec.security_context.is_none() {
@@ -348,29 +378,14 @@ fn apply_platform_defaults(ctx: &TaskContext, pod: &mut TaskPod, interruptible: 
     }
 }
 
-fn requested_resources(spec: &PodSpec) -> Vec<String> {
-    let mut names: Vec<String> = spec
-        .containers
-        .iter()
-        .filter_map(|c| c.resources.as_ref())
-        .flat_map(|r| {
-            r.requests
-                .iter()
-                .chain(r.limits.iter())
-                .flat_map(|m| m.keys().cloned())
-        })
-        .collect();
-    names.sort();
-    names.dedup();
-    names
-}
-
 /// Append a requirement to every required node-affinity term (or add a term).
-fn add_required_node_requirement(
-    affinity: &mut Affinity,
+pub(crate) fn add_required_node_requirement(
+    spec: &mut PodSpec,
     requirement: &k8s_openapi::api::core::v1::NodeSelectorRequirement,
 ) {
-    let node = affinity
+    let node = spec
+        .affinity
+        .get_or_insert_with(Affinity::default)
         .node_affinity
         .get_or_insert_with(NodeAffinity::default);
     let required = node

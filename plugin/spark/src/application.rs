@@ -164,7 +164,13 @@ fn role_pod(
     role: Option<&K8sPod>,
     field: &str,
 ) -> Result<TaskPod, PluginError> {
-    let mut pod = pod::build(ctx, pod::Options { interruptible })?;
+    let mut pod = pod::build(
+        ctx,
+        pod::Options {
+            interruptible,
+            ..Default::default()
+        },
+    )?;
     let Some(role) = role else { return Ok(pod) };
     let role_primary = role.primary_container_name.as_str();
     let renames_primary =
@@ -193,29 +199,10 @@ fn role_pod(
 /// A spark-operator `SparkPodSpec` (driver or executor) from a built pod.
 fn spark_pod_spec(ctx: &TaskContext, pod: &TaskPod, role: Option<&K8sPod>) -> Value {
     let role_meta = role.and_then(|r| r.metadata.clone()).unwrap_or_default();
-    let union = |default: &BTreeMap<String, String>,
-                 built: &BTreeMap<String, String>,
-                 task: &[(String, String)],
-                 role: &std::collections::HashMap<String, String>| {
-        let mut all = default.clone();
-        all.extend(built.clone());
-        all.extend(task.iter().cloned());
-        all.extend(role.iter().map(|(k, v)| (k.clone(), v.clone())));
-        all
-    };
-    let defaults = &ctx.k8s_defaults;
-    let annotations = union(
-        &defaults.default_annotations,
-        &pod.annotations,
-        &ctx.metadata.annotations,
-        &role_meta.annotations,
-    );
-    let labels = union(
-        &defaults.default_labels,
-        &pod.labels,
-        &ctx.metadata.labels,
-        &role_meta.labels,
-    );
+    let mut annotations = pod.template_annotations(ctx);
+    annotations.extend(role_meta.annotations.into_iter());
+    let mut labels = pod.template_labels(ctx);
+    labels.extend(role_meta.labels.into_iter());
 
     let primary = pod.primary();
     let mut env = primary.env.clone().unwrap_or_default();

@@ -54,13 +54,7 @@ impl Default for SparkLogs {
     /// Flyte's default: the driver's logs in a local Kubernetes dashboard.
     fn default() -> Self {
         SparkLogs {
-            mixed: LogConfig {
-                kubernetes_enabled: true,
-                kubernetes_template_uri:
-                    "http://localhost:30082/#!/log/{{ .namespace }}/{{ .podName }}/pod?namespace={{ .namespace }}"
-                        .into(),
-                ..Default::default()
-            },
+            mixed: LogConfig::flyte_default(),
             user: LogConfig::default(),
             system: LogConfig::default(),
             all_user: LogConfig::default(),

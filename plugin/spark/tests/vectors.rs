@@ -184,27 +184,8 @@ fn affinity_keys(affinity: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Compare with the golden file, or write it when `UPDATE_GOLDEN=1`.
 fn assert_golden(name: &str, actual: &Value) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(format!("{name}.json"));
-    let text = serde_json::to_string_pretty(actual).unwrap() + "\n";
-    if std::env::var_os("UPDATE_GOLDEN").is_some() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, text).unwrap();
-        return;
-    }
-    let golden = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-        panic!(
-            "missing {}: run with UPDATE_GOLDEN=1 to create it",
-            path.display()
-        )
-    });
-    assert_eq!(
-        text, golden,
-        "{name} differs from its golden file (UPDATE_GOLDEN=1 rewrites it)"
-    );
+    testkit::assert_golden(env!("CARGO_MANIFEST_DIR"), name, actual);
 }
 
 // Vector 7: container target, interruptible task.

@@ -46,12 +46,7 @@ impl Plugin for Plugin{{Message}} {
             None => {{Message}}::default(),
         };
         // The task's container, with Flyte's pod defaults applied.
-        let task_pod = pod::build(
-            ctx,
-            Options {
-                interruptible: ctx.metadata.interruptible,
-            },
-        )?;
+        let task_pod = pod::build(ctx, Options::for_task(ctx))?;
         // TODO: the object your operator expects.
         Ok(json!({
             "apiVersion": "example.com/v1",
