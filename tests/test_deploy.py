@@ -9,6 +9,7 @@ import pathlib
 import re
 import shutil
 import subprocess
+import tempfile
 
 import pytest
 import yaml
@@ -37,6 +38,18 @@ def build(path):
         assert key not in objects, f"{key} twice: use documents()"
         objects[key] = doc
     return objects
+
+
+def build_with_components(*components):
+    """base/ with these components (by name under components/), in this order."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = pathlib.Path(tmp)
+        (root / "deploy").symlink_to(DEPLOY)
+        (root / "kustomization.yaml").write_text(yaml.safe_dump({
+            "resources": ["deploy/base"],
+            "components": [f"deploy/components/{c}" for c in components],
+        }))
+        return build(root)
 
 
 def config_map(objects):
@@ -183,6 +196,30 @@ def test_the_config_map_is_a_config_the_host_accepts(flytewasm_bin, plugins_dir,
     # The Spark section reached the plugin; the k8s section the host.
     assert app["spec"]["sparkConf"]["spark.kubernetes.allocation.batch.size"] == "50"
     assert "flyte.org/finalizer-k8s" in app["metadata"]["finalizers"]
+
+
+KUBEFLOW_RULE = {
+    "apiGroups": ["kubeflow.org"],
+    "resources": ["pytorchjobs", "tfjobs", "mpijobs"],
+    "verbs": ["get", "list", "watch", "create", "delete", "patch"],
+}
+
+
+def test_the_kubeflow_component_grants_the_training_operators_kinds_and_combines_with_spark():
+    host_selector = build(DEPLOY / "base")[("ClusterRole", "flytewasm")]["aggregationRule"][
+        "clusterRoleSelectors"][0]["matchLabels"]
+    alone = build_with_components("kubeflow")
+    role = alone[("ClusterRole", "flytewasm-kubeflow")]
+    assert role["rules"] == [KUBEFLOW_RULE]
+    assert host_selector.items() <= role["metadata"]["labels"].items(), "aggregated into the host's role"
+    # It leaves the host config alone: base's on its own, Spark's with Spark, in either order.
+    assert host_config(alone) == host_config(build(DEPLOY / "base"))
+    spark_config = host_config(build(DEPLOY))
+    for order in [("spark", "kubeflow"), ("kubeflow", "spark")]:
+        objects = build_with_components(*order)
+        assert objects[("ClusterRole", "flytewasm-kubeflow")]["rules"] == [KUBEFLOW_RULE]
+        assert ("ClusterRole", "flytewasm-spark") in objects
+        assert host_config(objects) == spark_config, order
 
 
 def test_the_example_overlay_moves_to_flyte_and_ships_plugins_as_an_image():
@@ -368,18 +405,20 @@ def test_the_namespaced_overlay_grants_only_its_namespaces():
     roles = {d["metadata"]["namespace"]: d for d in grants if d["kind"] == "Role"}
     bindings = {d["metadata"]["namespace"]: d for d in grants if d["kind"] == "RoleBinding"}
     assert sorted(roles) == sorted(bindings) == NAMESPACES
-    # The same rights as the cluster-wide mode, one namespace at a time.
+    # The rights the plugin components grant cluster-wide, one namespace at a time.
     spark_rules = build(DEPLOY)[("ClusterRole", "flytewasm-spark")]["rules"]
+    kubeflow_rules = build_with_components("spark", "kubeflow")[("ClusterRole", "flytewasm-kubeflow")]["rules"]
+    assert spark_rules == [
+        {
+            "apiGroups": ["sparkoperator.k8s.io"],
+            "resources": ["sparkapplications"],
+            "verbs": ["get", "list", "watch", "create", "delete", "patch"],
+        }
+    ]
+    assert kubeflow_rules == [KUBEFLOW_RULE]
     for namespace in NAMESPACES:
         role, binding = roles[namespace], bindings[namespace]
-        assert spark_rules == [
-            {
-                "apiGroups": ["sparkoperator.k8s.io"],
-                "resources": ["sparkapplications"],
-                "verbs": ["get", "list", "watch", "create", "delete", "patch"],
-            }
-        ]
-        assert role["rules"] == spark_rules
+        assert role["rules"] == spark_rules + kubeflow_rules
         assert binding["roleRef"] == {
             "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"],
         }

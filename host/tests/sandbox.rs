@@ -316,6 +316,19 @@ async fn running_job(
     (jobs, pods, created, made)
 }
 
+/// An object's controller reference, `[apiVersion, kind, name, uid]`,
+/// checked to block its owner's deletion as a controller's does.
+fn controller(meta: &ObjectMeta) -> [String; 4] {
+    let owner = &meta.owner_references.clone().unwrap()[0];
+    assert_eq!(
+        (owner.controller, owner.block_owner_deletion),
+        (Some(true), Some(true)),
+        "{owner:?}"
+    );
+    let owner = owner.clone();
+    [owner.api_version, owner.kind, owner.name, owner.uid]
+}
+
 fn finalizers(meta: &ObjectMeta) -> Vec<String> {
     meta.finalizers.clone().unwrap_or_default()
 }
@@ -339,25 +352,7 @@ async fn a_job_creates_its_pods_from_the_template_and_owns_them() {
         assert_eq!(labels["controller-uid"], uid);
         assert_eq!(labels["app"], "demo", "the template's labels");
         assert_eq!(meta.annotations.clone().unwrap()[OUTCOME], "run-forever");
-        let owner = &meta.owner_references.clone().unwrap()[0];
-        assert_eq!(
-            (
-                owner.api_version.as_str(),
-                owner.kind.as_str(),
-                owner.name.as_str(),
-                owner.uid.as_str(),
-                owner.controller,
-                owner.block_owner_deletion
-            ),
-            (
-                "batch/v1",
-                "Job",
-                "train",
-                uid.as_str(),
-                Some(true),
-                Some(true)
-            )
-        );
+        assert_eq!(controller(meta), ["batch/v1", "Job", "train", &uid]);
         assert_eq!(
             pod.spec.as_ref().unwrap().containers[0].image.as_deref(),
             Some("busybox")
@@ -1138,4 +1133,314 @@ async fn writes_record_managed_fields_per_manager_and_subresource() {
         "{:?}",
         cleared.metadata.managed_fields
     );
+}
+
+// --- Kubeflow training operator ---
+
+/// Create a training job of `kind` with these replica types and counts,
+/// its containers named as the operator wants, and this `runPolicy`:
+/// the jobs' and pods' APIs, and the job.
+async fn create_training_job(
+    client: &kube::Client,
+    kind: &str,
+    name: &str,
+    replicas: &[(&str, i64)],
+    annotations: serde_json::Value,
+    run_policy: serde_json::Value,
+) -> (Api<DynamicObject>, Api<Pod>, DynamicObject) {
+    let (plural, specs_field, container) = match kind {
+        "PyTorchJob" => ("pytorchjobs", "pytorchReplicaSpecs", "pytorch"),
+        "TFJob" => ("tfjobs", "tfReplicaSpecs", "tensorflow"),
+        _ => ("mpijobs", "mpiReplicaSpecs", "mpi"),
+    };
+    let gvk = GroupVersionKind::gvk("kubeflow.org", "v1", kind);
+    let jobs = Api::namespaced_with(
+        client.clone(),
+        "ns",
+        &ApiResource::from_gvk_with_plural(&gvk, plural),
+    );
+    let specs: serde_json::Map<String, serde_json::Value> = replicas
+        .iter()
+        .map(|(rtype, n)| {
+            let spec = json!({ "replicas": n, "restartPolicy": "OnFailure", "template": {
+                "metadata": { "labels": { "app": "demo" } },
+                "spec": { "containers": [{ "name": container, "image": "busybox" }] } } });
+            (rtype.to_string(), spec)
+        })
+        .collect();
+    let mut spec = json!({ specs_field: specs });
+    if !run_policy.is_null() {
+        spec["runPolicy"] = run_policy;
+    }
+    let job = json!({ "apiVersion": "kubeflow.org/v1", "kind": kind,
+                      "metadata": { "name": name, "annotations": annotations }, "spec": spec });
+    let job: DynamicObject = serde_json::from_value(job).unwrap();
+    let created = jobs.create(&PostParams::default(), &job).await.unwrap();
+    (jobs, Api::namespaced(client.clone(), "ns"), created)
+}
+
+/// `"<type> <status> <reason>"` for each condition, in order.
+fn conditions(job: &DynamicObject) -> Vec<String> {
+    job.data["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let text = |key: &str| c[key].as_str().unwrap_or_default().to_owned();
+            format!("{} {} {}", text("type"), text("status"), text("reason"))
+        })
+        .collect()
+}
+
+/// The job once its condition `kind` is True.
+async fn until_condition(jobs: &Api<DynamicObject>, name: &str, kind: &str) -> DynamicObject {
+    until(&format!("{name}: {kind}"), async || {
+        let job = jobs.get(name).await.unwrap();
+        let current = job.data["status"]["conditions"].as_array().cloned();
+        let found = current
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == kind && c["status"] == "True");
+        found.then_some(job)
+    })
+    .await
+}
+
+async fn training_pods(pods: &Api<Pod>, job: &str) -> Vec<Pod> {
+    let selector = format!("training.kubeflow.org/job-name={job}");
+    let mut made = pods
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .unwrap()
+        .items;
+    made.sort_by_key(|p| p.metadata.name.clone());
+    made
+}
+
+fn names(pods: &[Pod]) -> Vec<String> {
+    pods.iter()
+        .map(|p| p.metadata.name.clone().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_pytorch_job_runs_its_replica_pods_and_succeeds() {
+    let (_sandbox, client) = sandbox().await;
+    let (jobs, pods, created) = create_training_job(
+        &client,
+        "PyTorchJob",
+        "pt",
+        &[("Master", 1), ("Worker", 2)],
+        json!({}),
+        json!(null),
+    )
+    .await;
+    let uid = created.metadata.uid.clone().unwrap();
+    let done = until_condition(&jobs, "pt", "Succeeded").await;
+    assert_eq!(
+        conditions(&done),
+        [
+            "Created True PyTorchJobCreated",
+            "Running False PyTorchJobRunning",
+            "Succeeded True PyTorchJobSucceeded"
+        ]
+    );
+    let status = &done.data["status"];
+    assert_eq!(
+        status["conditions"][0]["message"],
+        "PyTorchJob pt is created."
+    );
+    for field in ["startTime", "completionTime", "lastReconcileTime"] {
+        assert!(status[field].is_string(), "{field}: {status}");
+    }
+    for condition in status["conditions"].as_array().unwrap() {
+        assert!(condition["lastTransitionTime"].is_string(), "{condition}");
+        assert!(condition["lastUpdateTime"].is_string(), "{condition}");
+    }
+    assert_eq!(
+        status["replicaStatuses"],
+        json!({ "Master": { "succeeded": 1 }, "Worker": { "succeeded": 2 } })
+    );
+
+    let made = training_pods(&pods, "pt").await;
+    assert_eq!(names(&made), ["pt-master-0", "pt-worker-0", "pt-worker-1"]);
+    for pod in &made {
+        let meta = &pod.metadata;
+        let labels = meta.labels.clone().unwrap();
+        let pod_name = meta.name.as_deref().unwrap();
+        let (rtype, index) = pod_name
+            .strip_prefix("pt-")
+            .unwrap()
+            .rsplit_once('-')
+            .unwrap();
+        assert_eq!(labels["training.kubeflow.org/replica-type"], rtype);
+        assert_eq!(labels["training.kubeflow.org/replica-index"], index);
+        assert_eq!(
+            labels["training.kubeflow.org/operator-name"],
+            "pytorchjob-controller"
+        );
+        assert_eq!(labels["app"], "demo", "the template's labels");
+        assert_eq!(
+            controller(meta),
+            ["kubeflow.org/v1", "PyTorchJob", "pt", &uid]
+        );
+        let spec = pod.spec.as_ref().unwrap();
+        assert_eq!(spec.containers[0].name, "pytorch");
+        assert_eq!(spec.restart_policy.as_deref(), Some("OnFailure"));
+    }
+}
+
+#[tokio::test]
+async fn a_failing_tf_job_ends_failed() {
+    let (_sandbox, client) = sandbox().await;
+    let (jobs, pods, _) = create_training_job(
+        &client,
+        "TFJob",
+        "tf",
+        &[("Chief", 1), ("PS", 1), ("Worker", 2)],
+        json!({ OUTCOME: "fail" }),
+        json!(null),
+    )
+    .await;
+    let failed = until_condition(&jobs, "tf", "Failed").await;
+    assert_eq!(
+        conditions(&failed),
+        [
+            "Created True TFJobCreated",
+            "Running False TFJobRunning",
+            "Failed True TFJobFailed"
+        ]
+    );
+    assert_eq!(
+        failed.data["status"]["conditions"][2]["message"],
+        "TFJob tf is failed because 1 Worker replica(s) failed."
+    );
+    assert_eq!(
+        names(&training_pods(&pods, "tf").await),
+        ["tf-chief-0", "tf-ps-0", "tf-worker-0", "tf-worker-1"]
+    );
+}
+
+#[tokio::test]
+async fn an_mpi_job_creates_its_launcher_and_workers() {
+    let (_sandbox, client) = sandbox().await;
+    let (jobs, pods, _) = create_training_job(
+        &client,
+        "MPIJob",
+        "mpi",
+        &[("Launcher", 1), ("Worker", 2)],
+        json!({ OUTCOME: "run-forever" }),
+        json!(null),
+    )
+    .await;
+    let made = until("the MPIJob's pods", async || {
+        let made = training_pods(&pods, "mpi").await;
+        (made.len() == 3).then_some(made)
+    })
+    .await;
+    assert_eq!(
+        names(&made),
+        ["mpi-launcher", "mpi-worker-0", "mpi-worker-1"]
+    );
+    let launcher = made[0].metadata.labels.clone().unwrap();
+    assert_eq!(launcher["training.kubeflow.org/replica-type"], "launcher");
+    assert_eq!(
+        launcher["training.kubeflow.org/operator-name"],
+        "mpijob-controller"
+    );
+    // run-forever: still running a while later, replicas active.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let job = jobs.get("mpi").await.unwrap();
+    assert_eq!(
+        conditions(&job),
+        ["Created True MPIJobCreated", "Running True MPIJobRunning"]
+    );
+    assert_eq!(
+        job.data["status"]["replicaStatuses"],
+        json!({ "Launcher": { "active": 1 }, "Worker": { "active": 2 } })
+    );
+}
+
+#[tokio::test]
+async fn a_restarting_training_job_runs_again_then_succeeds() {
+    let (_sandbox, client) = sandbox().await;
+    let (jobs, _, _) = create_training_job(
+        &client,
+        "PyTorchJob",
+        "again",
+        &[("Master", 1), ("Worker", 1)],
+        json!({ OUTCOME: "restart", "sandbox.flytewasm.io/step-ms": "200" }),
+        json!(null),
+    )
+    .await;
+    let restarting = until_condition(&jobs, "again", "Restarting").await;
+    // Restarting replaces Running, as the operator's setCondition does.
+    assert_eq!(
+        conditions(&restarting),
+        [
+            "Created True PyTorchJobCreated",
+            "Restarting True PyTorchJobRestarting"
+        ]
+    );
+    let done = until_condition(&jobs, "again", "Succeeded").await;
+    assert_eq!(
+        conditions(&done),
+        [
+            "Created True PyTorchJobCreated",
+            "Running False PyTorchJobRunning",
+            "Succeeded True PyTorchJobSucceeded"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_suspended_training_job_makes_no_pods() {
+    let (_sandbox, client) = sandbox().await;
+    let (jobs, pods, _) = create_training_job(
+        &client,
+        "PyTorchJob",
+        "held",
+        &[("Master", 1)],
+        json!({}),
+        json!({ "suspend": true }),
+    )
+    .await;
+    until_condition(&jobs, "held", "Suspended").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let job = jobs.get("held").await.unwrap();
+    assert_eq!(
+        conditions(&job),
+        [
+            "Created True PyTorchJobCreated",
+            "Suspended True PyTorchJobSuspended"
+        ]
+    );
+    assert!(job.data["status"]["startTime"].is_null());
+    assert!(training_pods(&pods, "held").await.is_empty());
+}
+
+#[tokio::test]
+async fn a_background_deletion_deletes_a_training_jobs_pods() {
+    let (_sandbox, client) = sandbox().await;
+    let (jobs, pods, _) = create_training_job(
+        &client,
+        "PyTorchJob",
+        "gone",
+        &[("Master", 1), ("Worker", 2)],
+        json!({ OUTCOME: "run-forever" }),
+        json!(null),
+    )
+    .await;
+    until("the job's pods", async || {
+        (training_pods(&pods, "gone").await.len() == 3).then_some(())
+    })
+    .await;
+    jobs.delete("gone", &DeleteParams::background())
+        .await
+        .unwrap();
+    assert!(jobs.get_opt("gone").await.unwrap().is_none());
+    until("the pods collected", async || {
+        training_pods(&pods, "gone").await.is_empty().then_some(())
+    })
+    .await;
 }

@@ -22,9 +22,9 @@
 //! And what kube-controller-manager and operators would do: the garbage
 //! collector (`gc`; off with `garbage_collector: false`), the quota
 //! controller filling quotas' `status.hard`/`status.used`, and operator
-//! simulators moving Spark applications, Jobs (and their pods) and pods
-//! along ([`operators`]). [`Faults`] injects errors, latency (all or writes
-//! only) and dropped watches.
+//! simulators moving Spark applications, Jobs and Kubeflow training jobs
+//! (and their pods) and pods along ([`operators`]). [`Faults`] injects
+//! errors, latency (all or writes only) and dropped watches.
 //!
 //! Not implemented: server-side apply, field selectors, graceful pod
 //! termination (pods go at once), admission webhooks, RBAC (any token is
@@ -96,12 +96,15 @@ pub struct SandboxConfig {
 }
 
 impl Default for SandboxConfig {
-    /// Serves SparkApplications from the start.
+    /// Serves SparkApplications, PyTorchJobs, TFJobs and MPIJobs from the
+    /// start.
     fn default() -> Self {
+        let mut kinds = vec![operators::spark_kind()];
+        kinds.extend(operators::training_kinds());
         SandboxConfig {
             port: 0,
             step: Duration::from_millis(500),
-            kinds: vec![operators::spark_kind()],
+            kinds,
             event_history: 20_000,
             garbage_collector: true,
         }

@@ -11,10 +11,18 @@
 //!   and `controller-uid`, owned by the Job) and ends `Complete` (or
 //!   `Failed` with `BackoffLimitExceeded`). The pods carry the Job's outcome
 //!   and step annotations, so the kubelet simulator runs them alike.
+//! - Kubeflow training-operator v1 (PyTorchJob, TFJob, MPIJob): a new job
+//!   gets `Created`, then `Running` (start time, active replica statuses,
+//!   and one pod per replica, `<job>-<type>-<i>` or `<job>-launcher`,
+//!   labelled `training.kubeflow.org/*` and owned by the job), then
+//!   `Succeeded` (or `Failed`; or `Restarting` and `Running` again before
+//!   `Succeeded`). Conditions change as the operator's `setCondition`
+//!   changes them. A job with `spec.runPolicy.suspend` gets `Suspended` and
+//!   no pods, and stays so: resuming is not simulated.
 //!
 //! An object's annotations choose its fate:
 //! `sandbox.flytewasm.io/outcome`: `succeed` (default), `fail`,
-//! `submission-fail` (Spark), or `run-forever`;
+//! `submission-fail` (Spark), `restart` (training jobs), or `run-forever`;
 //! `sandbox.flytewasm.io/step-ms`: time between states;
 //! `sandbox.flytewasm.io/statuses`: a JSON array of statuses to apply in
 //! turn instead, for an object of any kind — how a new plugin's phase
@@ -47,6 +55,52 @@ pub fn pod_kind() -> Kind {
 
 pub fn job_kind() -> Kind {
     Kind::new("batch/v1", "Job", "jobs")
+}
+
+/// A kind Kubeflow's training operator (v1) serves.
+struct Training {
+    kind: &'static str,
+    plural: &'static str,
+    /// The `spec` field holding the replica specs by replica type.
+    replica_specs: &'static str,
+    /// The `training.kubeflow.org/operator-name` label on its pods.
+    controller: &'static str,
+}
+
+const TRAINING: [Training; 3] = [
+    Training {
+        kind: "PyTorchJob",
+        plural: "pytorchjobs",
+        replica_specs: "pytorchReplicaSpecs",
+        controller: "pytorchjob-controller",
+    },
+    Training {
+        kind: "TFJob",
+        plural: "tfjobs",
+        replica_specs: "tfReplicaSpecs",
+        controller: "tfjob-controller",
+    },
+    Training {
+        kind: "MPIJob",
+        plural: "mpijobs",
+        replica_specs: "mpiReplicaSpecs",
+        controller: "mpijob-controller",
+    },
+];
+
+impl Training {
+    fn kind(&self) -> Kind {
+        Kind::new("kubeflow.org/v1", self.kind, self.plural)
+    }
+}
+
+/// PyTorchJob, TFJob and MPIJob (`kubeflow.org/v1`).
+pub fn training_kinds() -> Vec<Kind> {
+    TRAINING.iter().map(Training::kind).collect()
+}
+
+fn training(kind_key: &str) -> Option<&'static Training> {
+    TRAINING.iter().find(|t| t.kind().key() == kind_key)
 }
 
 /// Run the simulators until the sandbox stops.
@@ -84,6 +138,8 @@ pub(super) fn start(shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {
                 (pod_kind(), status_only(pod_states(&event.object)))
             } else if event.kind_key == job_kind().key() {
                 (job_kind(), job_steps(&event.object))
+            } else if let Some(training) = training(&event.kind_key) {
+                (training.kind(), training_steps(training, &event.object))
             } else {
                 continue;
             };
@@ -107,8 +163,9 @@ pub(super) fn start(shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {
 }
 
 /// Apply each step in turn, `step` apart, while the object lives: a step
-/// replaces the status and may merge into the spec (`{"status", "spec"}`);
-/// a Job's step may first create its pods (`"createPods": true`).
+/// replaces the status and may merge into the spec (`{"status", "spec"}`),
+/// or patches the live status (`{"statusPatch"}`, see [`patch_status`]);
+/// a step may first create the object's pods (`"createPods": true`).
 async fn advance(
     shared: Arc<Shared>,
     kind: Kind,
@@ -120,7 +177,7 @@ async fn advance(
 ) {
     for change in steps {
         tokio::time::sleep(step).await;
-        if change["createPods"] == true && !create_job_pods(&shared, &namespace, &name, &uid) {
+        if change["createPods"] == true && !create_pods(&shared, &kind, &namespace, &name, &uid) {
             return;
         }
         let updated = shared.store.update(&kind, &namespace, &name, |current| {
@@ -133,7 +190,10 @@ async fn advance(
             if let Some(spec) = change.get("spec") {
                 json_patch::merge(&mut next["spec"], spec);
             }
-            next["status"] = change["status"].clone();
+            match change.get("statusPatch") {
+                Some(patch) => patch_status(&mut next["status"], patch),
+                None => next["status"] = change["status"].clone(),
+            }
             Ok(next)
         });
         if updated.is_err() {
@@ -142,52 +202,58 @@ async fn advance(
     }
 }
 
-/// The Job controller's pods for a running Job (false: the Job is gone or
+/// The pods a controller makes for its running object: the Job
+/// controller's or the training operator's (false: the object is gone or
 /// being deleted, so the controller stops).
-fn create_job_pods(shared: &Shared, namespace: &str, name: &str, uid: &Value) -> bool {
-    let Ok(job) = shared.store.get(&job_kind(), namespace, name) else {
+fn create_pods(shared: &Shared, kind: &Kind, namespace: &str, name: &str, uid: &Value) -> bool {
+    let Ok(owner) = shared.store.get(kind, namespace, name) else {
         return false;
     };
-    if job["metadata"]["uid"] != *uid || !job["metadata"]["deletionTimestamp"].is_null() {
+    if owner["metadata"]["uid"] != *uid || !owner["metadata"]["deletionTimestamp"].is_null() {
         return false;
     }
+    let (manager, pods) = match training(&kind.key()) {
+        Some(training) => ("training-operator", replica_pods(training, &owner)),
+        None => {
+            let parallelism = owner["spec"]["parallelism"].as_u64().unwrap_or(1);
+            let pods = (0..parallelism).map(|_| job_pod(&owner)).collect();
+            ("kube-controller-manager", pods)
+        }
+    };
     let writer = Writer {
-        manager: "kube-controller-manager".into(),
+        manager: manager.into(),
         api_version: "v1".into(),
         status: false,
     };
-    let parallelism = job["spec"]["parallelism"].as_u64().unwrap_or(1);
-    for _ in 0..parallelism {
-        let created = shared.quotas.create(
-            &shared.store,
-            &pod_kind(),
-            namespace,
-            job_pod(&job),
-            &writer,
-        );
+    for pod in pods {
+        let created = shared
+            .quotas
+            .create(&shared.store, &pod_kind(), namespace, pod, &writer);
         if let Err(err) = created {
-            // As the real controller: the Job keeps going, an event says why.
-            tracing::warn!(target: "sandbox", "[sandbox] job {namespace}/{name}: cannot create a pod: {}", err.message);
+            // As the real controllers: the object keeps going, an event says why.
+            tracing::warn!(target: "sandbox", "[sandbox] {} {namespace}/{name}: cannot create a pod: {}", kind.kind, err.message);
         }
     }
     true
 }
 
-/// A pod from the Job's template, as the Job controller makes it.
-fn job_pod(job: &Value) -> Value {
-    let meta = &job["metadata"];
-    let name = meta["name"].as_str().unwrap_or_default();
-    let uid = &meta["uid"];
-    let template = &job["spec"]["template"];
-    let mut labels = template["metadata"]["labels"].clone();
-    if !labels.is_object() {
-        labels = json!({});
+/// A pod a controller makes from `template` for `owner`: the template's
+/// labels plus `labels`, its annotations plus the owner's outcome and step
+/// (so the kubelet simulator runs it alike), a controller reference.
+fn owned_pod(
+    kind: &Kind,
+    owner: &Value,
+    name: String,
+    template: &Value,
+    labels: &[(&str, Value)],
+) -> Value {
+    let meta = &owner["metadata"];
+    let mut pod_labels = template["metadata"]["labels"].clone();
+    if !pod_labels.is_object() {
+        pod_labels = json!({});
     }
-    for key in ["job-name", "batch.kubernetes.io/job-name"] {
-        labels[key] = json!(name);
-    }
-    for key in ["controller-uid", "batch.kubernetes.io/controller-uid"] {
-        labels[key] = uid.clone();
+    for (key, value) in labels {
+        pod_labels[*key] = value.clone();
     }
     let mut annotations = template["metadata"]["annotations"].clone();
     if !annotations.is_object() {
@@ -198,18 +264,86 @@ fn job_pod(job: &Value) -> Value {
             annotations[key] = value.clone();
         }
     }
-    let mut suffix = [0u8; 5];
-    let _ = getrandom::fill(&mut suffix);
-    let suffix: String = suffix.iter().map(|b| (b'a' + b % 26) as char).collect();
     json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {
-            "name": format!("{name}-{suffix}"), "labels": labels, "annotations": annotations,
-            "ownerReferences": [{ "apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": uid,
-                                  "controller": true, "blockOwnerDeletion": true }],
+            "name": name, "labels": pod_labels, "annotations": annotations,
+            "ownerReferences": [{ "apiVersion": kind.api_version(), "kind": kind.kind, "name": meta["name"],
+                                  "uid": meta["uid"], "controller": true, "blockOwnerDeletion": true }],
         },
         "spec": template["spec"],
     })
+}
+
+/// A pod from the Job's template, as the Job controller makes it.
+fn job_pod(job: &Value) -> Value {
+    let name = job["metadata"]["name"].as_str().unwrap_or_default();
+    let uid = &job["metadata"]["uid"];
+    let mut suffix = [0u8; 5];
+    let _ = getrandom::fill(&mut suffix);
+    let suffix: String = suffix.iter().map(|b| (b'a' + b % 26) as char).collect();
+    let labels = [
+        ("job-name", json!(name)),
+        ("batch.kubernetes.io/job-name", json!(name)),
+        ("controller-uid", uid.clone()),
+        ("batch.kubernetes.io/controller-uid", uid.clone()),
+    ];
+    owned_pod(
+        &job_kind(),
+        job,
+        format!("{name}-{suffix}"),
+        &job["spec"]["template"],
+        &labels,
+    )
+}
+
+/// The replica specs by type, each with its replica count (the operator
+/// defaults an unset count to 1).
+fn replica_specs<'a>(training: &Training, job: &'a Value) -> Vec<(&'a str, &'a Value, u64)> {
+    job["spec"][training.replica_specs]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(rtype, spec)| (rtype.as_str(), spec, spec["replicas"].as_u64().unwrap_or(1)))
+        .collect()
+}
+
+/// One pod per replica, as the training operator makes them.
+fn replica_pods(training: &Training, job: &Value) -> Vec<Value> {
+    let name = job["metadata"]["name"].as_str().unwrap_or_default();
+    let mut pods = Vec::new();
+    for (rtype, spec, replicas) in replica_specs(training, job) {
+        let lower = rtype.to_lowercase();
+        for index in 0..replicas {
+            // MPIJob v1 names its single launcher without an index.
+            let pod_name = if training.kind == "MPIJob" && rtype == "Launcher" {
+                format!("{name}-launcher")
+            } else {
+                format!("{name}-{lower}-{index}")
+            };
+            let labels = [
+                ("training.kubeflow.org/job-name", json!(name)),
+                (
+                    "training.kubeflow.org/operator-name",
+                    json!(training.controller),
+                ),
+                ("training.kubeflow.org/replica-type", json!(lower)),
+                (
+                    "training.kubeflow.org/replica-index",
+                    json!(index.to_string()),
+                ),
+            ];
+            let mut pod = owned_pod(&training.kind(), job, pod_name, &spec["template"], &labels);
+            // The operator restarts on exit codes itself, so such pods never restart.
+            match spec["restartPolicy"].as_str() {
+                Some("ExitCode") => pod["spec"]["restartPolicy"] = json!("Never"),
+                Some(policy) => pod["spec"]["restartPolicy"] = json!(policy),
+                None => {}
+            }
+            pods.push(pod);
+        }
+    }
+    pods
 }
 
 fn outcome(object: &Value) -> &str {
@@ -356,6 +490,163 @@ fn job_steps(job: &Value) -> Vec<Value> {
             steps.push(json!({ "status": { "startTime": now_rfc3339(), "completionTime": now_rfc3339(), "active": 0,
                                            "succeeded": completions, "conditions": done } }));
         }
+    }
+    steps
+}
+
+/// Stands, in a `statusPatch`, for the time the patch is applied.
+const NOW: &str = "<now>";
+
+/// Apply a training-operator step to the live status: its fields replace
+/// the status's (`NOW` stamped when applied), and its conditions are set
+/// in turn as the operator's `setCondition` sets them. The live status is
+/// read so unchanged conditions keep their times, as on a real cluster.
+fn patch_status(status: &mut Value, patch: &Value) {
+    let now = now_rfc3339();
+    if !status.is_object() {
+        *status = json!({});
+    }
+    for (key, value) in patch.as_object().into_iter().flatten() {
+        if key == "conditions" {
+            for condition in value.as_array().into_iter().flatten() {
+                set_condition(&mut status["conditions"], condition, &now);
+            }
+        } else if value == NOW {
+            status[key] = json!(now);
+        } else {
+            status[key] = value.clone();
+        }
+    }
+}
+
+/// training-operator v1's `setCondition`: nothing changes once Failed, nor
+/// when the type's status and reason are unchanged; the new condition goes
+/// last, replacing its type (and Running and Restarting each other);
+/// Succeeded and Failed turn Running to "False"; the transition time stays
+/// when only the reason changes.
+fn set_condition(conditions: &mut Value, new: &Value, now: &str) {
+    let current: Vec<Value> = conditions.as_array().cloned().unwrap_or_default();
+    if current
+        .iter()
+        .any(|c| c["type"] == "Failed" && c["status"] == "True")
+    {
+        return;
+    }
+    let kind = new["type"].as_str().unwrap_or_default();
+    let same = current.iter().find(|c| c["type"] == kind);
+    if same.is_some_and(|c| c["status"] == new["status"] && c["reason"] == new["reason"]) {
+        return;
+    }
+    let mut condition = new.clone();
+    condition["lastUpdateTime"] = json!(now);
+    condition["lastTransitionTime"] = match same {
+        Some(c) if c["status"] == new["status"] => c["lastTransitionTime"].clone(),
+        _ => json!(now),
+    };
+    let mut next: Vec<Value> = current
+        .into_iter()
+        .filter(|c| {
+            let other = c["type"].as_str().unwrap_or_default();
+            other != kind
+                && !matches!(
+                    (kind, other),
+                    ("Running", "Restarting") | ("Restarting", "Running")
+                )
+        })
+        .map(|mut c| {
+            if matches!(kind, "Succeeded" | "Failed") && c["type"] == "Running" {
+                c["status"] = json!("False");
+            }
+            c
+        })
+        .collect();
+    next.push(condition);
+    *conditions = Value::Array(next);
+}
+
+/// A training job's steps, as `statusPatch`es: Created, Running with its
+/// pods, then the outcome.
+fn training_steps(training: &Training, job: &Value) -> Vec<Value> {
+    let kind = training.kind;
+    let name = job["metadata"]["name"].as_str().unwrap_or_default();
+    let condition = |state: &str, message: String| {
+        json!({ "type": state, "status": "True", "reason": format!("{kind}{state}"),
+                "message": message })
+    };
+    let patch = |condition: Value, rest: Value| {
+        let mut status = json!({ "conditions": [condition], "lastReconcileTime": NOW });
+        json_patch::merge(&mut status, &rest);
+        json!({ "statusPatch": status })
+    };
+    let mut steps = vec![patch(
+        condition("Created", format!("{kind} {name} is created.")),
+        json!({}),
+    )];
+    if job["spec"]["runPolicy"]["suspend"] == true {
+        steps.push(patch(
+            condition("Suspended", format!("{kind} {name} is suspended.")),
+            json!({}),
+        ));
+        return steps;
+    }
+    let specs = replica_specs(training, job);
+    // What each replica type counts, by the state all its replicas are in.
+    let replicas = |state: &str| -> Value {
+        specs
+            .iter()
+            .map(|(rtype, _, n)| (rtype.to_string(), json!({ state: n })))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    // The replica type that fails (a Worker where there is one).
+    let failing = specs
+        .iter()
+        .find(|(rtype, ..)| *rtype == "Worker")
+        .or(specs.first())
+        .map_or("Worker", |(rtype, ..)| *rtype);
+    let one_failed = || {
+        let mut statuses = replicas("active");
+        statuses[failing] = json!({ "failed": 1 });
+        statuses
+    };
+    let running = condition("Running", format!("{kind} {name} is running."));
+    let mut first_running = patch(
+        running.clone(),
+        json!({ "startTime": NOW, "replicaStatuses": replicas("active") }),
+    );
+    first_running["createPods"] = json!(true);
+    steps.push(first_running);
+    let succeeded = patch(
+        condition(
+            "Succeeded",
+            format!("{kind} {name} is successfully completed."),
+        ),
+        json!({ "completionTime": NOW, "replicaStatuses": replicas("succeeded") }),
+    );
+    match outcome(job) {
+        "fail" => steps.push(patch(
+            condition(
+                "Failed",
+                format!("{kind} {name} is failed because 1 {failing} replica(s) failed."),
+            ),
+            json!({ "completionTime": NOW, "replicaStatuses": one_failed() }),
+        )),
+        "restart" => {
+            steps.push(patch(
+                condition(
+                    "Restarting",
+                    format!("{kind} {name} is restarting because 1 {failing} replica(s) failed."),
+                ),
+                json!({ "replicaStatuses": one_failed() }),
+            ));
+            steps.push(patch(
+                running,
+                json!({ "replicaStatuses": replicas("active") }),
+            ));
+            steps.push(succeeded);
+        }
+        "run-forever" => {}
+        _ => steps.push(succeeded),
     }
     steps
 }
