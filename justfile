@@ -65,7 +65,7 @@ chaos TASKS="1000" ROUNDS="10": build
 
 # Benchmarks: plugin calls in wasm vs native, and 1,000 concurrent tasks on the sandbox
 bench: build-plugins
-    cargo bench -p flytewasm-spark --bench calls
+    cargo bench -p flytewasm-plugin-bench --bench calls
     cargo bench -p flytewasm --bench lifecycle
     cargo bench -p flytewasm --bench agent
     cargo bench -p flytewasm --bench swap

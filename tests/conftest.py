@@ -55,7 +55,13 @@ def render(flytewasm_bin, plugins_dir, tmp_path):
             cmd,
             capture_output=True,
             text=True,
-            env={**os.environ, "FLYTEWASM_CACHE_DIR": str(ROOT / "target/flytewasm-cache")},
+            # The same cache and key as the other suites: a second key would
+            # make each recompile what the other cached.
+            env={
+                **os.environ,
+                "FLYTEWASM_CACHE_DIR": str(ROOT / "target/flytewasm-cache"),
+                "FLYTEWASM_PRECOMPILE_KEY": str(ROOT / "target/flytewasm-test-keys/precompile.key"),
+            },
         )
         assert result.returncode == 0, result.stderr
         return yaml.safe_load(result.stdout)

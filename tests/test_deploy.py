@@ -151,6 +151,8 @@ def test_the_base_install_serves_the_agent_with_probes():
 
 
 RECORDS_RULE = {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list", "create", "delete"]}
+# Base PodTemplates (executor::pod_templates) are read, never written.
+POD_TEMPLATES_RULE = {"apiGroups": [""], "resources": ["podtemplates"], "verbs": ["get"]}
 
 
 def test_rbac_reaches_only_the_plugins_kinds():
@@ -177,6 +179,9 @@ def test_rbac_reaches_only_the_plugins_kinds():
     )
     binding = objects[("ClusterRoleBinding", "flytewasm")]
     assert binding["subjects"][0]["name"] == "flytewasm"
+    # Base PodTemplates may be in any task's namespace: read there, nothing more.
+    assert objects[("ClusterRole", "flytewasm-pod-templates")]["rules"] == [POD_TEMPLATES_RULE]
+    assert objects[("ClusterRoleBinding", "flytewasm-pod-templates")]["roleRef"]["name"] == "flytewasm-pod-templates"
 
 
 def test_the_config_map_is_a_config_the_host_accepts(flytewasm_bin, plugins_dir, tmp_path):
@@ -418,7 +423,7 @@ def test_the_namespaced_overlay_grants_only_its_namespaces():
     assert kubeflow_rules == [KUBEFLOW_RULE]
     for namespace in NAMESPACES:
         role, binding = roles[namespace], bindings[namespace]
-        assert role["rules"] == spark_rules + kubeflow_rules
+        assert role["rules"] == spark_rules + kubeflow_rules + [POD_TEMPLATES_RULE]
         assert binding["roleRef"] == {
             "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"],
         }

@@ -69,6 +69,10 @@ pub struct K8sConfig {
     /// Names of host environment variables to copy into pods.
     #[serde(default)]
     pub default_env_vars_from_env: BTreeMap<String, String>,
+    /// The PodTemplate every task's pod starts from when the task names none
+    /// (`executor::pod_templates`).
+    #[serde(default)]
+    pub default_pod_template_name: Option<String>,
     /// Pod defaults, passed through to plugins as they are.
     #[serde(flatten)]
     pub pod_defaults: serde_json::Map<String, Value>,
@@ -247,6 +251,7 @@ impl Default for K8sConfig {
             default_annotations: default_annotations(),
             default_labels: BTreeMap::new(),
             default_env_vars_from_env: BTreeMap::new(),
+            default_pod_template_name: None,
             pod_defaults: serde_json::Map::new(),
         }
     }

@@ -479,3 +479,164 @@ async fn create_errors_are_classified_as_flyte_does() {
     );
     assert_eq!(env.sandbox.faults().requests("create"), 4);
 }
+
+fn pytorch_request(name: &str, outcome: &str) -> TaskRequest {
+    let mut request = testkit::kubeflow::task(
+        "pytorch",
+        1,
+        json!({ "masterReplicas": { "replicas": 1 }, "workerReplicas": { "replicas": 2 } }),
+    );
+    request.namespace = NS.into();
+    request.name = Some(name.into());
+    request
+        .annotations
+        .insert("sandbox.flytewasm.io/outcome".into(), outcome.into());
+    request
+}
+
+fn pods(env: &Env) -> Api<DynamicObject> {
+    api(env, "v1", "Pod", "pods")
+}
+
+/// A training job runs to success through the operator's conditions, with
+/// a log link per replica; aborted, the job and its replica pods are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pytorch_job_runs_and_an_aborted_one_takes_its_pods() {
+    let env = env(json!({})).await;
+    let plugin = testkit::plugin("pytorch");
+    let (outcome, events) = run(&env, &plugin, &pytorch_request("trained", "succeed"), None).await;
+    assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
+    let seen = phases(&events);
+    assert_eq!(seen.first(), Some(&"QUEUED"));
+    assert!(seen.contains(&"RUNNING"), "{seen:?}");
+    let last = events.last().unwrap();
+    let pods_linked: Vec<&str> = last.logs.iter().map(|l| l.uri.as_str()).collect();
+    assert!(
+        pods_linked.iter().any(|u| u.contains("trained-master-0")),
+        "{pods_linked:?}"
+    );
+    assert!(
+        pods_linked.iter().any(|u| u.contains("trained-worker-1")),
+        "{pods_linked:?}"
+    );
+
+    let (outcome, events) = run(
+        &env,
+        &plugin,
+        &pytorch_request("endless", "run-forever"),
+        Some(Duration::from_millis(1500)),
+    )
+    .await;
+    assert!(
+        matches!(outcome, Outcome::Aborted(Aborted::Deleted)),
+        "{outcome:?}"
+    );
+    assert!(
+        phases(&events).contains(&"RUNNING"),
+        "{:?}",
+        phases(&events)
+    );
+    let jobs = api(&env, "kubeflow.org/v1", "PyTorchJob", "pytorchjobs");
+    let err = jobs.get("endless").await.unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 404),
+        "{err:?}"
+    );
+    // The garbage collector removes the replica pods (background propagation).
+    for _ in 0..100 {
+        let left = pods(&env).list(&Default::default()).await.unwrap();
+        if !left.items.iter().any(|p| {
+            p.metadata
+                .name
+                .as_deref()
+                .is_some_and(|n| n.starts_with("endless-"))
+        }) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the aborted job's pods are still there");
+}
+
+/// Flyte's base PodTemplate: the one a task names, from its namespace (a
+/// missing one fails the task); else the platform default, from the
+/// host's namespace (a missing one is no template).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_base_pod_template_sits_under_the_task_pod() {
+    let templates = |env: &Env, namespace: &str| {
+        let resource = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("", "v1", "PodTemplate"),
+            "podtemplates",
+        );
+        Api::<DynamicObject>::namespaced_with(env.sandbox.client().unwrap(), namespace, &resource)
+    };
+    let create = |name: &str, env_value: &str| {
+        serde_json::from_value::<DynamicObject>(json!({
+            "apiVersion": "v1", "kind": "PodTemplate", "metadata": { "name": name },
+            "template": {
+                "metadata": { "labels": { "platform": env_value } },
+                "spec": {
+                    "containers": [{ "name": "default", "image": "unused", "env": [{ "name": "PLATFORM", "value": env_value }] }],
+                    "tolerations": [{ "key": "platform", "operator": "Exists" }],
+                },
+            },
+        }))
+        .unwrap()
+    };
+    let env = env(json!({ "k8s": { "default-pod-template-name": "fallback" } })).await;
+    templates(&env, NS)
+        .create(&Default::default(), &create("named", "named"))
+        .await
+        .unwrap();
+    templates(&env, "default")
+        .create(&Default::default(), &create("fallback", "default"))
+        .await
+        .unwrap();
+    let plugin = testkit::plugin("pytorch");
+    let jobs = api(&env, "kubeflow.org/v1", "PyTorchJob", "pytorchjobs");
+    let worker =
+        |job: &DynamicObject| job.data["spec"]["pytorchReplicaSpecs"]["Worker"]["template"].clone();
+
+    let mut request = pytorch_request("named", "succeed");
+    request.template.metadata =
+        Some(serde_json::from_value(json!({ "podTemplateName": "named" })).unwrap());
+    let (_, event) = env.engine.launch(&plugin, &request).await.unwrap();
+    assert_eq!(event.phase, Phase::Queued, "{event:?}");
+    let template = worker(&jobs.get("named").await.unwrap());
+    let container = &template["spec"]["containers"][0];
+    assert_eq!(container["name"], "pytorch");
+    assert_eq!(container["image"], "image://", "the task's own fields win");
+    assert_eq!(
+        container["env"][0],
+        json!({ "name": "PLATFORM", "value": "named" })
+    );
+    assert_eq!(template["spec"]["tolerations"][0]["key"], "platform");
+    assert_eq!(template["metadata"]["labels"]["platform"], "named");
+
+    // No name: the platform's default, from the host's namespace.
+    let (_, event) = env
+        .engine
+        .launch(&plugin, &pytorch_request("defaulted", "succeed"))
+        .await
+        .unwrap();
+    assert_eq!(event.phase, Phase::Queued, "{event:?}");
+    let template = worker(&jobs.get("defaulted").await.unwrap());
+    assert_eq!(
+        template["spec"]["containers"][0]["env"][0]["value"],
+        "default"
+    );
+
+    let mut request = pytorch_request("missing", "succeed");
+    request.template.metadata =
+        Some(serde_json::from_value(json!({ "podTemplateName": "nope" })).unwrap());
+    let (_, event) = env.engine.launch(&plugin, &request).await.unwrap();
+    assert_eq!(event.phase, Phase::PermanentFailure);
+    let error = event.error.unwrap();
+    assert_eq!(error.code, "BadTaskSpecification");
+    assert!(
+        error.message.contains("PodTemplate 'nope' does not exist"),
+        "{}",
+        error.message
+    );
+    assert!(jobs.get("missing").await.is_err(), "nothing is created");
+}

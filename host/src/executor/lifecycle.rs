@@ -14,6 +14,7 @@ use serde_json::Value;
 use super::carried;
 use super::metadata::{Execution, FINALIZER};
 use super::object::{PrepareError, TaskRequest, prepare};
+use super::pod_templates::{self, PodTemplateError};
 use crate::cluster::{Cluster, ClusterError, Created, Refusal, ResourceKind};
 use crate::config::HostConfig;
 use crate::runtime::{CallError, Plugin, wit};
@@ -304,6 +305,16 @@ impl Executor {
         &self.cluster
     }
 
+    /// The host's own namespace: where it keeps its records and looks for
+    /// platform PodTemplates (`tasks.records-namespace`, else the client's).
+    pub fn host_namespace(&self) -> String {
+        self.config
+            .tasks
+            .records_namespace
+            .clone()
+            .unwrap_or_else(|| self.cluster.default_namespace().to_owned())
+    }
+
     pub fn config(&self) -> &HostConfig {
         &self.config
     }
@@ -344,6 +355,35 @@ impl Executor {
             state.record(&event);
             return Ok((state, event));
         }
+        let mut request = request.clone();
+        match pod_templates::base_template(
+            &self.cluster,
+            &self.config,
+            &request,
+            &self.host_namespace(),
+        )
+        .await
+        {
+            Ok(template) => request.base_pod_template = template,
+            Err(err @ PodTemplateError::Missing { .. }) => {
+                let event = PhaseEvent::failure(
+                    Phase::PermanentFailure,
+                    ErrorKind::User,
+                    codes::BAD_TASK_SPECIFICATION,
+                    err.to_string(),
+                );
+                state.record(&event);
+                return Ok((state, event));
+            }
+            Err(PodTemplateError::Cluster(source)) => {
+                return Err(ExecutorError::Cluster {
+                    action: "reading the base PodTemplate of",
+                    name: state.name,
+                    source,
+                });
+            }
+        }
+        let request = &request;
         let prepared = {
             let (config, request) = (self.config.clone(), request.clone());
             off_the_runtime(plugin, "build-resource", move |plugin| {

@@ -10,6 +10,7 @@ mod janitor;
 pub mod lifecycle;
 pub mod metadata;
 pub mod object;
+pub mod pod_templates;
 pub mod records;
 pub mod tasks;
 

@@ -42,6 +42,10 @@ pub struct TaskRequest {
     /// Owner reference to set (the workflow object), when there is one.
     pub owner: Option<Value>,
     pub console_url: Option<String>,
+    /// The task's base PodTemplate (its `template`), looked up just before
+    /// the build (`executor::pod_templates`); never carried.
+    #[serde(skip)]
+    pub base_pod_template: Option<Value>,
 }
 
 /// The object ready to be created, and where it came from.
@@ -137,7 +141,15 @@ impl TaskRequest {
             input_prefix: self.input_prefix.clone(),
             output_prefix: self.output_prefix.clone(),
             raw_output_prefix: self.raw_output_prefix.clone(),
-            k8s_defaults: config.k8s_defaults_json().to_owned(),
+            k8s_defaults: match &self.base_pod_template {
+                None => config.k8s_defaults_json().to_owned(),
+                Some(template) => {
+                    let mut defaults: Value = serde_json::from_str(config.k8s_defaults_json())
+                        .expect("the host writes its k8s defaults as JSON");
+                    defaults["base-pod-template"] = template.clone();
+                    defaults.to_string()
+                }
+            },
             plugin_config: config.plugin_config_json(plugin.id()),
             now: wit::Timestamp {
                 seconds: now.as_secs() as i64,

@@ -188,12 +188,7 @@ impl Tasks {
     }
 
     pub fn with_end_writes(executor: Executor, end_writes: EndWrites) -> Arc<Self> {
-        let namespace = executor
-            .config()
-            .tasks
-            .records_namespace
-            .clone()
-            .unwrap_or_else(|| executor.cluster().default_namespace().to_owned());
+        let namespace = executor.host_namespace();
         Arc::new(Tasks {
             executor,
             records: Records::new(namespace),

@@ -5,7 +5,7 @@
 //! What it implements, as kube-apiserver does where the host relies on it:
 //!
 //! - namespaced CRUD for the kinds registered with it (Pods, ConfigMaps,
-//!   Jobs, ResourceQuotas, CRDs, and whatever a created CRD or the caller
+//!   PodTemplates, Jobs, ResourceQuotas, CRDs, and whatever a created CRD or the caller
 //!   registers), discovery, the status subresource, merge and JSON patches
 //!   (a strategic merge patch is taken as a merge patch), resourceVersions
 //!   with 409 on stale writes, generations, list + watch with bookmarks and
@@ -141,6 +141,7 @@ impl Sandbox {
         let core = [
             operators::pod_kind(),
             Kind::new("v1", "ConfigMap", "configmaps"),
+            Kind::new("v1", "PodTemplate", "podtemplates"),
             operators::job_kind(),
             quota::quota_kind(),
             api::crd_kind(),

@@ -1,4 +1,4 @@
-//! `just bench`: the Spark plugin's calls through the host's wasm runtime (a
+//! `just bench`: each plugin's calls through the host's wasm runtime (a
 //! fresh Store and instance per call, as in production) against the same
 //! crate compiled natively and called directly, in one process. Reports
 //! medians and the wasm/native ratio; run it on a quiet machine.
@@ -8,17 +8,21 @@ use std::time::{Duration, Instant};
 use flytewasm::config::HostConfig;
 use flytewasm::executor::TaskRequest;
 use flytewasm::runtime::wit as host;
-use flytewasm::testkit;
+use flytewasm::testkit::{self, kubeflow};
 use flytewasm_plugin_sdk::bindings::Guest;
 use flytewasm_plugin_sdk::bindings::flytewasm::plugin::types as guest;
+use flytewasm_plugin_sdk::{Exported, Plugin};
 use flytewasm_proto::flyteidl::core::{Container, TaskTemplate, task_template::Target};
-use serde_json::json;
-
-type Native = flytewasm_plugin_sdk::Exported<flytewasm_spark::Spark>;
+use serde_json::{Value, json};
 
 fn main() {
-    let plugin = testkit::plugin("spark");
-    let request = TaskRequest {
+    let config: HostConfig = serde_json::from_value(json!({ "k8s": {
+        "default-tolerations": [{ "key": "x/flyte", "value": "default", "operator": "Equal", "effect": "NoSchedule" }],
+        "default-env-vars": { "foo": "bar" },
+    } })).unwrap();
+    println!("median per call over {BATCHES} batches of {PER_BATCH} calls");
+
+    let spark = TaskRequest {
         template: TaskTemplate {
             r#type: "spark".into(),
             custom: Some(serde_json::from_value(json!({
@@ -40,43 +44,90 @@ fn main() {
         max_attempts: 1,
         ..Default::default()
     };
-    let config: HostConfig = serde_json::from_value(json!({ "k8s": {
-        "default-tolerations": [{ "key": "x/flyte", "value": "default", "operator": "Equal", "effect": "NoSchedule" }],
-        "default-env-vars": { "foo": "bar" },
-    } })).unwrap();
-    let ctx = request.task_context(&plugin, &config, testkit::fixed_now());
-    let phase_ctx =
-        testkit::phase_context(ctx.clone(), host::Phase::Initializing, 0, "job submitted");
-    let observed = json!({
+    let spark_app = json!({
         "metadata": { "name": "bench-n0-0", "namespace": "flytesnacks-development", "creationTimestamp": "2024-01-02T03:00:00Z" },
         "status": { "applicationState": { "state": "RUNNING" }, "driverInfo": { "podName": "bench-driver", "webUIIngressAddress": "ui" } },
-    })
-    .to_string();
+    });
+    compare::<flytewasm_spark::Spark>("spark", &spark, &config, |_| spark_app.clone());
+
+    // What flytekit writes (task_type_version 1), seen running.
+    let running = |job: &Value| {
+        kubeflow::observed(
+            job,
+            json!([
+                kubeflow::condition("Created", true, 0),
+                kubeflow::condition("Running", true, 1)
+            ]),
+        )
+    };
+    let pytorch = kubeflow::task(
+        "pytorch",
+        1,
+        json!({
+            "masterReplicas": { "replicas": 1, "image": "image://master", "restartPolicy": "RESTART_POLICY_ALWAYS" },
+            "workerReplicas": { "replicas": 4, "resources": { "limits": [{ "name": "GPU", "value": "1" }] } },
+            "runPolicy": { "cleanPodPolicy": "CLEANPOD_POLICY_ALL", "backoffLimit": 3 },
+        }),
+    );
+    compare::<flytewasm_pytorch::PyTorch>("pytorch", &pytorch, &config, running);
+    let tensorflow = kubeflow::task(
+        "tensorflow",
+        1,
+        json!({
+            "chiefReplicas": { "replicas": 1 }, "workerReplicas": { "replicas": 4 }, "psReplicas": { "replicas": 2 },
+            "evaluatorReplicas": { "replicas": 1 },
+        }),
+    );
+    compare::<flytewasm_tensorflow::TensorFlow>("tensorflow", &tensorflow, &config, running);
+    let mpi = kubeflow::task(
+        "mpi",
+        1,
+        json!({
+            "launcherReplicas": { "replicas": 1 }, "workerReplicas": { "replicas": 4, "command": ["/usr/sbin/sshd", "-De"] }, "slots": 2,
+        }),
+    );
+    compare::<flytewasm_mpi::Mpi>("mpi", &mpi, &config, running);
+}
+
+/// Both calls of plugin `P` (component `component`) in wasm and natively,
+/// on `request`, and on the object `observed` makes of what it built.
+fn compare<P: Plugin>(
+    component: &str,
+    request: &TaskRequest,
+    config: &HostConfig,
+    observed: impl Fn(&Value) -> Value,
+) {
+    let plugin = testkit::plugin(component);
+    let ctx = request.task_context(&plugin, config, testkit::fixed_now());
+    let phase_ctx = testkit::phase_context(ctx.clone(), host::Phase::Queued, 0, "");
 
     // Same answers both ways, or the comparison means nothing.
     let wasm_object = plugin.build_resource(&ctx).unwrap();
-    let native_object = Native::build_resource(to_guest(&ctx)).unwrap();
+    let native_object = Exported::<P>::build_resource(to_guest(&ctx)).unwrap();
     assert_eq!(
         wasm_object, native_object,
-        "wasm and native build different objects"
+        "{component}: wasm and native build different objects"
     );
+    let observed = observed(&serde_json::from_str(&wasm_object).unwrap()).to_string();
 
-    println!("Spark plugin, median per call over {BATCHES} batches of {PER_BATCH} calls");
+    println!("{component}:");
     report(
         "build-resource",
         measure(|| drop(plugin.build_resource(&ctx).unwrap())),
-        measure(|| drop(Native::build_resource(to_guest(&ctx)).unwrap())),
+        measure(|| drop(Exported::<P>::build_resource(to_guest(&ctx)).unwrap())),
     );
     let guest_phase = guest::PhaseContext {
         task: to_guest(&phase_ctx.task),
-        previous_phase: guest::Phase::Initializing,
+        previous_phase: guest::Phase::Queued,
         previous_version: 0,
-        previous_reason: "job submitted".into(),
+        previous_reason: String::new(),
     };
     report(
         "get-task-phase",
         measure(|| drop(plugin.get_task_phase(&phase_ctx, &observed).unwrap())),
-        measure(|| drop(Native::get_task_phase(guest_phase.clone(), observed.clone()).unwrap())),
+        measure(|| {
+            drop(Exported::<P>::get_task_phase(guest_phase.clone(), observed.clone()).unwrap())
+        }),
     );
 }
 
@@ -103,7 +154,7 @@ fn measure(mut call: impl FnMut()) -> Duration {
 
 fn report(name: &str, wasm: Duration, native: Duration) {
     println!(
-        "{name:<16} wasm (fresh instance) {:>9.1} µs   native {:>8.1} µs   ratio {:.2}x",
+        "  {name:<16} wasm (fresh instance) {:>9.1} µs   native {:>8.1} µs   ratio {:.2}x",
         wasm.as_secs_f64() * 1e6,
         native.as_secs_f64() * 1e6,
         wasm.as_secs_f64() / native.as_secs_f64()

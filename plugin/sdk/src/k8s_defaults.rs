@@ -69,6 +69,11 @@ pub struct K8sDefaults {
     pub gpu_unpartitioned_toleration: Option<Toleration>,
     /// Resources (e.g. `nvidia.com/gpu`) whose requests get an `Exists`/`NoSchedule` toleration.
     pub add_tolerations_for_extended_resources: Vec<String>,
+    /// The task's base PodTemplate (its `template`: metadata and spec), which
+    /// the host looked up for this build (Flyte's `pod_template_name`, or
+    /// `default-pod-template-name`). Its containers named `default` and
+    /// `primary` (`default-init`, `primary-init`) are templates for the task's.
+    pub base_pod_template: Option<serde_json::Value>,
     /// Distributed jobs report the earliest failure of their workers (Flyte's
     /// `enable-distributed-error-aggregation`).
     pub enable_distributed_error_aggregation: bool,

@@ -36,6 +36,7 @@ pub mod kubeflow;
 pub mod logs;
 pub mod phase;
 pub mod pod;
+pub mod pod_template;
 pub mod resources;
 pub mod template;
 

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use crate::custom::struct_to_json;
 use crate::flyteidl::core::task_template::Target;
-use crate::{PluginError, TaskContext, Value, extended_resources, resources};
+use crate::{PluginError, TaskContext, Value, extended_resources, pod_template, resources};
 use k8s_openapi::api::core::v1::{
     Affinity, Container, EnvVar, NodeAffinity, NodeSelector, NodeSelectorTerm, PodSpec,
     ResourceRequirements, Toleration,
@@ -95,8 +95,15 @@ fn layered(
 pub fn build(ctx: &TaskContext, options: Options) -> Result<TaskPod, PluginError> {
     let mut pod = raw_pod(ctx)?;
     let defaults = &ctx.k8s_defaults;
+    if let Some(template) = &defaults.base_pod_template {
+        let primary_init = ctx.template_config("primary_init_container_name");
+        pod_template::merge_under(&mut pod, template, primary_init)?;
+    }
     for container in &mut pod.spec.containers {
         decorate_container(ctx, container);
+        if let Some(res) = &mut container.resources {
+            resources::name_gpus(res, defaults);
+        }
         container.resources = if container.name == pod.primary_container_name {
             let own = container.resources.as_ref();
             let asked = match &options.resources {
@@ -445,7 +452,8 @@ pub fn merge_overlay(base: &PodSpec, overlay: &Value, field: &str) -> Result<Pod
         .map_err(|err| PluginError::bad_task(format!("{field}.{}: {}", err.path(), err.inner())))
 }
 
-fn deep_merge(base: &mut Value, overlay: &Value) {
+/// Objects merge key by key, lists append, anything else is replaced.
+pub(crate) fn deep_merge(base: &mut Value, overlay: &Value) {
     match (base, overlay) {
         (Value::Object(base), Value::Object(overlay)) => {
             for (key, value) in overlay {

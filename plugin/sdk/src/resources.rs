@@ -50,6 +50,16 @@ pub fn from_flyteidl(
     })
 }
 
+/// Flyte's `SanitizeGPUResourceRequirements`: a container's `gpu` (as
+/// flytekit writes pod templates) is the platform's GPU resource.
+pub fn name_gpus(res: &mut ResourceRequirements, defaults: &K8sDefaults) {
+    for map in [&mut res.requests, &mut res.limits].into_iter().flatten() {
+        if let Some(quantity) = map.remove("gpu") {
+            map.insert(defaults.gpu_resource_name().to_owned(), quantity);
+        }
+    }
+}
+
 /// `overrides` win key by key over `base`, requests and limits apart.
 pub fn merge(
     base: Option<&ResourceRequirements>,

@@ -1,0 +1,1 @@
+"""Stand-in `torch.distributed` package (see ../../README.md)."""
