@@ -345,6 +345,39 @@ pub mod kubeflow {
         plugin.get_task_phase(&ctx, &job.to_string())
     }
 
+    /// The container named `name` of role `role` in a job's `specs_key`
+    /// (`pytorchReplicaSpecs`...).
+    pub fn container<'a>(job: &'a Value, specs_key: &str, role: &str, name: &str) -> &'a Value {
+        job["spec"][specs_key][role]["template"]["spec"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("{role} has a `{name}` container"))
+    }
+
+    /// The log links (name, URI) for the job the plugin builds for
+    /// `request`, running in `namespace`, with Kubernetes links to `k8s.com`.
+    pub fn log_links(
+        plugin: &Plugin,
+        request: &TaskRequest,
+        namespace: &str,
+    ) -> Vec<(String, String)> {
+        let config: HostConfig = serde_json::from_value(json!({ "plugins": { plugin.id(): {
+            "logs": { "kubernetes-enabled": true, "kubernetes-url": "k8s.com" } } } }))
+        .unwrap();
+        let job = build(plugin, request, &config).unwrap();
+        let mut job = observed(&job, json!([condition("Running", true, 0)]));
+        job["metadata"]["namespace"] = json!(namespace);
+        let info = phase(plugin, request, &config, &job, (wit::Phase::Queued, 0, "")).unwrap();
+        info.logs.into_iter().map(|l| (l.name, l.uri)).collect()
+    }
+
+    /// The Kubernetes dashboard link to `pod` that [`log_links`] configures.
+    pub fn dashboard_link(namespace: &str, pod: &str) -> String {
+        format!("k8s.com/#!/log/{namespace}/{pod}/pod?namespace={namespace}")
+    }
+
     /// RFC 3339 time `minutes` after the fixed clock.
     pub fn at(minutes: i64) -> String {
         let now = fixed_now()

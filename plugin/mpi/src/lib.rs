@@ -25,22 +25,7 @@ pub struct Mpi;
 
 impl Plugin for Mpi {
     fn describe() -> PluginInfo {
-        PluginInfo {
-            id: "mpi".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            task_types: [0, 1]
-                .map(|version| TaskType {
-                    name: "mpi".into(),
-                    version,
-                })
-                .into(),
-            kind: ResourceKind {
-                api_version: "kubeflow.org/v1".into(),
-                kind: "MPIJob".into(),
-                plural: "mpijobs".into(),
-            },
-            properties: PluginProperties::default(),
-        }
+        kubeflow::plugin_info("mpi", env!("CARGO_PKG_VERSION"), "MPIJob", "mpijobs")
     }
 
     fn build_resource(ctx: &TaskContext) -> Result<Value, PluginError> {

@@ -21,13 +21,7 @@ fn build(version: i32, custom: Value) -> Result<Value, String> {
 }
 
 fn container<'a>(job: &'a Value, role: &str) -> &'a Value {
-    let containers = &job["spec"]["mpiReplicaSpecs"][role]["template"]["spec"]["containers"];
-    containers
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "mpi")
-        .unwrap_or_else(|| panic!("{role} has an `mpi` container"))
+    kubeflow::container(job, "mpiReplicaSpecs", role, "mpi")
 }
 
 fn replicas(job: &Value, role: &str) -> i64 {
@@ -185,29 +179,18 @@ fn conditions_map_to_phases() {
 // §A.5 MPI 8, §G.2: workers only, no launcher link.
 #[test]
 fn log_links_are_the_workers_only() {
-    let config: HostConfig = serde_json::from_value(json!({ "plugins": { "mpi": {
-        "logs": { "kubernetes-enabled": true, "kubernetes-url": "k8s.com" } } } }))
-    .unwrap();
-    let request = kubeflow::task(
-        "mpi",
-        0,
-        json!({ "numWorkers": 2, "numLauncherReplicas": 1 }),
-    );
-    let job = kubeflow::build(&plugin(), &request, &config).unwrap();
-    let mut job = kubeflow::observed(&job, json!([kubeflow::condition("Running", true, 0)]));
-    job["metadata"]["namespace"] = json!("mpi-namespace");
-    let info = kubeflow::phase(
+    let custom = json!({ "numWorkers": 2, "numLauncherReplicas": 1 });
+    let links = kubeflow::log_links(
         &plugin(),
-        &request,
-        &config,
-        &job,
-        (wit::Phase::Queued, 0, ""),
-    )
-    .unwrap();
-    let link =
-        |pod: &str| format!("k8s.com/#!/log/mpi-namespace/{pod}/pod?namespace=mpi-namespace");
-    let uris: Vec<&str> = info.logs.iter().map(|l| l.uri.as_str()).collect();
-    assert_eq!(uris, [link("the-job-worker-0"), link("the-job-worker-1")]);
+        &kubeflow::task("mpi", 0, custom),
+        "mpi-namespace",
+    );
+    let uris: Vec<String> = links.into_iter().map(|(_, uri)| uri).collect();
+    assert_eq!(
+        uris,
+        ["the-job-worker-0", "the-job-worker-1"]
+            .map(|pod| kubeflow::dashboard_link("mpi-namespace", pod))
+    );
 }
 
 #[test]

@@ -20,24 +20,30 @@ const CONTAINER: &str = "pytorch";
 
 pub struct PyTorch;
 
+/// The operator's `elasticPolicy` from an elastic config (either version's:
+/// the same fields). Every field is set, zeros included, as Flyte does.
+macro_rules! elastic_policy {
+    ($config:expr) => {
+        $config.map(|e| {
+            json!({
+                "minReplicas": e.min_replicas,
+                "maxReplicas": e.max_replicas,
+                "rdzvBackend": e.rdzv_backend,
+                "nProcPerNode": e.nproc_per_node,
+                "maxRestarts": e.max_restarts,
+            })
+        })
+    };
+}
+
 impl Plugin for PyTorch {
     fn describe() -> PluginInfo {
-        PluginInfo {
-            id: "pytorch".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            task_types: [0, 1]
-                .map(|version| TaskType {
-                    name: "pytorch".into(),
-                    version,
-                })
-                .into(),
-            kind: ResourceKind {
-                api_version: "kubeflow.org/v1".into(),
-                kind: "PyTorchJob".into(),
-                plural: "pytorchjobs".into(),
-            },
-            properties: PluginProperties::default(),
-        }
+        kubeflow::plugin_info(
+            "pytorch",
+            env!("CARGO_PKG_VERSION"),
+            "PyTorchJob",
+            "pytorchjobs",
+        )
     }
 
     fn build_resource(ctx: &TaskContext) -> Result<Value, PluginError> {
@@ -45,15 +51,7 @@ impl Plugin for PyTorch {
             0 => {
                 let task: v0::DistributedPyTorchTrainingTask = ctx.custom()?;
                 let base = kubeflow::base_replica_spec(ctx, CONTAINER, None)?;
-                let elastic = task.elastic_config.map(|e| {
-                    elastic_policy(
-                        e.rdzv_backend,
-                        e.min_replicas,
-                        e.max_replicas,
-                        e.nproc_per_node,
-                        e.max_restarts,
-                    )
-                });
+                let elastic = elastic_policy!(task.elastic_config);
                 (
                     kubeflow::with_replicas(&base, 1),
                     kubeflow::with_replicas(&base, task.workers),
@@ -81,15 +79,7 @@ impl Plugin for PyTorch {
                     }
                     first["env"] = json!(env);
                 }
-                let elastic = task.elastic_config.map(|e| {
-                    elastic_policy(
-                        e.rdzv_backend,
-                        e.min_replicas,
-                        e.max_replicas,
-                        e.nproc_per_node,
-                        e.max_restarts,
-                    )
-                });
+                let elastic = elastic_policy!(task.elastic_config);
                 (
                     kubeflow::replica_spec(ctx, CONTAINER, &master, Role::Master)?,
                     worker,
@@ -141,23 +131,6 @@ impl Plugin for PyTorch {
         let logs = kubeflow::log_links(ctx, job, &pods)?;
         kubeflow::job_phase(ctx, job, "pytorch", logs)
     }
-}
-
-/// The operator's `elasticPolicy`; every field is set, zeros included, as Flyte does.
-fn elastic_policy(
-    backend: String,
-    min: i32,
-    max: i32,
-    nproc_per_node: i32,
-    max_restarts: i32,
-) -> Value {
-    json!({
-        "minReplicas": min,
-        "maxReplicas": max,
-        "rdzvBackend": backend,
-        "nProcPerNode": nproc_per_node,
-        "maxRestarts": max_restarts,
-    })
 }
 
 export_plugin!(PyTorch);

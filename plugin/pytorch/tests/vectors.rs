@@ -31,13 +31,7 @@ fn build_with(version: i32, custom: Value, config: Value) -> Value {
 }
 
 fn container<'a>(job: &'a Value, role: &str) -> &'a Value {
-    let containers = &job["spec"]["pytorchReplicaSpecs"][role]["template"]["spec"]["containers"];
-    containers
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "pytorch")
-        .unwrap_or_else(|| panic!("{role} has a `pytorch` container"))
+    kubeflow::container(job, "pytorchReplicaSpecs", role, "pytorch")
 }
 
 fn roles(job: &Value) -> Vec<&str> {
@@ -419,60 +413,20 @@ fn conditions_map_to_phases() {
 // §A.5 PyTorch 8, §G.4: the master's link is `<display name>master`.
 #[test]
 fn log_links_for_the_master_and_each_worker() {
-    let config: HostConfig = serde_json::from_value(json!({ "plugins": { "pytorch": {
-        "logs": { "kubernetes-enabled": true, "kubernetes-url": "k8s.com" } } } }))
-    .unwrap();
     let request = kubeflow::task("pytorch", 0, json!({ "workers": 2 }));
-    let job = kubeflow::build(&plugin(), &request, &config).unwrap();
-    let mut job = kubeflow::observed(&job, json!([kubeflow::condition("Running", true, 0)]));
-    job["metadata"]["namespace"] = json!("pytorch-namespace");
-    let info = kubeflow::phase(
-        &plugin(),
-        &request,
-        &config,
-        &job,
-        (wit::Phase::Queued, 0, ""),
-    )
-    .unwrap();
-    let link = |pod: &str| {
-        format!("k8s.com/#!/log/pytorch-namespace/{pod}/pod?namespace=pytorch-namespace")
-    };
-    let uris: Vec<&str> = info.logs.iter().map(|l| l.uri.as_str()).collect();
-    assert_eq!(
-        uris,
-        [
-            link("the-job-master-0"),
-            link("the-job-worker-0"),
-            link("the-job-worker-1")
-        ]
-    );
-    let names: Vec<&str> = info.logs.iter().map(|l| l.name.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "Kubernetes Logsmaster",
-            "Kubernetes Logs",
-            "Kubernetes Logs"
-        ]
-    );
+    let links = kubeflow::log_links(&plugin(), &request, "pytorch-namespace");
+    let link = |pod: &str| kubeflow::dashboard_link("pytorch-namespace", pod);
+    let expected = [
+        ("Kubernetes Logsmaster", link("the-job-master-0")),
+        ("Kubernetes Logs", link("the-job-worker-0")),
+        ("Kubernetes Logs", link("the-job-worker-1")),
+    ];
+    assert_eq!(links, expected.map(|(n, u)| (n.to_owned(), u)));
 
     // An elastic job has no master link.
-    let request = kubeflow::task(
-        "pytorch",
-        0,
-        json!({ "workers": 2, "elasticConfig": { "minReplicas": 1, "maxReplicas": 2 } }),
-    );
-    let job = kubeflow::build(&plugin(), &request, &config).unwrap();
-    let job = kubeflow::observed(&job, json!([kubeflow::condition("Running", true, 0)]));
-    let info = kubeflow::phase(
-        &plugin(),
-        &request,
-        &config,
-        &job,
-        (wit::Phase::Queued, 0, ""),
-    )
-    .unwrap();
-    assert_eq!(info.logs.len(), 2);
+    let elastic = json!({ "workers": 2, "elasticConfig": { "minReplicas": 1, "maxReplicas": 2 } });
+    let links = kubeflow::log_links(&plugin(), &kubeflow::task("pytorch", 0, elastic), "ns");
+    assert_eq!(links.len(), 2);
 }
 
 // The whole object for a v1 task with every role field set.

@@ -16,7 +16,10 @@ use crate::flyteidl::plugins::{CommonReplicaSpec, RestartPolicy};
 use crate::logs::{LogConfig, LogInput};
 use crate::phase::PhaseInfoExt;
 use crate::pod::{self, Options};
-use crate::{PhaseContext, PhaseInfo, PluginError, TaskContext, TaskLog, Value, json};
+use crate::{
+    PhaseContext, PhaseInfo, PluginError, PluginInfo, PluginProperties, ResourceKind, TaskContext,
+    TaskLog, TaskType, Value, json,
+};
 
 /// A Kubeflow plugin's configuration (`plugins.<id>` in the host config):
 /// Flyte's `plugins.kf-operator.timeout` and the log links of `plugins.logs`.
@@ -35,6 +38,28 @@ impl Default for KubeflowConfig {
             timeout: "1m".into(),
             logs: LogConfig::flyte_default(),
         }
+    }
+}
+
+/// What a Kubeflow plugin (of this `version`) says about itself: it is
+/// `task_type`, serves it at task_type_version 0 and 1, and creates
+/// `kubeflow.org/v1` `kind`s.
+pub fn plugin_info(task_type: &str, version: &str, kind: &str, plural: &str) -> PluginInfo {
+    PluginInfo {
+        id: task_type.into(),
+        version: version.into(),
+        task_types: [0, 1]
+            .map(|version| TaskType {
+                name: task_type.into(),
+                version,
+            })
+            .into(),
+        kind: ResourceKind {
+            api_version: "kubeflow.org/v1".into(),
+            kind: kind.into(),
+            plural: plural.into(),
+        },
+        properties: PluginProperties::default(),
     }
 }
 

@@ -104,7 +104,12 @@ pub trait Plugin {
 macro_rules! export_plugin {
     ($plugin:ty) => {
         #[doc(hidden)]
+        #[allow(dead_code)]
         type __FlytewasmExported = $crate::Exported<$plugin>;
+        // Only the component exports the entry points: natively (tests,
+        // benchmarks) several plugins link into one binary, and their
+        // symbols would clash.
+        #[cfg(target_arch = "wasm32")]
         $crate::bindings::__export_plugin_world!(
             __FlytewasmExported with_types_in $crate::bindings
         );

@@ -18,22 +18,7 @@ pub struct TensorFlow;
 
 impl Plugin for TensorFlow {
     fn describe() -> PluginInfo {
-        PluginInfo {
-            id: "tensorflow".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            task_types: [0, 1]
-                .map(|version| TaskType {
-                    name: "tensorflow".into(),
-                    version,
-                })
-                .into(),
-            kind: ResourceKind {
-                api_version: "kubeflow.org/v1".into(),
-                kind: "TFJob".into(),
-                plural: "tfjobs".into(),
-            },
-            properties: PluginProperties::default(),
-        }
+        kubeflow::plugin_info("tensorflow", env!("CARGO_PKG_VERSION"), "TFJob", "tfjobs")
     }
 
     fn build_resource(ctx: &TaskContext) -> Result<Value, PluginError> {

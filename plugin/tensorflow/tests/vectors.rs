@@ -21,13 +21,7 @@ fn build(version: i32, custom: Value) -> Result<Value, String> {
 }
 
 fn container<'a>(job: &'a Value, role: &str) -> &'a Value {
-    let containers = &job["spec"]["tfReplicaSpecs"][role]["template"]["spec"]["containers"];
-    containers
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "tensorflow")
-        .unwrap_or_else(|| panic!("{role} has a `tensorflow` container"))
+    kubeflow::container(job, "tfReplicaSpecs", role, "tensorflow")
 }
 
 fn counts(job: &Value) -> Vec<(String, i64)> {
@@ -182,38 +176,24 @@ fn conditions_map_to_phases() {
 // use `-psReplica-`... names and carry no times or container.
 #[test]
 fn log_links_keep_flytes_role_pod_names() {
-    let config: HostConfig = serde_json::from_value(json!({ "plugins": { "tensorflow": {
-        "logs": { "kubernetes-enabled": true, "kubernetes-url": "k8s.com" } } } }))
-    .unwrap();
-    let request = kubeflow::task(
-        "tensorflow",
-        0,
-        json!({ "workers": 2, "psReplicas": 1, "chiefReplicas": 1, "evaluatorReplicas": 1 }),
-    );
-    let job = kubeflow::build(&plugin(), &request, &config).unwrap();
-    let mut job = kubeflow::observed(&job, json!([kubeflow::condition("Running", true, 0)]));
-    job["metadata"]["namespace"] = json!("tensorflow-namespace");
-    let info = kubeflow::phase(
+    let custom =
+        json!({ "workers": 2, "psReplicas": 1, "chiefReplicas": 1, "evaluatorReplicas": 1 });
+    let links = kubeflow::log_links(
         &plugin(),
-        &request,
-        &config,
-        &job,
-        (wit::Phase::Queued, 0, ""),
-    )
-    .unwrap();
-    let link = |pod: &str| {
-        format!("k8s.com/#!/log/tensorflow-namespace/{pod}/pod?namespace=tensorflow-namespace")
-    };
-    let uris: Vec<&str> = info.logs.iter().map(|l| l.uri.as_str()).collect();
+        &kubeflow::task("tensorflow", 0, custom),
+        "tensorflow-namespace",
+    );
+    let uris: Vec<String> = links.into_iter().map(|(_, uri)| uri).collect();
+    let pods = [
+        "the-job-worker-0",
+        "the-job-worker-1",
+        "the-job-psReplica-0",
+        "the-job-chiefReplica-0",
+        "the-job-evaluatorReplica-0",
+    ];
     assert_eq!(
         uris,
-        [
-            link("the-job-worker-0"),
-            link("the-job-worker-1"),
-            link("the-job-psReplica-0"),
-            link("the-job-chiefReplica-0"),
-            link("the-job-evaluatorReplica-0")
-        ]
+        pods.map(|pod| kubeflow::dashboard_link("tensorflow-namespace", pod))
     );
 }
 
