@@ -313,6 +313,8 @@ def test_per_replica_overrides_run_policy_and_a_gpu_accelerator(rendered):
     worker_tolerations = tolerations(wspec)
     assert {"key": "gpu-node-label", "operator": "Equal", "value": "nvidia-tesla-t4", "effect": "NoSchedule"} in worker_tolerations
     assert {"key": "nvidia.com/gpu", "operator": "Equal", "value": "present", "effect": "NoSchedule"} in worker_tolerations
+    # An Equal toleration for the key does not tolerate every taint of it: the Exists one is added too.
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in worker_tolerations
     assert not [e for e in match_expressions(mspec) if e["key"] == "gpu-node-label"]
     assert not [t for t in tolerations(mspec) if t["key"] in ("gpu-node-label", "nvidia.com/gpu")]
     # §A.5 PyTorch 11: with enable-distributed-error-aggregation the Worker's

@@ -491,6 +491,20 @@ pub mod kubeflow {
             ("DownstreamSystemError", wit::ErrorKind::User)
         );
 
+        // A condition type Flyte does not know: nothing new (the previous phase).
+        let info = phase(
+            plugin,
+            request,
+            &config,
+            &observed(job, json!([c("Paused", true, 0)])),
+            (Running, 2, ""),
+        )
+        .unwrap();
+        assert_eq!((info.phase, info.version), (Running, 2));
+        // Equal times: the later condition in the list.
+        let info = look(json!([c("Running", true, 1), c("Succeeded", true, 1)]));
+        assert_eq!(info.phase, Success);
+
         // No conditions yet: queued. A list none of which is true: an error, not a phase.
         let mut fresh = observed(job, json!(null));
         fresh["status"] = json!({ "startTime": at(0) });
@@ -505,6 +519,10 @@ pub mod kubeflow {
 
         // An operator that never started the job within the timeout: an error;
         // a suspended job is left waiting.
+        let mut young = observed(job, json!([c("Created", true, 0)]));
+        young["status"].as_object_mut().unwrap().remove("startTime");
+        let info = phase(plugin, request, &config, &young, (Queued, 0, "")).unwrap();
+        assert_eq!(info.phase, Queued, "a young job without a start time waits");
         let mut stale = observed(job, json!([c("Created", true, -60)]));
         stale["metadata"]["creationTimestamp"] = json!(at(-60));
         stale["status"].as_object_mut().unwrap().remove("startTime");

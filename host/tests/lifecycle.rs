@@ -639,4 +639,18 @@ async fn the_base_pod_template_sits_under_the_task_pod() {
         error.message
     );
     assert!(jobs.get("missing").await.is_err(), "nothing is created");
+
+    // A name that is not an object name never reaches the API's URL.
+    let mut request = pytorch_request("traversal", "succeed");
+    request.template.metadata =
+        Some(serde_json::from_value(json!({ "podTemplateName": "../../secrets/x" })).unwrap());
+    let (_, event) = env.engine.launch(&plugin, &request).await.unwrap();
+    assert_eq!(event.phase, Phase::PermanentFailure);
+    assert!(
+        event
+            .error
+            .unwrap()
+            .message
+            .contains("not a valid object name")
+    );
 }

@@ -365,7 +365,7 @@ impl Executor {
         .await
         {
             Ok(template) => request.base_pod_template = template,
-            Err(err @ PodTemplateError::Missing { .. }) => {
+            Err(err @ (PodTemplateError::Missing { .. } | PodTemplateError::InvalidName(_))) => {
                 let event = PhaseEvent::failure(
                     Phase::PermanentFailure,
                     ErrorKind::User,

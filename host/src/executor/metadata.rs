@@ -71,7 +71,8 @@ pub fn dns1123_name(name: &str) -> String {
     out
 }
 
-fn is_dns1123(name: &str) -> bool {
+/// Whether `name` is a DNS-1123 subdomain (what most object names must be).
+pub fn is_dns1123(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 253
         && name

@@ -22,6 +22,9 @@ pub enum PodTemplateError {
         namespace: String,
         host_namespace: String,
     },
+    /// The name the task gives is not an object name.
+    #[error("PodTemplate name '{0}' is not a valid object name (a DNS-1123 subdomain)")]
+    InvalidName(String),
     /// The API could not be read; worth another try.
     #[error(transparent)]
     Cluster(#[from] ClusterError),
@@ -51,6 +54,10 @@ pub async fn base_template(
     let Some(name) = named.or(config.k8s.default_pod_template_name.as_deref()) else {
         return Ok(None);
     };
+    // The name goes into the API's URL path.
+    if !super::metadata::is_dns1123(name) {
+        return Err(PodTemplateError::InvalidName(name.to_owned()));
+    }
     if let Some(object) = cluster
         .get_from_api(&kind(), &request.namespace, name)
         .await?

@@ -297,14 +297,22 @@ fn job_pod(job: &Value) -> Value {
     )
 }
 
+/// The most pods the simulator makes for one replica type: a job asking for
+/// billions must not take the test double down with it.
+const MAX_SIMULATED_REPLICAS: u64 = 200;
+
 /// The replica specs by type, each with its replica count (the operator
-/// defaults an unset count to 1).
+/// defaults an unset count to 1; the simulator makes at most
+/// [`MAX_SIMULATED_REPLICAS`]).
 fn replica_specs<'a>(training: &Training, job: &'a Value) -> Vec<(&'a str, &'a Value, u64)> {
     job["spec"][training.replica_specs]
         .as_object()
         .into_iter()
         .flatten()
-        .map(|(rtype, spec)| (rtype.as_str(), spec, spec["replicas"].as_u64().unwrap_or(1)))
+        .map(|(rtype, spec)| {
+            let replicas = spec["replicas"].as_u64().unwrap_or(1);
+            (rtype.as_str(), spec, replicas.min(MAX_SIMULATED_REPLICAS))
+        })
         .collect()
 }
 

@@ -60,7 +60,7 @@ impl Plugin for Mpi {
                         ctx,
                         CONTAINER,
                         &Replica::of(task.worker_replicas.as_ref()),
-                        Role::Worker,
+                        Role::Replicated,
                     )?,
                     task.slots.max(1),
                     kubeflow::run_policy(task.run_policy.as_ref()),

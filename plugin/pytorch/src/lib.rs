@@ -66,7 +66,7 @@ impl Plugin for PyTorch {
                     ctx,
                     CONTAINER,
                     &Replica::of(task.worker_replicas.as_ref()),
-                    Role::Worker,
+                    Role::Replicated,
                 )?;
                 // Flyte names each worker to itself (and asks for the earliest
                 // error when aggregation is on): the first container of the

@@ -249,6 +249,33 @@ fn v1_roles_have_their_own_image_resources_and_restart_policy() {
     }
 }
 
+// A role that asks for part of its resources: complete before it wins over
+// the task's (request from limit, limit from request), never request > limit.
+#[test]
+fn a_partial_role_override_makes_a_valid_pod() {
+    let job = build(
+        1,
+        json!({
+            "workerReplicas": { "replicas": 2, "resources": { "limits": [{ "name": "GPU", "value": "2" }, { "name": "CPU", "value": "50m" }] } },
+        }),
+    );
+    let worker = &container(&job, "Worker")["resources"];
+    assert_eq!(
+        (
+            worker["requests"]["nvidia.com/gpu"].as_str(),
+            worker["limits"]["nvidia.com/gpu"].as_str()
+        ),
+        (Some("2"), Some("2"))
+    );
+    assert_eq!(
+        (
+            worker["requests"]["cpu"].as_str(),
+            worker["limits"]["cpu"].as_str()
+        ),
+        (Some("50m"), Some("50m"))
+    );
+}
+
 // §A.5 PyTorch 12 and 13.
 #[test]
 fn v1_run_policy_and_a_worker_only_spec() {
@@ -422,6 +449,15 @@ fn log_links_for_the_master_and_each_worker() {
         ("Kubernetes Logs", link("the-job-worker-1")),
     ];
     assert_eq!(links, expected.map(|(n, u)| (n.to_owned(), u)));
+
+    // A hundred workers: the first links, as many as the host takes.
+    let many = kubeflow::task("pytorch", 0, json!({ "workers": 100 }));
+    let links = kubeflow::log_links(&plugin(), &many, "ns");
+    assert_eq!(links.len(), 32);
+    assert_eq!(
+        links[31].1,
+        kubeflow::dashboard_link("ns", "the-job-worker-30")
+    );
 
     // An elastic job has no master link.
     let elastic = json!({ "workers": 2, "elasticConfig": { "minReplicas": 1, "maxReplicas": 2 } });

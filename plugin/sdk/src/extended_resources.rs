@@ -29,12 +29,14 @@ pub fn apply(
     Ok(())
 }
 
-/// Flyte's `ApplyGPUNodeSelectors`: only pods that request GPUs are steered.
+/// Flyte's `ApplyGPUNodeSelectors`: only pods with a GPU limit are steered.
 fn apply_gpu(spec: &mut PodSpec, gpu: &GpuAccelerator, defaults: &K8sDefaults) {
-    let requests_gpu =
-        crate::resources::names(spec.containers.iter().filter_map(|c| c.resources.as_ref()))
-            .iter()
-            .any(|name| name == defaults.gpu_resource_name());
+    let requests_gpu = spec.containers.iter().any(|c| {
+        c.resources
+            .as_ref()
+            .and_then(|r| r.limits.as_ref())
+            .is_some_and(|limits| limits.contains_key(defaults.gpu_resource_name()))
+    });
     if !requests_gpu {
         return;
     }
@@ -97,7 +99,8 @@ pub fn add_toleration(spec: &mut PodSpec, toleration: Toleration) {
 
 /// Flyte's `AddTolerationsForExtendedResources`: an `Exists`/`NoSchedule`
 /// toleration for each configured resource some container requests, unless
-/// one already tolerates that key.
+/// the pod has that very toleration (another one for the same key, say
+/// `Equal` to a value, does not tolerate every taint of it).
 pub fn add_extended_resource_tolerations(spec: &mut PodSpec, defaults: &K8sDefaults) {
     let requested = crate::resources::names(
         spec.containers
@@ -106,12 +109,7 @@ pub fn add_extended_resource_tolerations(spec: &mut PodSpec, defaults: &K8sDefau
             .filter_map(|c| c.resources.as_ref()),
     );
     for name in &defaults.add_tolerations_for_extended_resources {
-        let tolerated = spec
-            .tolerations
-            .iter()
-            .flatten()
-            .any(|t| t.key.as_deref() == Some(name.as_str()));
-        if requested.contains(name) && !tolerated {
+        if requested.contains(name) {
             add_toleration(
                 spec,
                 Toleration {

@@ -4,7 +4,7 @@
 //! policy, and a job's conditions → Flyte phase, log links and custom info.
 //!
 //! ```ignore
-//! let worker = kubeflow::replica_spec(ctx, "pytorch", Some(&Replica::from(&spec)), Role::Worker)?;
+//! let worker = kubeflow::replica_spec(ctx, "pytorch", &Replica::of(task.worker_replicas.as_ref()), Role::Replicated)?;
 //! let info = kubeflow::job_phase(ctx, &job, "pytorch", logs)?;
 //! ```
 
@@ -123,12 +123,13 @@ impl Replica {
     }
 }
 
-/// Whether a role is the job's single master (PyTorch's Master, MPI's
-/// Launcher): its replica count is always 1.
+/// How many replicas a role has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
+    /// The job's single master (PyTorch's Master, MPI's Launcher): always 1.
     Master,
-    Worker,
+    /// As many as the task asks (workers, and TensorFlow's chief, PS and evaluator).
+    Replicated,
 }
 
 /// Flyte's `ToReplicaSpec`: the task's pod as a replica template, its primary
@@ -179,13 +180,17 @@ pub fn replica_spec(
     replica: &Replica,
     role: Role,
 ) -> Result<Value, PluginError> {
+    // A role's own resources are complete before they win over the task's
+    // (Flyte's `ApplyK8sResourceOverrides` on the replica's): a limit gets its
+    // request, a request its limit, cpu and memory the platform's defaults.
     let resources = match &replica.resources {
         Some(res) if !(res.requests.is_empty() && res.limits.is_empty()) => {
-            Some(crate::resources::from_flyteidl(
-                res,
+            let field = format!("TaskTemplate.custom ({container} replica).resources");
+            let own = crate::resources::from_flyteidl(res, &ctx.k8s_defaults, &field)?;
+            Some(crate::resources::with_platform_defaults(
+                &own,
                 &ctx.k8s_defaults,
-                &format!("TaskTemplate.custom ({container} replica).resources"),
-            )?)
+            ))
         }
         _ => None,
     };
@@ -291,7 +296,7 @@ pub fn job_phase(
         })?;
         let created = &job["metadata"]["creationTimestamp"];
         if let Some(created_at) = seconds(created)
-            && created_at + timeout < ctx.now.seconds
+            && created_at.saturating_add(timeout) < ctx.now.seconds
         {
             return Err(PluginError::internal(format!(
                 "kubeflow operator hasn't updated the {operator} custom resource since creation time {}",
@@ -358,7 +363,8 @@ pub struct ReplicaPod<'a> {
     pub timed: bool,
 }
 
-/// The log links for `pods`, in order, with the configured log templates.
+/// The log links for `pods`, in order, with the configured log templates
+/// (at most [`MAX_LOG_LINKS`]).
 pub fn log_links(
     ctx: &PhaseContext,
     job: &Value,
@@ -399,17 +405,23 @@ pub fn log_links(
             }
             config.logs.links(&input)
         })
+        .take(MAX_LOG_LINKS)
         .collect())
 }
 
-/// `<job>-<role>-<index>` for each of the job's `role` replicas (lower-case
-/// role, as the operator names pods).
+/// The most log links a phase carries: the host refuses more (a job of a
+/// hundred workers would otherwise fail every look). Flyte links every
+/// replica pod; here the first ones, in Flyte's order, are linked.
+pub const MAX_LOG_LINKS: usize = 32;
+
+/// `<job>-<role>-<index>` for the job's first `role` replicas, as many as
+/// can be linked (lower-case role, as the operator names pods).
 pub fn replica_pod_names(job: &Value, specs_key: &str, role: &str) -> Vec<String> {
     let name = job["metadata"]["name"].as_str().unwrap_or_default();
     let count = job["spec"][specs_key][role]["replicas"]
         .as_i64()
         .unwrap_or(0);
-    (0..count)
+    (0..count.clamp(0, MAX_LOG_LINKS as i64))
         .map(|i| format!("{name}-{}-{i}", role.to_ascii_lowercase()))
         .collect()
 }
@@ -426,6 +438,9 @@ fn seconds(value: &Value) -> Option<i64> {
 /// A Go duration (`1m`, `90s`, `1h30m`, `500ms`) in whole seconds.
 pub fn parse_duration(text: &str) -> Option<i64> {
     let mut rest = text.trim();
+    if rest == "0" {
+        return Some(0);
+    }
     if rest.is_empty() {
         return None;
     }
@@ -463,6 +478,7 @@ mod tests {
         assert_eq!(parse_duration("1m"), Some(60));
         assert_eq!(parse_duration("1h30m"), Some(5400));
         assert_eq!(parse_duration("90s"), Some(90));
+        assert_eq!(parse_duration("0"), Some(0));
         assert_eq!(parse_duration("soon"), None);
         assert_eq!(parse_duration(""), None);
     }

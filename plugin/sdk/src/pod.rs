@@ -5,7 +5,7 @@
 //! defaults, including the interruptible variants.
 //!
 //! ```ignore
-//! let pod = pod::build(ctx, pod::Options { interruptible: ctx.metadata.interruptible })?;
+//! let pod = pod::build(ctx, pod::Options::for_task(ctx))?;
 //! let image = &pod.primary().image;
 //! ```
 
@@ -120,6 +120,10 @@ pub fn build(ctx: &TaskContext, options: Options) -> Result<TaskPod, PluginError
     }
     for container in pod.spec.init_containers.iter_mut().flatten() {
         decorate_container(ctx, container);
+        if let Some(mut res) = container.resources.take() {
+            resources::name_gpus(&mut res, defaults);
+            container.resources = Some(resources::clamped(res, defaults));
+        }
     }
     apply_platform_defaults(ctx, &mut pod, options.interruptible);
     if let Some(extended) = &ctx.template.extended_resources {

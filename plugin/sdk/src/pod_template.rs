@@ -4,7 +4,8 @@
 //! `default` and `primary` (`default-init`, `primary-init`) are not run but
 //! are templates for the task's containers: `default` under each, then
 //! `primary` under the primary one. Its labels and annotations sit under
-//! the task pod's.
+//! the task pod's. A template that is not a pod fails the task as a bad
+//! task specification, as in Flyte.
 
 use k8s_openapi::api::core::v1::PodSpec;
 
@@ -21,7 +22,7 @@ pub fn merge_under(
     let field = "the base PodTemplate";
     let base = &template["spec"];
     if !(base.is_object() || base.is_null()) {
-        return Err(PluginError::internal(format!(
+        return Err(PluginError::bad_task(format!(
             "{field}: spec is not an object"
         )));
     }
@@ -78,7 +79,7 @@ pub fn merge_under(
     }
     deep_merge(&mut merged, &task);
     pod.spec = serde_path_to_error::deserialize::<_, PodSpec>(merged).map_err(|err| {
-        PluginError::internal(format!("{field}: spec.{}: {}", err.path(), err.inner()))
+        PluginError::bad_task(format!("{field}: spec.{}: {}", err.path(), err.inner()))
     })?;
 
     for (key, into) in [

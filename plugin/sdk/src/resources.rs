@@ -114,8 +114,8 @@ pub fn with_platform_defaults(
     )
 }
 
-/// Held to the platform's limits (`task-resources.limits`): what a secondary
-/// container gets.
+/// Held to the platform's limits (`task-resources.limits`), requests to
+/// their limits: what a secondary or init container gets.
 pub fn clamped(mut res: ResourceRequirements, defaults: &K8sDefaults) -> ResourceRequirements {
     for map in [&mut res.requests, &mut res.limits].into_iter().flatten() {
         for (name, quantity) in map.iter_mut() {
@@ -126,6 +126,17 @@ pub fn clamped(mut res: ResourceRequirements, defaults: &K8sDefaults) -> Resourc
                 && value > max
             {
                 *quantity = ceiling.clone();
+            }
+        }
+    }
+    // A request above its limit would be refused by the API server: lowered.
+    if let (Some(requests), Some(limits)) = (&mut res.requests, &res.limits) {
+        for (name, request) in requests.iter_mut() {
+            if let Some(limit) = limits.get(name)
+                && let (Some(r), Some(l)) = (parse(&request.0), parse(&limit.0))
+                && r > l
+            {
+                *request = limit.clone();
             }
         }
     }
@@ -225,6 +236,17 @@ mod tests {
         let res = with_platform_defaults(&res, &defaults);
         assert_eq!(res.requests.unwrap()["cpu"], q("2"));
         assert_eq!(res.limits.unwrap()["cpu"], q("2"));
+    }
+
+    #[test]
+    fn a_request_above_its_limit_is_lowered() {
+        let res = ResourceRequirements {
+            requests: Some([("cpu".to_owned(), q("8"))].into()),
+            limits: Some([("cpu".to_owned(), q("4"))].into()),
+            ..Default::default()
+        };
+        let res = with_platform_defaults(&res, &K8sDefaults::default());
+        assert_eq!(res.requests.unwrap()["cpu"], q("4"));
     }
 
     #[test]

@@ -52,7 +52,7 @@ impl Plugin for TensorFlow {
                     if replica.replicas > 0 {
                         specs.insert(
                             role.into(),
-                            kubeflow::replica_spec(ctx, CONTAINER, &replica, Role::Worker)?,
+                            kubeflow::replica_spec(ctx, CONTAINER, &replica, Role::Replicated)?,
                         );
                     }
                 }
@@ -99,7 +99,8 @@ impl Plugin for TensorFlow {
             container: "",
             timed: false,
         };
-        pods.extend((0..count("PS")).map(|i| untimed(format!("{name}-psReplica-{i}"))));
+        let ps = count("PS").clamp(0, kubeflow::MAX_LOG_LINKS as i64);
+        pods.extend((0..ps).map(|i| untimed(format!("{name}-psReplica-{i}"))));
         if count("Chief") != 0 {
             pods.push(untimed(format!("{name}-chiefReplica-0")));
         }
