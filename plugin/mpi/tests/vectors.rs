@@ -3,7 +3,7 @@
 //! The component is `target/plugins/mpi.wasm` from `just build-plugins`.
 
 use flytewasm::config::HostConfig;
-use flytewasm::runtime::{Plugin, wit};
+use flytewasm::runtime::Plugin;
 use flytewasm::testkit::{self, kubeflow};
 use serde_json::{Value, json};
 
