@@ -5,8 +5,9 @@ success, to a failed job, and aborted; `flytewasm serve --sandbox` through
 Flyte's agent protocol with the official flyteidl stubs.
 
 The sandbox annotation `sandbox.flytewasm.io/outcome` (succeed | fail |
-run-forever) picks the job's fate. § numbers refer to
-../shared/reference/flyte-operators.md."""
+run-forever) picks the job's fate. § numbers refer to the project's
+reference notes on Flyte's operator plugins (flyte-operators.md), which
+restate Flyte's Go plugins and tests."""
 
 import json
 import os

@@ -5,7 +5,8 @@ rendered by `flytewasm render` with the pytorch, tensorflow and mpi plugin
 components: the PyTorchJob / TFJob / MPIJob carries what Flyte's Go plugins
 build (flyte v1.16.8, `flyteplugins/go/tasks/plugins/k8s/kfoperators`).
 
-§ numbers refer to ../shared/reference/flyte-operators.md. Resource
+§ numbers refer to the project's reference notes on Flyte's operator
+plugins (flyte-operators.md). Resource
 quantities are compared by value (Go's resource.Quantity prints 1000m as
 "1" and 1024Mi as "1Gi"; the value is what Flyte sets)."""
 
