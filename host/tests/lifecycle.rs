@@ -412,7 +412,15 @@ async fn fifty_tasks_share_one_watch_and_nobody_polls() {
         "API requests for 50 tasks: {counts:?} ({:.1} per task)",
         total as f64 / 50.0
     );
-    assert_eq!(counts.get("create"), Some(&50));
+    // One create per task. A launch that lands after its answer was due (50
+    // at once on two cores) also records itself, and drops the record once
+    // landed: a create and a delete of a ConfigMap.
+    let (creates, deletes) = (counts["create"], counts.get("delete").copied().unwrap_or(0));
+    assert_eq!(
+        creates.checked_sub(deletes),
+        Some(50),
+        "one object per task: {counts:?}"
+    );
     assert!(
         counts.get("list").copied().unwrap_or(0) <= 2,
         "one shared list: {counts:?}"
@@ -424,9 +432,9 @@ async fn fifty_tasks_share_one_watch_and_nobody_polls() {
     // Reads come from the watch cache; only a task checked before the watch
     // saw its object reads the API. Besides: the patch that records each
     // task's end, and a launch that lands after its answer (50 at once on
-    // two cores) looks once for an abort's tombstone. Polling would be
-    // dozens per task.
-    assert!(total < 50 * 5, "no per-task polling: {counts:?}");
+    // two cores) records itself and looks for an abort's tombstone. Polling
+    // would be dozens per task.
+    assert!(total < 50 * 8, "no per-task polling: {counts:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
