@@ -13,12 +13,13 @@ fi
 
 stamp() { sha256sum "$@" | sha256sum | cut -c1-16; }
 
-want=$(stamp sdk-python/requirements.txt)
+want=$(stamp sdk-python/requirements.txt sdk-python/requirements-nodeps.txt)
 if [[ ! -x .venv/bin/python || "$(cat .venv/.flytewasm-stamp 2>/dev/null)" != "$want" ]]; then
     echo "setup: installing the Python environment in .venv"
     python3 -m venv .venv
     .venv/bin/pip install --quiet --upgrade pip
     .venv/bin/pip install --quiet -r sdk-python/requirements.txt
+    .venv/bin/pip install --quiet --no-deps -r sdk-python/requirements-nodeps.txt
     echo "$want" > .venv/.flytewasm-stamp
 fi
 

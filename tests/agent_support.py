@@ -14,10 +14,20 @@ import urllib.error
 import urllib.request
 
 import grpc
+import yaml
 from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2, identifier_pb2
 
 from conftest import ROOT
+
+# How the tests run flytewasm: the same compiled-plugin cache and the same
+# precompile key everywhere (artifacts sealed with another key are refused
+# and compiled again, which takes longer than the tests wait).
+ENV = {
+    **os.environ,
+    "FLYTEWASM_CACHE_DIR": str(ROOT / "target/flytewasm-cache"),
+    "FLYTEWASM_PRECOMPILE_KEY": str(ROOT / "target/flytewasm-test-keys/precompile.key"),
+}
 
 
 class Process:
@@ -31,12 +41,7 @@ class Process:
             stdout=self.log,
             stderr=subprocess.STDOUT,
             text=True,
-            env={
-                **os.environ,
-                "FLYTEWASM_CACHE_DIR": str(ROOT / "target/flytewasm-cache"),
-                "FLYTEWASM_PRECOMPILE_KEY": str(ROOT / "target/flytewasm-test-keys/precompile.key"),
-                **(env or {}),
-            },
+            env={**ENV, **(env or {})},
         )
         self.found = {}
         deadline = time.monotonic() + 120
@@ -67,6 +72,22 @@ class Process:
 GRPC = r"agent gRPC on (\S+?)[;\s]"
 HTTP = r"metrics on (http://\S+)"
 SANDBOX = r"sandbox cluster \(a test double\) (?:at|serving at) (http://\S+)"
+
+
+def run_task(flytewasm_bin, plugins, task_pb, execution, *args, config=None, tmp_path=None, timeout=120):
+    """`flytewasm run --sandbox --output json`: (exit code, events, stderr)."""
+    cmd = [
+        str(flytewasm_bin), "run", "--sandbox", "--plugins", str(plugins), "--sandbox-step-ms", "100",
+        "--output", "json", "--timeout", str(timeout), "--execution", execution, *args,
+    ]
+    if config is not None:
+        path = tmp_path / f"config-{execution}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        cmd += ["--config", str(path)]
+    cmd.append(str(task_pb))
+    result = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=timeout + 60)
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    return result.returncode, events, result.stderr
 
 
 def serve(flytewasm_bin, plugins_dir, *args, env=None):
@@ -172,3 +193,22 @@ def sandbox_object(server, meta):
         if err.code == 404:
             return None
         raise
+
+
+def publish(directory, name, data):
+    """Write beside, then rename into place (how plugins should be shipped)."""
+    tmp = directory / f".{name}.partial"
+    tmp.write_bytes(data)
+    os.replace(tmp, directory / name)
+
+
+def plugins_listing(server):
+    with urllib.request.urlopen(f"{server.found[HTTP]}/plugins", timeout=5) as response:
+        return json.load(response)
+
+
+def wait_for(what, condition, timeout=30):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: never happened"
+        time.sleep(0.02)

@@ -6,9 +6,6 @@ use whatever version serves. (Finer cases — slow writes, future contract
 versions, the allow-list, sealed .cwasm — are in host/tests/hot_swap.rs.)"""
 
 import hashlib
-import json
-import os
-import pathlib
 import subprocess
 import threading
 import time
@@ -20,18 +17,11 @@ from flyteidl.admin import agent_pb2
 from flyteidl.service.agent_pb2_grpc import AsyncAgentServiceStub
 
 import agent_support
-from agent_support import category, channel, create_request, get_until_done, sandbox_object
+from agent_support import category, channel, create_request, get_until_done, plugins_listing, publish, sandbox_object, wait_for
 from conftest import ROOT
 
 NEXT = ROOT / "target/test-plugins/spark-next.wasm"
 WIT_NEXT = ROOT / "target/test-plugins/wit-next.wasm"
-
-
-def publish(directory, name, data):
-    """Write beside, then rename into place (how plugins should be shipped)."""
-    tmp = directory / f".{name}.partial"
-    tmp.write_bytes(data)
-    os.replace(tmp, directory / name)
 
 
 def sha256(data):
@@ -58,18 +48,6 @@ class GetTaskLoop(threading.Thread):
                 except grpc.RpcError as err:
                     self.failures.append(f"{err.code()}: {err.details()}")
             time.sleep(0.005)
-
-
-def plugins_listing(server):
-    with urllib.request.urlopen(f"{server.found[agent_support.HTTP]}/plugins", timeout=5) as response:
-        return json.load(response)
-
-
-def wait_for(what, condition, timeout=30):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: never happened"
-        time.sleep(0.02)
 
 
 def test_plugins_swap_under_load(flytewasm_bin, plugins_dir, template, tmp_path):

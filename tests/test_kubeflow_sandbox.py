@@ -9,22 +9,19 @@ run-forever) picks the job's fate. § numbers refer to the project's
 reference notes on Flyte's operator plugins (flyte-operators.md), which
 restate Flyte's Go plugins and tests."""
 
-import json
-import os
 import pathlib
 import signal
 import subprocess
 import time
 
 import pytest
-import yaml
 from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2
 from flyteidl.service.agent_pb2_grpc import AgentMetadataServiceStub, AsyncAgentServiceStub
 
 import agent_support
-from agent_support import GRPC, SANDBOX, category, channel, create_request, get_until_done, meta_json
-from conftest import ROOT, load_module, serialize
+from agent_support import ENV, GRPC, SANDBOX, category, channel, create_request, get_until_done, meta_json, run_task
+from conftest import load_module, serialize
 from propeller_emulator import SandboxApi
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -58,16 +55,6 @@ LINKED_PODS = {
     "horovod": ["worker-0", "worker-1"],
 }
 
-# As agent_support.Process runs flytewasm: the same compiled-plugin cache
-# and the same precompile key (artifacts sealed with another key are
-# refused and compiled again, which takes longer than these tests wait).
-ENV = {
-    **os.environ,
-    "FLYTEWASM_CACHE_DIR": str(ROOT / "target/flytewasm-cache"),
-    "FLYTEWASM_PRECOMPILE_KEY": str(ROOT / "target/flytewasm-test-keys/precompile.key"),
-}
-
-
 @pytest.fixture(scope="module")
 def tasks():
     return load_module(HERE / "kubeflow_user_tasks.py")
@@ -90,22 +77,6 @@ def serialized(tasks, tmp_path_factory):
         pb, _, template = serialize(getattr(tasks, name), out, name)
         result[name] = (pb, template)
     return result
-
-
-def run_task(flytewasm_bin, plugins, task_pb, execution, *args, config=None, tmp_path=None, timeout=120):
-    """`flytewasm run --sandbox --output json`: (exit code, events, stderr)."""
-    cmd = [
-        str(flytewasm_bin), "run", "--sandbox", "--plugins", str(plugins), "--sandbox-step-ms", "100",
-        "--output", "json", "--timeout", str(timeout), "--execution", execution, *args,
-    ]
-    if config is not None:
-        path = tmp_path / f"config-{execution}.yaml"
-        path.write_text(yaml.safe_dump(config))
-        cmd += ["--config", str(path)]
-    cmd.append(str(task_pb))
-    result = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=timeout + 60)
-    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
-    return result.returncode, events, result.stderr
 
 
 def linked_pods(logs, job):

@@ -11,20 +11,16 @@ quantities are compared by value (Go's resource.Quantity prints 1000m as
 "1" and 1024Mi as "1Gi"; the value is what Flyte sets)."""
 
 import pathlib
-import re
-from decimal import Decimal
 
 import pytest
 
 from conftest import ROOT, load_module, serialize
+from render_support import INPUTS, JOB_NAME, OUTPUT_PREFIX, env, expect, match_expressions, resources, tolerations
 
 HERE = pathlib.Path(__file__).resolve().parent
 IMAGE = "ghcr.io/example/spark:3.5"  # conftest.TEST_IMAGE: the task's own image
 # Where `render --execution exec1` puts the task's inputs and outputs
 # (propeller's layout, as in tests/test_render_spark.py).
-INPUTS = "s3://flyte-data/metadata/flytesnacks-development-exec1/n0/data/inputs.pb"
-OUTPUT_PREFIX = "s3://flyte-data/metadata/flytesnacks-development-exec1/n0/data/0"
-JOB_NAME = "exec1-n0-0"
 
 GPU_CONFIG = {
     "k8s": {
@@ -66,54 +62,12 @@ def rendered(tasks, tmp_path, render, kubeflow_plugins):
 # ---------------------------------------------------------------------------
 # Helpers
 
-_SUFFIXES = {
-    "m": Decimal("0.001"), "": Decimal(1),
-    "k": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9, "T": Decimal(10) ** 12,
-    "P": Decimal(10) ** 15, "E": Decimal(10) ** 18,
-    "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20, "Gi": Decimal(2) ** 30, "Ti": Decimal(2) ** 40,
-    "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60,
-}
-
-
-def quantity(text):
-    match = re.fullmatch(r"([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?", str(text))
-    assert match, f"not a Kubernetes quantity: {text!r}"
-    return Decimal(match.group(1)) * _SUFFIXES[match.group(2) or ""]
-
-
-def resources(container):
-    """{"requests": {name: value}, "limits": {...}} with parsed quantities."""
-    res = container.get("resources") or {}
-    return {kind: {k: quantity(v) for k, v in (res.get(kind) or {}).items()} for kind in ("requests", "limits")}
-
-
-def expect(requests, limits):
-    return {
-        "requests": {k: quantity(v) for k, v in requests.items()},
-        "limits": {k: quantity(v) for k, v in limits.items()},
-    }
-
-
 def the_container(replica, name):
     """The replica template's container called `name` (the operator's)."""
     containers = replica["template"]["spec"]["containers"]
     named = [c for c in containers if c["name"] == name]
     assert len(named) == 1, [c["name"] for c in containers]
     return named[0]
-
-
-def env(container):
-    return {e["name"]: e for e in container.get("env") or []}
-
-
-def match_expressions(pod_spec):
-    affinity = (pod_spec.get("affinity") or {}).get("nodeAffinity") or {}
-    required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {}
-    return [e for term in required.get("nodeSelectorTerms") or [] for e in term.get("matchExpressions") or []]
-
-
-def tolerations(pod_spec):
-    return [{k: t[k] for k in ("key", "operator", "value", "effect") if k in t} for t in pod_spec.get("tolerations") or []]
 
 
 def assert_pyflyte_args(args, task_name):
