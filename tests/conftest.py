@@ -44,8 +44,8 @@ def serialize(task, out_dir, name):
 def render(flytewasm_bin, plugins_dir, tmp_path):
     """Run `flytewasm render` on a task file; returns the object as a dict."""
 
-    def run(task_path, *args, config=None):
-        cmd = [str(flytewasm_bin), "render", "--plugins", str(plugins_dir), "--execution", "exec1", *args]
+    def run(task_path, *args, config=None, plugins=None):
+        cmd = [str(flytewasm_bin), "render", "--plugins", str(plugins or plugins_dir), "--execution", "exec1", *args]
         if config is not None:
             config_path = tmp_path / "config.yaml"
             config_path.write_text(yaml.safe_dump(config))

@@ -210,6 +210,31 @@ KUBEFLOW_RULE = {
 }
 
 
+# The rule of each operator component (components/<name>/rbac.yaml).
+OPERATOR_RULES = {
+    "kubeflow": KUBEFLOW_RULE,
+    "ray": {"apiGroups": ["ray.io"], "resources": ["rayjobs"], "verbs": KUBEFLOW_RULE["verbs"]},
+    "dask": {"apiGroups": ["kubernetes.dask.org"], "resources": ["daskjobs"], "verbs": KUBEFLOW_RULE["verbs"]},
+    "pods": {"apiGroups": [""], "resources": ["pods"], "verbs": KUBEFLOW_RULE["verbs"]},
+}
+
+
+@pytest.mark.parametrize("component", ["ray", "dask", "pods"])
+def test_each_operator_component_grants_its_kind_and_combines_with_the_others(component):
+    host_selector = build(DEPLOY / "base")[("ClusterRole", "flytewasm")]["aggregationRule"][
+        "clusterRoleSelectors"][0]["matchLabels"]
+    role = build_with_components(component)[("ClusterRole", f"flytewasm-{component}")]
+    assert role["rules"] == [OPERATOR_RULES[component]]
+    assert host_selector.items() <= role["metadata"]["labels"].items(), "aggregated into the host's role"
+    # No config of its own: with Spark, Spark's config stays, in either order.
+    spark_config = host_config(build(DEPLOY))
+    for order in [("spark", "kubeflow", component), (component, "kubeflow", "spark")]:
+        objects = build_with_components(*order)
+        assert objects[("ClusterRole", f"flytewasm-{component}")]["rules"] == [OPERATOR_RULES[component]]
+        assert ("ClusterRole", "flytewasm-kubeflow") in objects
+        assert host_config(objects) == spark_config, order
+
+
 def test_the_kubeflow_component_grants_the_training_operators_kinds_and_combines_with_spark():
     host_selector = build(DEPLOY / "base")[("ClusterRole", "flytewasm")]["aggregationRule"][
         "clusterRoleSelectors"][0]["matchLabels"]
@@ -423,7 +448,8 @@ def test_the_namespaced_overlay_grants_only_its_namespaces():
     assert kubeflow_rules == [KUBEFLOW_RULE]
     for namespace in NAMESPACES:
         role, binding = roles[namespace], bindings[namespace]
-        assert role["rules"] == spark_rules + kubeflow_rules + [POD_TEMPLATES_RULE]
+        operators = [OPERATOR_RULES[name] for name in ("ray", "dask", "pods")]
+        assert role["rules"] == spark_rules + kubeflow_rules + operators + [POD_TEMPLATES_RULE]
         assert binding["roleRef"] == {
             "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"],
         }
