@@ -2,9 +2,11 @@
 
 A crate is a plugin when its Cargo.toml has a `[package.metadata.flytewasm]`
 table: `component` names the file (`target/plugins/<component>.wasm`, or
-`target/test-plugins/` with `test-only = true`), and `variants` lists extra
-builds with features (test-only, e.g. the same plugin reporting another
-version). `just new-plugin` makes crates that are picked up here with no
+`target/test-plugins/` with `test-only = true`, or `target/example-plugins/`
+with `example = true`: a worked example that serves task types a served
+plugin serves too, so the two cannot share one plugin directory), and
+`variants` lists extra builds with features (test-only, e.g. the same
+plugin reporting another version). `just new-plugin` makes crates that are picked up here with no
 other wiring.
 
 Usage: build_plugins.py [PACKAGE ...]   (default: every plugin crate)"""
@@ -43,12 +45,21 @@ def cargo_build(packages, features=()):
     subprocess.run(cmd, cwd=ROOT, check=True)
 
 
-def install(package, component, test_only):
+def install(package, component, folder):
     built = CARGO_TARGET / TARGET / PROFILE / f"{package.replace('-', '_')}.wasm"
-    out = ROOT / "target" / ("test-plugins" if test_only else "plugins")
+    out = ROOT / "target" / folder
     out.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(built, out / f"{component}.wasm")
     print(f"  {out.relative_to(ROOT)}/{component}.wasm", flush=True)
+
+
+def folder(meta):
+    """Where a crate's own component goes, under target/."""
+    if meta.get("test-only", False):
+        return "test-plugins"
+    if meta.get("example", False):
+        return "example-plugins"
+    return "plugins"
 
 
 def main():
@@ -63,12 +74,12 @@ def main():
         sys.exit("build_plugins: no plugin crates under plugin/")
     cargo_build([name for name, _ in found])
     for name, meta in found:
-        install(name, meta["component"], meta.get("test-only", False))
+        install(name, meta["component"], folder(meta))
     # Variants rebuild the same crate with features, after the plain builds are copied.
     for name, meta in found:
         for variant in meta.get("variants", []):
             cargo_build([name], [f"{name}/{f}" for f in variant["features"]])
-            install(name, variant["component"], True)
+            install(name, variant["component"], "test-plugins")
 
 
 if __name__ == "__main__":

@@ -36,19 +36,20 @@ pub fn runtime() -> &'static Runtime {
     RUNTIME.get_or_init(|| Runtime::new(runtime_config()).expect("creating the wasm runtime"))
 }
 
-/// Path of a built component: `target/plugins/NAME.wasm`, else `target/test-plugins/NAME.wasm`.
+/// Path of a built component: `target/plugins/NAME.wasm`, else
+/// `target/test-plugins/` or `target/example-plugins/`.
 pub fn component_path(name: &str) -> PathBuf {
     let root = workspace_dir().join("target");
-    let served = root.join("plugins").join(format!("{name}.wasm"));
-    if served.exists() {
-        return served;
-    }
-    let test = root.join("test-plugins").join(format!("{name}.wasm"));
-    assert!(
-        test.exists(),
-        "no component for plugin `{name}` in target/plugins or target/test-plugins: run `just build-plugins`"
-    );
-    test
+    let file = format!("{name}.wasm");
+    let found = ["plugins", "test-plugins", "example-plugins"]
+        .iter()
+        .map(|folder| root.join(folder).join(&file))
+        .find(|path| path.exists());
+    found.unwrap_or_else(|| {
+        panic!(
+            "no component for plugin `{name}` in target/plugins, target/test-plugins or target/example-plugins: run `just build-plugins`"
+        )
+    })
 }
 
 /// Load a built plugin into the shared runtime.
@@ -551,5 +552,82 @@ pub mod kubeflow {
         )
         .unwrap();
         assert_eq!((info.phase, info.version), (Queued, 1));
+    }
+}
+
+/// Fixtures for the pod plugins' tests (pod, platform-sidecar), after
+/// Flyte's pod plugin tests.
+pub mod pod {
+    use serde_json::{Value, json};
+
+    use super::kubeflow::at;
+    use crate::executor::TaskRequest;
+
+    /// A task from its TaskTemplate in protobuf's JSON mapping (as flytekit
+    /// writes it); object `tests/task1` of execution
+    /// `flytesnacks/development/f1a2b3c4` node `n0`, inputs under
+    /// `s3://bucket/in`, execution service account `service-account`.
+    pub fn task(template: Value) -> TaskRequest {
+        TaskRequest {
+            template: serde_json::from_value(template).expect("a TaskTemplate in JSON"),
+            execution: crate::executor::metadata::Execution {
+                project: "flytesnacks".into(),
+                domain: "development".into(),
+                name: "f1a2b3c4".into(),
+                node_id: "n0".into(),
+                retry_attempt: 0,
+            },
+            namespace: "tests".into(),
+            name: Some("task1".into()),
+            service_account: "service-account".into(),
+            input_prefix: "s3://bucket/in".into(),
+            output_prefix: "s3://bucket/out/n0/0".into(),
+            raw_output_prefix: "s3://bucket/raw/f1a2b3c4".into(),
+            max_attempts: 1,
+            ..Default::default()
+        }
+    }
+
+    /// A plain `@task` as flytekit writes it: `python-task` version 0, the
+    /// pyflyte-execute command, requests cpu 500m / memory 256Mi, limits
+    /// memory 512Mi.
+    pub fn python_task() -> TaskRequest {
+        task(json!({
+            "type": "python-task",
+            "metadata": { "runtime": { "type": "FLYTE_SDK", "flavor": "python" } },
+            "container": {
+                "image": "ghcr.io/flyteorg/flytekit:py3.12-1.16.24",
+                "args": ["pyflyte-execute", "--inputs", "{{.input}}", "--output-prefix", "{{.outputPrefix}}",
+                         "--raw-output-data-prefix", "{{.rawOutputDataPrefix}}", "--resolver",
+                         "flytekit.core.python_auto_container.default_task_resolver", "--", "task-module",
+                         "workflows.hello", "task-name", "say_hello"],
+                "resources": {
+                    "requests": [{ "name": "CPU", "value": "500m" }, { "name": "MEMORY", "value": "256Mi" }],
+                    "limits": [{ "name": "MEMORY", "value": "512Mi" }],
+                },
+            },
+        }))
+    }
+
+    /// `pod` as the host observes it: `tests/task1`, created at the fixed
+    /// clock, with `status`.
+    pub fn observed(pod: &Value, status: Value) -> Value {
+        let mut pod = pod.clone();
+        pod["metadata"]["name"] = json!("task1");
+        pod["metadata"]["namespace"] = json!("tests");
+        pod["metadata"]["uid"] = json!("0000-uid");
+        pod["metadata"]["creationTimestamp"] = json!(at(0));
+        pod["status"] = status;
+        pod
+    }
+
+    /// A container status named `name` in `state` (`{"running": {...}}`...).
+    pub fn container(name: &str, state: Value) -> Value {
+        json!({ "name": name, "ready": false, "restartCount": 0, "image": "", "imageID": "", "state": state })
+    }
+
+    /// A terminated state with `exit_code` and `reason`.
+    pub fn terminated(exit_code: i32, reason: &str) -> Value {
+        json!({ "terminated": { "exitCode": exit_code, "reason": reason, "finishedAt": at(0) } })
     }
 }

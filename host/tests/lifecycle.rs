@@ -566,6 +566,234 @@ async fn a_pytorch_job_runs_and_an_aborted_one_takes_its_pods() {
     panic!("the aborted job's pods are still there");
 }
 
+fn ray_request(name: &str, outcome: &str) -> TaskRequest {
+    let mut request = testkit::kubeflow::task(
+        "ray",
+        0,
+        json!({ "rayCluster": { "headGroupSpec": {}, "workerGroupSpec": [{ "groupName": "workers", "replicas": 2 }] },
+                "shutdownAfterJobFinishes": true }),
+    );
+    request.namespace = NS.into();
+    request.name = Some(name.into());
+    request
+        .annotations
+        .insert("sandbox.flytewasm.io/outcome".into(), outcome.into());
+    request
+}
+
+/// A RayJob goes through KubeRay's deployment statuses with its cluster's
+/// head and worker pods; a failed one is a retryable system failure;
+/// aborted, the job and its pods are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ray_job_runs_and_an_aborted_one_takes_its_pods() {
+    let env = env(json!({})).await;
+    let plugin = testkit::plugin("ray");
+    let (outcome, events) = run(&env, &plugin, &ray_request("ray-ok", "succeed"), None).await;
+    assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
+    let seen = phases(&events);
+    assert!(seen.contains(&"INITIALIZING"), "{seen:?}");
+    assert!(seen.contains(&"RUNNING"), "{seen:?}");
+    let cluster_pods = pods(&env)
+        .list(&kube::api::ListParams::default().labels("ray.io/node-type"))
+        .await
+        .unwrap();
+    let types: Vec<_> = cluster_pods
+        .items
+        .iter()
+        .filter(|p| p.metadata.owner_references.as_ref().unwrap()[0].name == "ray-ok")
+        .map(|p| p.metadata.labels.as_ref().unwrap()["ray.io/node-type"].clone())
+        .collect();
+    assert_eq!(
+        (
+            types.iter().filter(|t| *t == "head").count(),
+            types.iter().filter(|t| *t == "worker").count()
+        ),
+        (1, 2),
+        "{types:?}"
+    );
+
+    let (outcome, _) = run(&env, &plugin, &ray_request("ray-fails", "fail"), None).await;
+    let Outcome::Failed(event) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(event.phase, Phase::RetryableFailure);
+    let error = event.error.unwrap();
+    assert_eq!(
+        (error.code.as_str(), error.kind.as_str()),
+        ("TaskFailedWithError", "SYSTEM")
+    );
+    assert!(
+        error
+            .message
+            .starts_with("Failed to run Ray job ray-fails with error: [AppFailed]"),
+        "{}",
+        error.message
+    );
+
+    let (outcome, events) = run(
+        &env,
+        &plugin,
+        &ray_request("ray-endless", "run-forever"),
+        Some(Duration::from_millis(1500)),
+    )
+    .await;
+    assert!(
+        matches!(outcome, Outcome::Aborted(Aborted::Deleted)),
+        "{outcome:?}"
+    );
+    assert!(
+        phases(&events).contains(&"RUNNING"),
+        "{:?}",
+        phases(&events)
+    );
+    let jobs = api(&env, "ray.io/v1", "RayJob", "rayjobs");
+    let err = jobs.get("ray-endless").await.unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 404),
+        "{err:?}"
+    );
+    for _ in 0..100 {
+        let left = pods(&env).list(&Default::default()).await.unwrap();
+        if !left.items.iter().any(|p| {
+            p.metadata
+                .name
+                .as_deref()
+                .is_some_and(|n| n.starts_with("ray-endless-"))
+        }) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the aborted job's pods are still there");
+}
+
+fn dask_request(name: &str, outcome: &str) -> TaskRequest {
+    let mut request = testkit::kubeflow::task(
+        "dask",
+        0,
+        json!({ "scheduler": {}, "workers": { "numberOfWorkers": 2 } }),
+    );
+    request.namespace = NS.into();
+    request.name = Some(name.into());
+    request
+        .annotations
+        .insert("sandbox.flytewasm.io/outcome".into(), outcome.into());
+    request
+}
+
+/// A DaskJob runs to success through the Dask operator's statuses, linked
+/// to its runner pod; a failed one is a retryable failure; aborted, the job
+/// and its cluster's pods (which know the scheduler's address) are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dask_job_runs_and_an_aborted_one_takes_its_pods() {
+    let env = env(json!({})).await;
+    let plugin = testkit::plugin("dask");
+    let (outcome, events) = run(&env, &plugin, &dask_request("crunched", "succeed"), None).await;
+    assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
+    let seen = phases(&events);
+    assert_eq!(seen.first(), Some(&"INITIALIZING"));
+    assert!(seen.contains(&"RUNNING"), "{seen:?}");
+    // Each operator status seen while initializing (unknown, job created,
+    // cluster created) is an event of its own: a new version.
+    let initializing: Vec<(&str, u32)> = events
+        .iter()
+        .filter(|e| e.phase == Phase::Initializing)
+        .map(|e| (e.reason.as_str(), e.version))
+        .collect();
+    assert!(
+        initializing.windows(2).all(|w| w[0].1 < w[1].1),
+        "{initializing:?}"
+    );
+    let last = events.last().unwrap();
+    assert!(
+        last.logs
+            .iter()
+            .any(|l| l.name == "Kubernetes Logs(Dask Runner Logs)"
+                && l.uri.contains("/crunched-runner/")),
+        "{:?}",
+        last.logs
+    );
+
+    let (outcome, _) = run(&env, &plugin, &dask_request("broken", "fail"), None).await;
+    let Outcome::Failed(event) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(event.phase, Phase::RetryableFailure);
+    let error = event.error.unwrap();
+    assert_eq!(
+        (error.code.as_str(), error.message.as_str()),
+        ("DownstreamSystemError", "Dask Job failed")
+    );
+
+    // While the endless job runs, its cluster's pods appear.
+    let cluster_pods = async {
+        for _ in 0..100 {
+            let list = pods(&env)
+                .list(&kube::api::ListParams::default().labels("dask.org/cluster-name=endless"))
+                .await
+                .unwrap();
+            if list.items.len() == 4 {
+                return list.items;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the endless job's cluster never had its 4 pods");
+    };
+    let endless = dask_request("endless", "run-forever");
+    let ((outcome, events), cluster_pods) = tokio::join!(
+        run(&env, &plugin, &endless, Some(Duration::from_millis(1500)),),
+        cluster_pods
+    );
+    let mut components: Vec<&str> = cluster_pods
+        .iter()
+        .map(|p| p.metadata.labels.as_ref().unwrap()["dask.org/component"].as_str())
+        .collect();
+    components.sort();
+    assert_eq!(components, ["job-runner", "scheduler", "worker", "worker"]);
+    let runner = cluster_pods
+        .iter()
+        .find(|p| p.metadata.name.as_deref() == Some("endless-runner"))
+        .expect("the runner pod is <job>-runner");
+    assert!(
+        runner.data["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({ "name": "DASK_SCHEDULER_ADDRESS",
+                               "value": format!("tcp://endless-scheduler.{NS}.svc.cluster.local:8786") })),
+        "{:?}",
+        runner.data["spec"]
+    );
+    assert!(
+        matches!(outcome, Outcome::Aborted(Aborted::Deleted)),
+        "{outcome:?}"
+    );
+    assert!(
+        phases(&events).contains(&"RUNNING"),
+        "{:?}",
+        phases(&events)
+    );
+    let jobs = api(&env, "kubernetes.dask.org/v1", "DaskJob", "daskjobs");
+    let err = jobs.get("endless").await.unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 404),
+        "{err:?}"
+    );
+    // The garbage collector removes the cluster's pods (background propagation).
+    for _ in 0..100 {
+        let left = pods(&env).list(&Default::default()).await.unwrap();
+        if !left.items.iter().any(|p| {
+            p.metadata
+                .name
+                .as_deref()
+                .is_some_and(|n| n.starts_with("endless-"))
+        }) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the aborted job's pods are still there");
+}
+
 /// Flyte's base PodTemplate: the one a task names, from its namespace (a
 /// missing one fails the task); else the platform default, from the
 /// host's namespace (a missing one is no template).
@@ -661,4 +889,107 @@ async fn the_base_pod_template_sits_under_the_task_pod() {
             .message
             .contains("not a valid object name")
     );
+}
+
+fn pod_request(name: &str, outcome: &str) -> TaskRequest {
+    let mut request = testkit::pod::python_task();
+    request.namespace = NS.into();
+    request.name = Some(name.into());
+    request
+        .annotations
+        .insert("sandbox.flytewasm.io/outcome".into(), outcome.into());
+    request
+}
+
+/// A plain `@task` runs as one Pod, through the kubelet's statuses, with
+/// its `(User)` log link (reference/flyte-operators.md §D.4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_task_runs_to_success() {
+    let env = env(json!({})).await;
+    let plugin = testkit::plugin("pod");
+    let (outcome, events) = run(&env, &plugin, &pod_request("hello", "succeed"), None).await;
+    assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
+    let seen = phases(&events);
+    assert!(seen.contains(&"RUNNING"), "{seen:?}");
+    assert!(
+        events.iter().any(|e| e
+            .logs
+            .iter()
+            .any(|l| l.name == "Kubernetes Logs (User)" && l.uri.contains("/hello/"))),
+        "{events:?}"
+    );
+}
+
+/// An image pull backing off is initializing within its grace period; an
+/// invalid image name fails at once, for good, and the pod is cleaned up
+/// (§D.4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_errors_are_initializing_or_permanent_failures() {
+    let env = env(json!({})).await;
+    let plugin = testkit::plugin("pod");
+    let request = pod_request("backoff", "image-pull-backoff");
+    let (mut state, _) = env.engine.launch(&plugin, &request).await.unwrap();
+    let event = follow_until(&env, &plugin, &request, &mut state, Phase::Initializing).await;
+    assert_eq!(event.phase, Phase::Initializing, "{event:?}");
+    assert!(
+        event.reason.contains("ContainersNotReady|ErrImagePull")
+            || event.reason.contains("ContainersNotReady|ImagePullBackOff"),
+        "{}",
+        event.reason
+    );
+
+    let (outcome, _) = run(
+        &env,
+        &plugin,
+        &pod_request("bad-image", "invalid-image-name"),
+        None,
+    )
+    .await;
+    let Outcome::Failed(event) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(event.phase, Phase::PermanentFailure);
+    let error = event.error.unwrap();
+    assert_eq!(
+        (error.code.as_str(), error.kind.as_str()),
+        ("ContainersNotReady|InvalidImageName", "USER")
+    );
+    assert!(
+        pods(&env).get_opt("bad-image").await.unwrap().is_none(),
+        "cleaned up"
+    );
+}
+
+/// An aborted pod task's Pod is deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aborted_pod_task_deletes_its_pod() {
+    let env = env(json!({})).await;
+    let plugin = testkit::plugin("pod");
+    let (outcome, events) = run(
+        &env,
+        &plugin,
+        &pod_request("endless-pod", "run-forever"),
+        Some(Duration::from_millis(1000)),
+    )
+    .await;
+    assert!(
+        matches!(outcome, Outcome::Aborted(Aborted::Deleted)),
+        "{outcome:?}"
+    );
+    assert!(
+        phases(&events).contains(&"RUNNING"),
+        "{:?}",
+        phases(&events)
+    );
+    assert!(pods(&env).get_opt("endless-pod").await.unwrap().is_none());
+}
+
+/// The platform's sidecar runs on after the task's container exits: the
+/// task succeeds on its primary container (§D.4).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_with_the_platform_sidecar_ends_with_its_container() {
+    let env = env(json!({})).await;
+    let plugin = testkit::plugin("platform-sidecar");
+    let (outcome, _) = run(&env, &plugin, &pod_request("with-agent", "succeed"), None).await;
+    assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
 }

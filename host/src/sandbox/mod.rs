@@ -96,11 +96,13 @@ pub struct SandboxConfig {
 }
 
 impl Default for SandboxConfig {
-    /// Serves SparkApplications, PyTorchJobs, TFJobs and MPIJobs from the
-    /// start.
+    /// Serves SparkApplications, PyTorchJobs, TFJobs, MPIJobs, DaskJobs and
+    /// RayJobs from the start.
     fn default() -> Self {
         let mut kinds = vec![operators::spark_kind()];
         kinds.extend(operators::training_kinds());
+        kinds.push(operators::dask_kind());
+        kinds.push(operators::ray_kind());
         SandboxConfig {
             port: 0,
             step: Duration::from_millis(500),

@@ -3,7 +3,12 @@
 //!
 //! - spark-operator: a new SparkApplication goes `""` → SUBMITTED →
 //!   RUNNING (driver pod, UI address) → COMPLETED (termination time).
-//! - kubelet: a new Pod goes Pending → Running → Succeeded.
+//! - kubelet (`kubelet.rs`): a new Pod goes Pending → Running → Succeeded,
+//!   with the conditions and container states a kubelet writes; its
+//!   outcome may instead be any way a pod fails or hangs (image pulls,
+//!   container creation, scheduling, OOM kills, evictions, node
+//!   shutdowns), and a pod with sidecars keeps running after its primary
+//!   container ends.
 //! - Job controller (and Kueue): a suspended Job waits, then is admitted
 //!   (`spec.suspend` set to false, as Kueue does); once running, a Job
 //!   creates `spec.parallelism` pods from its template (named
@@ -19,10 +24,20 @@
 //!   `Succeeded`). Conditions change as the operator's `setCondition`
 //!   changes them. A job with `spec.runPolicy.suspend` gets `Suspended` and
 //!   no pods, and stays so: resuming is not simulated.
+//! - Dask Kubernetes operator (DaskJob, [`dask`]): a new job gets
+//!   `JobCreated`, then `ClusterCreated` (cluster name, runner pod name, and
+//!   the scheduler, worker and runner pods, owned by the job), then
+//!   `Running` (start time), then `Successful` (or `Failed`; end time).
+//! - KubeRay (RayJob, [`kuberay`]): a new job is validated (an invalid one
+//!   gets `ValidationFailed`), then goes `Initializing` (cluster name, job
+//!   id), `Running` (head and worker pods owned by the job; job PENDING,
+//!   then RUNNING), then `Complete` (or `Failed` with `AppFailed`).
 //!
 //! An object's annotations choose its fate:
 //! `sandbox.flytewasm.io/outcome`: `succeed` (default), `fail`,
-//! `submission-fail` (Spark), `restart` (training jobs), or `run-forever`;
+//! `submission-fail` (Spark), `restart` (training jobs), `run-forever`, or
+//! a pod's fate (`kubelet.rs`: `image-pull-backoff`, `oom-killed`,
+//! `evicted`...);
 //! `sandbox.flytewasm.io/step-ms`: time between states;
 //! `sandbox.flytewasm.io/statuses`: a JSON array of statuses to apply in
 //! turn instead, for an object of any kind — how a new plugin's phase
@@ -36,6 +51,12 @@ use serde_json::{Value, json};
 use super::Shared;
 use super::fields::Writer;
 use super::store::{EventType, Kind, now_rfc3339};
+
+mod dask;
+pub use dask::kind as dask_kind;
+mod kubelet;
+mod kuberay;
+pub use kuberay::kind as ray_kind;
 
 pub const OUTCOME_ANNOTATION: &str = "sandbox.flytewasm.io/outcome";
 pub const STEP_ANNOTATION: &str = "sandbox.flytewasm.io/step-ms";
@@ -135,11 +156,21 @@ pub(super) fn start(shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {
             } else if event.kind_key == spark_kind().key() {
                 (spark_kind(), status_only(spark_states(&event.object)))
             } else if event.kind_key == pod_kind().key() {
-                (pod_kind(), status_only(pod_states(&event.object)))
+                (
+                    pod_kind(),
+                    status_only(kubelet::pod_states(
+                        &event.object,
+                        step(&event.object, shared.step),
+                    )),
+                )
             } else if event.kind_key == job_kind().key() {
                 (job_kind(), job_steps(&event.object))
             } else if let Some(training) = training(&event.kind_key) {
                 (training.kind(), training_steps(training, &event.object))
+            } else if event.kind_key == dask::kind().key() {
+                (dask::kind(), dask::steps(&event.object))
+            } else if event.kind_key == kuberay::kind().key() {
+                (kuberay::kind(), kuberay::steps(&event.object))
             } else {
                 continue;
             };
@@ -212,13 +243,16 @@ fn create_pods(shared: &Shared, kind: &Kind, namespace: &str, name: &str, uid: &
     if owner["metadata"]["uid"] != *uid || !owner["metadata"]["deletionTimestamp"].is_null() {
         return false;
     }
-    let (manager, pods) = match training(&kind.key()) {
-        Some(training) => ("training-operator", replica_pods(training, &owner)),
-        None => {
-            let parallelism = owner["spec"]["parallelism"].as_u64().unwrap_or(1);
-            let pods = (0..parallelism).map(|_| job_pod(&owner)).collect();
-            ("kube-controller-manager", pods)
-        }
+    let (manager, pods) = if let Some(training) = training(&kind.key()) {
+        ("training-operator", replica_pods(training, &owner))
+    } else if kind.key() == dask::kind().key() {
+        ("dask-kubernetes-operator", dask::pods(&owner))
+    } else if kind.key() == kuberay::kind().key() {
+        ("kuberay-operator", kuberay::pods(&owner))
+    } else {
+        let parallelism = owner["spec"]["parallelism"].as_u64().unwrap_or(1);
+        let pods = (0..parallelism).map(|_| job_pod(&owner)).collect();
+        ("kube-controller-manager", pods)
     };
     let writer = Writer {
         manager: manager.into(),
@@ -279,9 +313,7 @@ fn owned_pod(
 fn job_pod(job: &Value) -> Value {
     let name = job["metadata"]["name"].as_str().unwrap_or_default();
     let uid = &job["metadata"]["uid"];
-    let mut suffix = [0u8; 5];
-    let _ = getrandom::fill(&mut suffix);
-    let suffix: String = suffix.iter().map(|b| (b'a' + b % 26) as char).collect();
+    let suffix = random_suffix(5);
     let labels = [
         ("job-name", json!(name)),
         ("batch.kubernetes.io/job-name", json!(name)),
@@ -295,6 +327,13 @@ fn job_pod(job: &Value) -> Value {
         &job["spec"]["template"],
         &labels,
     )
+}
+
+/// `len` random lower-case letters, as controllers end generated pod names.
+fn random_suffix(len: usize) -> String {
+    let mut bytes = vec![0u8; len];
+    let _ = getrandom::fill(&mut bytes);
+    bytes.iter().map(|b| (b'a' + b % 26) as char).collect()
 }
 
 /// The most pods the simulator makes for one replica type: a job asking for
@@ -410,31 +449,6 @@ fn spark_states(app: &Value) -> Vec<Value> {
         ],
         "run-forever" => vec![submitted, state("RUNNING", None)],
         _ => vec![submitted, state("RUNNING", None), state("COMPLETED", None)],
-    }
-}
-
-fn pod_states(pod: &Value) -> Vec<Value> {
-    let containers: Vec<String> = pod["spec"]["containers"]
-        .as_array()
-        .map(|c| {
-            c.iter()
-                .filter_map(|c| c["name"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-    let statuses = |state: Value| -> Value {
-        containers.iter().map(|name| json!({ "name": name, "ready": false, "restartCount": 0, "image": "", "imageID": "", "state": state })).collect()
-    };
-    let running = json!({ "phase": "Running", "startTime": now_rfc3339(),
-                          "containerStatuses": statuses(json!({ "running": { "startedAt": now_rfc3339() } })) });
-    let exit = |code: i32, phase: &str| {
-        json!({ "phase": phase, "containerStatuses": statuses(json!({ "terminated": {
-        "exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" }, "finishedAt": now_rfc3339() } })) })
-    };
-    match outcome(pod) {
-        "fail" => vec![json!({ "phase": "Pending" }), running, exit(1, "Failed")],
-        "run-forever" => vec![json!({ "phase": "Pending" }), running],
-        _ => vec![json!({ "phase": "Pending" }), running, exit(0, "Succeeded")],
     }
 }
 

@@ -77,6 +77,17 @@ pub struct K8sDefaults {
     /// Distributed jobs report the earliest failure of their workers (Flyte's
     /// `enable-distributed-error-aggregation`).
     pub enable_distributed_error_aggregation: bool,
+    /// How long a pod's container may wait in `CreateContainerError` before
+    /// the task fails (Go duration; Flyte: `3m`).
+    pub create_container_error_grace_period: Option<String>,
+    /// The same for `CreateContainerConfigError` (Flyte: `0s`, at once).
+    pub create_container_config_error_grace_period: Option<String>,
+    /// How long a pod may back off pulling its image before the task fails
+    /// (Flyte: `3m`).
+    pub image_pull_backoff_grace_period: Option<String>,
+    /// How long a pod may stay Pending before the task fails (Flyte: `0s`,
+    /// never).
+    pub pod_pending_timeout: Option<String>,
 }
 
 /// Propeller's `task-resources`: what a task gets when it asks for nothing,
@@ -105,6 +116,28 @@ impl K8sDefaults {
         self.gpu_partition_size_node_label
             .as_deref()
             .unwrap_or("k8s.amazonaws.com/gpu-partition-size")
+    }
+
+    pub fn create_container_error_grace_period(&self) -> &str {
+        self.create_container_error_grace_period
+            .as_deref()
+            .unwrap_or("3m")
+    }
+
+    pub fn create_container_config_error_grace_period(&self) -> &str {
+        self.create_container_config_error_grace_period
+            .as_deref()
+            .unwrap_or("0s")
+    }
+
+    pub fn image_pull_backoff_grace_period(&self) -> &str {
+        self.image_pull_backoff_grace_period
+            .as_deref()
+            .unwrap_or("3m")
+    }
+
+    pub fn pod_pending_timeout(&self) -> &str {
+        self.pod_pending_timeout.as_deref().unwrap_or("0s")
     }
 
     pub fn default_cpu(&self) -> String {

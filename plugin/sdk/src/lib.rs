@@ -36,7 +36,10 @@ pub mod kubeflow;
 pub mod logs;
 pub mod phase;
 pub mod pod;
+pub mod pod_status;
+pub mod pod_task;
 pub mod pod_template;
+pub mod quantity;
 pub mod resources;
 pub mod template;
 

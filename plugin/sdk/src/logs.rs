@@ -59,6 +59,9 @@ pub struct LogInput {
     pub task_id: Option<crate::TaskExecutionId>,
     /// `TaskTemplate.config`, for dynamic links (`{{ .taskConfig.key }}`).
     pub task_config: BTreeMap<String, String>,
+    /// A plugin's own variables (Ray's `rayJobID`, `rayClusterName`), matched
+    /// case-insensitively like the built-in ones; the built-ins win.
+    pub extra: BTreeMap<String, String>,
 }
 
 impl LogConfig {
@@ -113,11 +116,11 @@ impl LogConfig {
         }
         plugins.extend(self.templates.iter().cloned());
 
-        let mut links: Vec<TaskLog> = plugins.iter().flat_map(|p| p.render(input)).collect();
+        let mut links: Vec<TaskLog> = plugins.iter().flat_map(|p| p.links(input)).collect();
         if let Some(wanted) = input.task_config.get("link_type") {
             for name in wanted.split(',').map(str::trim) {
                 if let Some(plugin) = self.dynamic_log_links.get(name) {
-                    links.extend(plugin.render(input));
+                    links.extend(plugin.links(input));
                 }
             }
         }
@@ -134,7 +137,8 @@ impl LogTemplate {
         }
     }
 
-    fn render(&self, input: &LogInput) -> Vec<TaskLog> {
+    /// One link per URI template, named display name + `input.log_name`.
+    pub fn links(&self, input: &LogInput) -> Vec<TaskLog> {
         self.template_uris
             .iter()
             .map(|uri| TaskLog {
@@ -146,50 +150,59 @@ impl LogTemplate {
     }
 }
 
-/// Replace `{{ .var }}` placeholders (spaces optional). Unknown variables and
-/// empty values are left as they are, as Flyte does.
+/// Replace `{{ .var }}` (or `{{ $var }}`) placeholders, spaces optional,
+/// names case-insensitive. Unknown variables and empty values are left as
+/// they are, as Flyte does.
 pub fn render_template(template: &str, input: &LogInput) -> String {
     crate::template::replace_placeholders(template, |name| {
         name.strip_prefix('.')
+            .or_else(|| name.strip_prefix('$'))
             .and_then(|name| variable(name, input))
             .filter(|value| !value.is_empty())
     })
 }
 
 fn variable(name: &str, input: &LogInput) -> Option<String> {
+    // `taskConfig.` is matched as Flyte does, its key exactly.
     if let Some(key) = name.strip_prefix("taskConfig.") {
         return input.task_config.get(key).cloned();
     }
     let id = input.task_id.as_ref();
     let id_field = |field: fn(&crate::TaskExecutionId) -> String| id.map(field).unwrap_or_default();
-    Some(match name {
-        "logName" => input.log_name.clone(),
-        "podName" => input.pod_name.clone(),
-        "podUID" => input.pod_uid.clone(),
+    Some(match name.to_ascii_lowercase().as_str() {
+        "logname" => input.log_name.clone(),
+        "podname" => input.pod_name.clone(),
+        "poduid" => input.pod_uid.clone(),
         "namespace" => input.namespace.clone(),
-        "containerName" => input.container_name.clone(),
-        "containerId" | "containerID" => input
+        "containername" => input.container_name.clone(),
+        "containerid" => input
             .container_id
             .split_once("://")
             .map_or(&*input.container_id, |(_, id)| id)
             .to_owned(),
         "hostname" => input.hostname.clone(),
-        "nodeName" => input.node_name.clone(),
-        "podUnixStartTime" => input.pod_unix_start_time.to_string(),
-        "podUnixFinishTime" => input.pod_unix_finish_time.to_string(),
-        "podRFC3339StartTime" => input.pod_rfc3339_start_time.clone(),
-        "podRFC3339FinishTime" => input.pod_rfc3339_finish_time.clone(),
-        "generatedName" => input.generated_name.clone(),
-        "taskID" => id_field(|id| id.task_name.clone()),
-        "taskVersion" => id_field(|id| id.task_version.clone()),
-        "taskProject" => id_field(|id| id.task_project.clone()),
-        "taskDomain" => id_field(|id| id.task_domain.clone()),
-        "taskRetryAttempt" => id_field(|id| id.retry_attempt.to_string()),
-        "nodeID" | "nodeId" => id_field(|id| id.node_id.clone()),
-        "executionName" => id_field(|id| id.name.clone()),
-        "executionProject" => id_field(|id| id.project.clone()),
-        "executionDomain" => id_field(|id| id.domain.clone()),
-        _ => return None,
+        "nodename" => input.node_name.clone(),
+        "podunixstarttime" => input.pod_unix_start_time.to_string(),
+        "podunixfinishtime" => input.pod_unix_finish_time.to_string(),
+        "podrfc3339starttime" => input.pod_rfc3339_start_time.clone(),
+        "podrfc3339finishtime" => input.pod_rfc3339_finish_time.clone(),
+        "generatedname" => input.generated_name.clone(),
+        "taskid" => id_field(|id| id.task_name.clone()),
+        "taskversion" => id_field(|id| id.task_version.clone()),
+        "taskproject" => id_field(|id| id.task_project.clone()),
+        "taskdomain" => id_field(|id| id.task_domain.clone()),
+        "taskretryattempt" => id_field(|id| id.retry_attempt.to_string()),
+        "nodeid" => id_field(|id| id.node_id.clone()),
+        "executionname" => id_field(|id| id.name.clone()),
+        "executionproject" => id_field(|id| id.project.clone()),
+        "executiondomain" => id_field(|id| id.domain.clone()),
+        _ => {
+            return input
+                .extra
+                .iter()
+                .find(|(key, _)| key.eq_ignore_ascii_case(name))
+                .map(|(_, value)| value.clone());
+        }
     })
 }
 
@@ -218,6 +231,21 @@ mod tests {
         assert_eq!(
             render_template("{{ .nope }}-{{ .hostname }}", &input()),
             "{{ .nope }}-{{ .hostname }}"
+        );
+    }
+
+    #[test]
+    fn names_are_case_insensitive_and_plugins_add_their_own() {
+        let input = LogInput {
+            extra: [("rayJobID".to_owned(), "job-1".to_owned())].into(),
+            ..input()
+        };
+        assert_eq!(
+            render_template(
+                "{{ .PodName }}/{{ $namespace }}/{{.rayjobid}}/{{ .rayClusterName }}",
+                &input
+            ),
+            "p/ns/job-1/{{ .rayClusterName }}"
         );
     }
 

@@ -91,9 +91,36 @@ fn layered(
     all
 }
 
-/// Build the pod spec for this task.
+/// Build the pod spec for this task: its raw pod ([`raw_pod`]), Flyte's
+/// configuration ([`configure`]), then the tolerations for configured
+/// extended resources (Flyte's `ToK8sPodSpec`).
 pub fn build(ctx: &TaskContext, options: Options) -> Result<TaskPod, PluginError> {
-    let mut pod = raw_pod(ctx)?;
+    let mut pod = configure(ctx, raw_pod(ctx)?, options)?;
+    extended_resources::add_extended_resource_tolerations(&mut pod.spec, &ctx.k8s_defaults);
+    Ok(pod)
+}
+
+/// Flyte's `ApplyFlytePodConfiguration` on a raw pod: the base PodTemplate,
+/// rendered arguments, Flyte's environment, resources with the platform's
+/// defaults and limits, the platform's pod defaults and the task's extended
+/// resources. Plugins whose task carries its own pod (the pod plugin's
+/// sidecar tasks) start here from that pod.
+pub fn configure(
+    ctx: &TaskContext,
+    mut pod: TaskPod,
+    options: Options,
+) -> Result<TaskPod, PluginError> {
+    if !pod
+        .spec
+        .containers
+        .iter()
+        .any(|c| c.name == pod.primary_container_name)
+    {
+        return Err(PluginError::bad_task(format!(
+            "invalid TaskSpecification, primary container [{}] not defined",
+            pod.primary_container_name
+        )));
+    }
     let defaults = &ctx.k8s_defaults;
     if let Some(template) = &defaults.base_pod_template {
         let primary_init = ctx.template_config("primary_init_container_name");
@@ -134,12 +161,14 @@ pub fn build(ctx: &TaskContext, options: Options) -> Result<TaskPod, PluginError
             defaults,
         )?;
     }
-    extended_resources::add_extended_resource_tolerations(&mut pod.spec, defaults);
     Ok(pod)
 }
 
-/// The pod as the task describes it, before Flyte's decoration.
-fn raw_pod(ctx: &TaskContext) -> Result<TaskPod, PluginError> {
+/// The pod as the task describes it, before Flyte's configuration
+/// (Flyte's `BuildRawPod`): one container from a `container` target, or the
+/// `k8sPod` target's pod spec with its metadata and the primary container
+/// named by `config.primary_container_name`.
+pub fn raw_pod(ctx: &TaskContext) -> Result<TaskPod, PluginError> {
     match &ctx.template.target {
         Some(Target::Container(container)) => {
             let name = ctx.metadata.generated_name.clone();
@@ -184,7 +213,11 @@ fn raw_pod(ctx: &TaskContext) -> Result<TaskPod, PluginError> {
             let spec_struct = k8s_pod
                 .pod_spec
                 .as_ref()
-                .ok_or_else(|| PluginError::bad_task("TaskTemplate.k8sPod.podSpec is empty"))?;
+                .ok_or_else(|| {
+                    PluginError::bad_task(
+                        "Pod tasks with task type version > 1 should specify their target as a K8sPod with a defined pod spec",
+                    )
+                })?;
             let spec: PodSpec = serde_path_to_error::deserialize(struct_to_json(spec_struct))
                 .map_err(|err| {
                     PluginError::bad_task(format!(
