@@ -90,6 +90,36 @@ def run_task(flytewasm_bin, plugins, task_pb, execution, *args, config=None, tmp
     return result.returncode, events, result.stderr
 
 
+def run_then_abort(flytewasm_bin, plugins, task_pb, execution, kubeconfig, running, gone):
+    """`flytewasm run` against the sandbox in `kubeconfig`, left running
+    (outcome run-forever) until `running()` holds, then Ctrl-C: `run` aborts
+    the task and exits 130, and `gone()` holds soon after. `running` and
+    `gone` return (done, what to show if it never is)."""
+    run = subprocess.Popen(
+        [str(flytewasm_bin), "run", "--plugins", str(plugins), "--output", "json", "--timeout", "90",
+         "--execution", execution, "--annotation", "sandbox.flytewasm.io/outcome=run-forever", str(task_pb)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**ENV, "KUBECONFIG": str(kubeconfig)},
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (seen := running())[0]:
+            assert run.poll() is None, run.communicate()
+            assert time.monotonic() < deadline, seen[1]
+            time.sleep(0.1)
+        run.send_signal(signal.SIGINT)
+        stdout, stderr = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.communicate()
+    assert run.returncode == 130, (stdout, stderr)
+    assert "task aborted; its object is gone" in stderr
+    deadline = time.monotonic() + 30
+    while not (seen := gone())[0]:
+        assert time.monotonic() < deadline, ("still there", seen[1])
+        time.sleep(0.1)
+
+
 def serve(flytewasm_bin, plugins_dir, *args, env=None):
     """`flytewasm serve` on free loopback ports; found[GRPC], found[HTTP]."""
     cmd = [flytewasm_bin, "serve", "--plugins", plugins_dir, "--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0", *args]

@@ -75,3 +75,22 @@ def template(tmp_path_factory):
     tasks = load_module(ROOT / "tests/spark_user_tasks.py")
     _, _, template = serialize(tasks.minimal, tmp_path_factory.mktemp("tasks"), "minimal")
     return template
+
+
+@pytest.fixture
+def standalone_sandbox(flytewasm_bin, plugins_dir, tmp_path):
+    """`flytewasm sandbox` as its own process, so a `run` against it can be
+    watched from outside (the embedded sandbox of `run --sandbox` goes away
+    with the run): (its API, its kubeconfig)."""
+    import agent_support  # it imports this module
+    from propeller_emulator import SandboxApi
+
+    kubeconfig = tmp_path / "sandbox.kubeconfig"
+    process = agent_support.Process(
+        [flytewasm_bin, "sandbox", "--port", "0", "--plugins", plugins_dir,
+         "--kubeconfig", kubeconfig, "--step-ms", "100"],
+        wait_for=[agent_support.SANDBOX],
+    )
+    yield SandboxApi(process.found[agent_support.SANDBOX]), kubeconfig
+    process.stop()
+

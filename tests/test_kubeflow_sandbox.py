@@ -10,8 +10,6 @@ reference notes on Flyte's operator plugins (flyte-operators.md), which
 restate Flyte's Go plugins and tests."""
 
 import pathlib
-import signal
-import subprocess
 import time
 
 import pytest
@@ -20,7 +18,7 @@ from flyteidl.core import execution_pb2
 from flyteidl.service.agent_pb2_grpc import AgentMetadataServiceStub, AsyncAgentServiceStub
 
 import agent_support
-from agent_support import ENV, GRPC, SANDBOX, category, channel, create_request, get_until_done, meta_json, run_task
+from agent_support import GRPC, SANDBOX, category, channel, create_request, get_until_done, meta_json, run_task, run_then_abort
 from conftest import load_module, serialize
 from propeller_emulator import SandboxApi
 
@@ -165,21 +163,6 @@ def test_run_a_restarting_job_keeps_running_then_succeeds(flytewasm_bin, kubeflo
     assert "RUNNING" in phases, phases
 
 
-@pytest.fixture
-def standalone_sandbox(flytewasm_bin, kubeflow_plugins, tmp_path):
-    """`flytewasm sandbox` as its own process, so a `run` against it can be
-    watched from outside (the embedded sandbox of `run --sandbox` goes away
-    with the run)."""
-    kubeconfig = tmp_path / "sandbox.kubeconfig"
-    process = agent_support.Process(
-        [flytewasm_bin, "sandbox", "--port", "0", "--plugins", kubeflow_plugins,
-         "--kubeconfig", kubeconfig, "--step-ms", "100"],
-        wait_for=[SANDBOX],
-    )
-    yield SandboxApi(process.found[SANDBOX]), kubeconfig
-    process.stop()
-
-
 def job_pods(api, job):
     return sorted(p["metadata"]["name"][len(job) + 1:] for p in api.list("pods", NAMESPACE) if p["metadata"]["name"].startswith(f"{job}-"))
 
@@ -197,34 +180,17 @@ def test_run_aborted_removes_the_job_and_its_pods(flytewasm_bin, kubeflow_plugin
     kind, plural, pods = KINDS[name]
     execution = f"eabort{name.replace('_', '')}"[:20]
     job = f"{execution}-n0-0"
-    run = subprocess.Popen(
-        [str(flytewasm_bin), "run", "--plugins", str(kubeflow_plugins), "--output", "json", "--timeout", "90",
-         "--execution", execution, "--annotation", f"{OUTCOME}=run-forever", str(pb)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**ENV, "KUBECONFIG": str(kubeconfig)},
-    )
-    try:
+
+    def running():
         # The job runs and training-operator's pods for every replica exist (§F.1).
-        deadline = time.monotonic() + 120
-        while True:
-            obj = get_job(api, plural, job)
-            if obj is not None and job_pods(api, job) == pods:
-                break
-            assert run.poll() is None, run.communicate()
-            assert time.monotonic() < deadline, (obj and obj.get("status"), job_pods(api, job))
-            time.sleep(0.1)
-        assert obj["kind"] == kind
-        run.send_signal(signal.SIGINT)  # Ctrl-C: `run` aborts the task
-        stdout, stderr = run.communicate(timeout=60)
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.communicate()
-    assert run.returncode == 130, (stdout, stderr)
-    assert "task aborted; its object is gone" in stderr
-    deadline = time.monotonic() + 30
-    while get_job(api, plural, job) is not None or job_pods(api, job):
-        assert time.monotonic() < deadline, ("still there", get_job(api, plural, job), job_pods(api, job))
-        time.sleep(0.1)
+        obj = get_job(api, plural, job)
+        return obj is not None and obj["kind"] == kind and job_pods(api, job) == pods, (obj, job_pods(api, job))
+
+    def gone():
+        obj = get_job(api, plural, job)
+        return obj is None and not job_pods(api, job), (obj, job_pods(api, job))
+
+    run_then_abort(flytewasm_bin, kubeflow_plugins, pb, execution, kubeconfig, running, gone)
 
 
 # ---------------------------------------------------------------------------

@@ -11,8 +11,6 @@ fate. § numbers refer to the project's reference notes on Flyte's operator
 plugins (flyte-operators.md)."""
 
 import pathlib
-import signal
-import subprocess
 import time
 
 import pytest
@@ -21,7 +19,7 @@ from flyteidl.core import execution_pb2
 from flyteidl.service.agent_pb2_grpc import AgentMetadataServiceStub, AsyncAgentServiceStub
 
 import agent_support
-from agent_support import ENV, GRPC, SANDBOX, category, channel, create_request, get_until_done, meta_json, plugins_listing, publish, run_task, wait_for
+from agent_support import GRPC, SANDBOX, category, channel, create_request, get_until_done, meta_json, plugins_listing, publish, run_task, run_then_abort, wait_for
 from conftest import ROOT, load_module, serialize
 from propeller_emulator import SandboxApi
 
@@ -200,55 +198,26 @@ def test_run_an_image_pull_backoff_fails_after_its_grace_period(flytewasm_bin, o
     assert last["error"]["message"].startswith("Grace period [0s] exceeded|"), last
 
 
-@pytest.fixture
-def standalone_sandbox(flytewasm_bin, operator_plugins, tmp_path):
-    """`flytewasm sandbox` as its own process, so a `run` against it can be
-    watched from outside."""
-    kubeconfig = tmp_path / "sandbox.kubeconfig"
-    process = agent_support.Process(
-        [flytewasm_bin, "sandbox", "--port", "0", "--plugins", operator_plugins,
-         "--kubeconfig", kubeconfig, "--step-ms", "100"],
-        wait_for=[SANDBOX],
-    )
-    yield SandboxApi(process.found[SANDBOX]), kubeconfig
-    process.stop()
-
-
 @pytest.mark.parametrize("name", ["ray_groups", "dask_groups", "pod_plugin_sidecar"])
 def test_run_aborted_removes_the_object_and_its_pods(flytewasm_bin, operator_plugins, serialized, standalone_sandbox, name):
     api, kubeconfig = standalone_sandbox
     pb, _ = serialized[name]
-    pods = KINDS[name][2]
+    _, plural, pods = KINDS[name]
     execution = execution_name("abort", name)
     task = f"{execution}-n0-0"
-    run = subprocess.Popen(
-        [str(flytewasm_bin), "run", "--plugins", str(operator_plugins), "--output", "json", "--timeout", "90",
-         "--execution", execution, "--annotation", f"{OUTCOME}=run-forever", str(pb)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**ENV, "KUBECONFIG": str(kubeconfig)},
-    )
-    try:
+
+    def running():
         # The object runs, with every pod its operator makes.
-        deadline = time.monotonic() + 120
-        while True:
-            obj = get_object(api, name, task)
-            running = obj is not None and (obj.get("status") or {}).get("phase", "Running") == "Running"
-            if running and len(owned_pods(api, task)) == pods:
-                break
-            assert run.poll() is None, run.communicate()
-            assert time.monotonic() < deadline, (obj and obj.get("status"), len(owned_pods(api, task)))
-            time.sleep(0.1)
-        run.send_signal(signal.SIGINT)  # Ctrl-C: `run` aborts the task
-        stdout, stderr = run.communicate(timeout=60)
-    finally:
-        if run.poll() is None:
-            run.kill()
-            run.communicate()
-    assert run.returncode == 130, (stdout, stderr)
-    assert "task aborted; its object is gone" in stderr
-    deadline = time.monotonic() + 30
-    while get_object(api, name, task) is not None or owned_pods(api, task):
-        assert time.monotonic() < deadline, ("still there", len(owned_pods(api, task)))
-        time.sleep(0.1)
+        obj = get_object(api, name, task)
+        phase = ((obj or {}).get("status") or {}).get("phase")
+        started = obj is not None and (plural != "pods" or phase == "Running")
+        return started and len(owned_pods(api, task)) == pods, (obj and obj.get("status"), len(owned_pods(api, task)))
+
+    def gone():
+        obj = get_object(api, name, task)
+        return obj is None and not owned_pods(api, task), (obj and obj.get("status"), len(owned_pods(api, task)))
+
+    run_then_abort(flytewasm_bin, operator_plugins, pb, execution, kubeconfig, running, gone)
 
 
 # ---------------------------------------------------------------------------

@@ -22,8 +22,8 @@
 //! And what kube-controller-manager and operators would do: the garbage
 //! collector (`gc`; off with `garbage_collector: false`), the quota
 //! controller filling quotas' `status.hard`/`status.used`, and operator
-//! simulators moving Spark applications, Jobs and Kubeflow training jobs
-//! (and their pods) and pods along ([`operators`]). [`Faults`] injects
+//! simulators moving Spark applications, Jobs, Kubeflow training jobs,
+//! RayJobs and DaskJobs (and their pods) and pods along ([`operators`]). [`Faults`] injects
 //! errors, latency (all or writes only) and dropped watches.
 //!
 //! Not implemented: server-side apply, field selectors, graceful pod
