@@ -2,6 +2,7 @@
 //! kube-rs: Flyte's launch / monitor / abort / finalize semantics, with
 //! faults injected by the sandbox.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +10,9 @@ use flytewasm::cluster::Cluster;
 use flytewasm::config::HostConfig;
 use flytewasm::executor::drive::{Outcome, run_to_completion};
 use flytewasm::executor::lifecycle::Aborted;
-use flytewasm::executor::{EndWrites, Executor, Phase, PhaseEvent, TaskRequest, TaskState, Tasks};
+use flytewasm::executor::{
+    EndWrites, Executor, Phase, PhaseEvent, TaskError, TaskRequest, TaskState, Tasks,
+};
 use flytewasm::runtime::Plugin;
 use flytewasm::sandbox::{Sandbox, SandboxConfig};
 use flytewasm::testkit;
@@ -488,18 +491,86 @@ async fn create_errors_are_classified_as_flyte_does() {
     assert_eq!(env.sandbox.faults().requests("create"), 4);
 }
 
-fn pytorch_request(name: &str, outcome: &str) -> TaskRequest {
-    let mut request = testkit::kubeflow::task(
-        "pytorch",
-        1,
-        json!({ "masterReplicas": { "replicas": 1 }, "workerReplicas": { "replicas": 2 } }),
-    );
+/// `request` in the test namespace, named, with the outcome the sandbox's
+/// operator or kubelet plays for it.
+fn in_sandbox(mut request: TaskRequest, name: &str, outcome: &str) -> TaskRequest {
     request.namespace = NS.into();
     request.name = Some(name.into());
     request
         .annotations
         .insert("sandbox.flytewasm.io/outcome".into(), outcome.into());
     request
+}
+
+/// Run `request` to success; it ran on the way. Its events, for the test's
+/// own checks.
+async fn succeeds(env: &Env, plugin: &Plugin, request: &TaskRequest) -> Vec<PhaseEvent> {
+    let (outcome, events) = run(env, plugin, request, None).await;
+    assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
+    let seen = phases(&events);
+    assert!(seen.contains(&"RUNNING"), "{seen:?}");
+    events
+}
+
+/// Run `request` to a failure in `phase`; the failure's error.
+async fn fails(env: &Env, plugin: &Plugin, request: &TaskRequest, phase: Phase) -> TaskError {
+    let (outcome, _) = run(env, plugin, request, None).await;
+    let Outcome::Failed(event) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(event.phase, phase);
+    event.error.unwrap()
+}
+
+/// Abort `request` once it has run: its object (in `objects`) is deleted,
+/// then the garbage collector takes the pods it owns (named `<name>-…`).
+/// `meanwhile` runs alongside the task, to look at its pods before they go.
+async fn aborted_takes_its_pods<T>(
+    env: &Env,
+    plugin: &Plugin,
+    request: &TaskRequest,
+    objects: &Api<DynamicObject>,
+    meanwhile: impl Future<Output = T>,
+) -> T {
+    let ((outcome, events), seen) = tokio::join!(
+        run(env, plugin, request, Some(Duration::from_millis(1500))),
+        meanwhile
+    );
+    assert!(
+        matches!(outcome, Outcome::Aborted(Aborted::Deleted)),
+        "{outcome:?}"
+    );
+    assert!(
+        phases(&events).contains(&"RUNNING"),
+        "{:?}",
+        phases(&events)
+    );
+    let name = request.name.as_deref().unwrap();
+    let err = objects.get(name).await.unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 404),
+        "{err:?}"
+    );
+    let prefix = format!("{name}-");
+    for _ in 0..100 {
+        let left = pods(env).list(&Default::default()).await.unwrap();
+        if !left.items.iter().any(|p| {
+            p.metadata
+                .name
+                .as_deref()
+                .is_some_and(|n| n.starts_with(&prefix))
+        }) {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the aborted job's pods are still there");
+}
+
+fn pytorch_request(name: &str, outcome: &str) -> TaskRequest {
+    let custom =
+        json!({ "masterReplicas": { "replicas": 1 }, "workerReplicas": { "replicas": 2 } });
+    in_sandbox(testkit::kubeflow::task("pytorch", 1, custom), name, outcome)
 }
 
 fn pods(env: &Env) -> Api<DynamicObject> {
@@ -512,73 +583,31 @@ fn pods(env: &Env) -> Api<DynamicObject> {
 async fn a_pytorch_job_runs_and_an_aborted_one_takes_its_pods() {
     let env = env(json!({})).await;
     let plugin = testkit::plugin("pytorch");
-    let (outcome, events) = run(&env, &plugin, &pytorch_request("trained", "succeed"), None).await;
-    assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
-    let seen = phases(&events);
-    assert_eq!(seen.first(), Some(&"QUEUED"));
-    assert!(seen.contains(&"RUNNING"), "{seen:?}");
-    let last = events.last().unwrap();
-    let pods_linked: Vec<&str> = last.logs.iter().map(|l| l.uri.as_str()).collect();
-    assert!(
-        pods_linked.iter().any(|u| u.contains("trained-master-0")),
-        "{pods_linked:?}"
-    );
-    assert!(
-        pods_linked.iter().any(|u| u.contains("trained-worker-1")),
-        "{pods_linked:?}"
-    );
-
-    let (outcome, events) = run(
-        &env,
-        &plugin,
-        &pytorch_request("endless", "run-forever"),
-        Some(Duration::from_millis(1500)),
-    )
-    .await;
-    assert!(
-        matches!(outcome, Outcome::Aborted(Aborted::Deleted)),
-        "{outcome:?}"
-    );
-    assert!(
-        phases(&events).contains(&"RUNNING"),
-        "{:?}",
-        phases(&events)
-    );
-    let jobs = api(&env, "kubeflow.org/v1", "PyTorchJob", "pytorchjobs");
-    let err = jobs.get("endless").await.unwrap_err();
-    assert!(
-        matches!(err, kube::Error::Api(ref s) if s.code == 404),
-        "{err:?}"
-    );
-    // The garbage collector removes the replica pods (background propagation).
-    for _ in 0..100 {
-        let left = pods(&env).list(&Default::default()).await.unwrap();
-        if !left.items.iter().any(|p| {
-            p.metadata
-                .name
-                .as_deref()
-                .is_some_and(|n| n.starts_with("endless-"))
-        }) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let events = succeeds(&env, &plugin, &pytorch_request("trained", "succeed")).await;
+    assert_eq!(phases(&events).first(), Some(&"QUEUED"));
+    let pods_linked: Vec<&str> = events
+        .last()
+        .unwrap()
+        .logs
+        .iter()
+        .map(|l| l.uri.as_str())
+        .collect();
+    for pod in ["trained-master-0", "trained-worker-1"] {
+        assert!(
+            pods_linked.iter().any(|u| u.contains(pod)),
+            "{pods_linked:?}"
+        );
     }
-    panic!("the aborted job's pods are still there");
+
+    let jobs = api(&env, "kubeflow.org/v1", "PyTorchJob", "pytorchjobs");
+    let endless = pytorch_request("endless", "run-forever");
+    aborted_takes_its_pods(&env, &plugin, &endless, &jobs, async {}).await;
 }
 
 fn ray_request(name: &str, outcome: &str) -> TaskRequest {
-    let mut request = testkit::kubeflow::task(
-        "ray",
-        0,
-        json!({ "rayCluster": { "headGroupSpec": {}, "workerGroupSpec": [{ "groupName": "workers", "replicas": 2 }] },
-                "shutdownAfterJobFinishes": true }),
-    );
-    request.namespace = NS.into();
-    request.name = Some(name.into());
-    request
-        .annotations
-        .insert("sandbox.flytewasm.io/outcome".into(), outcome.into());
-    request
+    let custom = json!({ "rayCluster": { "headGroupSpec": {}, "workerGroupSpec": [{ "groupName": "workers", "replicas": 2 }] },
+                         "shutdownAfterJobFinishes": true });
+    in_sandbox(testkit::kubeflow::task("ray", 0, custom), name, outcome)
 }
 
 /// A RayJob goes through KubeRay's deployment statuses with its cluster's
@@ -588,11 +617,12 @@ fn ray_request(name: &str, outcome: &str) -> TaskRequest {
 async fn a_ray_job_runs_and_an_aborted_one_takes_its_pods() {
     let env = env(json!({})).await;
     let plugin = testkit::plugin("ray");
-    let (outcome, events) = run(&env, &plugin, &ray_request("ray-ok", "succeed"), None).await;
-    assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
-    let seen = phases(&events);
-    assert!(seen.contains(&"INITIALIZING"), "{seen:?}");
-    assert!(seen.contains(&"RUNNING"), "{seen:?}");
+    let events = succeeds(&env, &plugin, &ray_request("ray-ok", "succeed")).await;
+    assert!(
+        phases(&events).contains(&"INITIALIZING"),
+        "{:?}",
+        phases(&events)
+    );
     let cluster_pods = pods(&env)
         .list(&kube::api::ListParams::default().labels("ray.io/node-type"))
         .await
@@ -612,12 +642,8 @@ async fn a_ray_job_runs_and_an_aborted_one_takes_its_pods() {
         "{types:?}"
     );
 
-    let (outcome, _) = run(&env, &plugin, &ray_request("ray-fails", "fail"), None).await;
-    let Outcome::Failed(event) = outcome else {
-        panic!("{outcome:?}")
-    };
-    assert_eq!(event.phase, Phase::RetryableFailure);
-    let error = event.error.unwrap();
+    let failing = ray_request("ray-fails", "fail");
+    let error = fails(&env, &plugin, &failing, Phase::RetryableFailure).await;
     assert_eq!(
         (error.code.as_str(), error.kind.as_str()),
         ("TaskFailedWithError", "SYSTEM")
@@ -630,55 +656,14 @@ async fn a_ray_job_runs_and_an_aborted_one_takes_its_pods() {
         error.message
     );
 
-    let (outcome, events) = run(
-        &env,
-        &plugin,
-        &ray_request("ray-endless", "run-forever"),
-        Some(Duration::from_millis(1500)),
-    )
-    .await;
-    assert!(
-        matches!(outcome, Outcome::Aborted(Aborted::Deleted)),
-        "{outcome:?}"
-    );
-    assert!(
-        phases(&events).contains(&"RUNNING"),
-        "{:?}",
-        phases(&events)
-    );
     let jobs = api(&env, "ray.io/v1", "RayJob", "rayjobs");
-    let err = jobs.get("ray-endless").await.unwrap_err();
-    assert!(
-        matches!(err, kube::Error::Api(ref s) if s.code == 404),
-        "{err:?}"
-    );
-    for _ in 0..100 {
-        let left = pods(&env).list(&Default::default()).await.unwrap();
-        if !left.items.iter().any(|p| {
-            p.metadata
-                .name
-                .as_deref()
-                .is_some_and(|n| n.starts_with("ray-endless-"))
-        }) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the aborted job's pods are still there");
+    let endless = ray_request("ray-endless", "run-forever");
+    aborted_takes_its_pods(&env, &plugin, &endless, &jobs, async {}).await;
 }
 
 fn dask_request(name: &str, outcome: &str) -> TaskRequest {
-    let mut request = testkit::kubeflow::task(
-        "dask",
-        0,
-        json!({ "scheduler": {}, "workers": { "numberOfWorkers": 2 } }),
-    );
-    request.namespace = NS.into();
-    request.name = Some(name.into());
-    request
-        .annotations
-        .insert("sandbox.flytewasm.io/outcome".into(), outcome.into());
-    request
+    let custom = json!({ "scheduler": {}, "workers": { "numberOfWorkers": 2 } });
+    in_sandbox(testkit::kubeflow::task("dask", 0, custom), name, outcome)
 }
 
 /// A DaskJob runs to success through the Dask operator's statuses, linked
@@ -688,11 +673,8 @@ fn dask_request(name: &str, outcome: &str) -> TaskRequest {
 async fn a_dask_job_runs_and_an_aborted_one_takes_its_pods() {
     let env = env(json!({})).await;
     let plugin = testkit::plugin("dask");
-    let (outcome, events) = run(&env, &plugin, &dask_request("crunched", "succeed"), None).await;
-    assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
-    let seen = phases(&events);
-    assert_eq!(seen.first(), Some(&"INITIALIZING"));
-    assert!(seen.contains(&"RUNNING"), "{seen:?}");
+    let events = succeeds(&env, &plugin, &dask_request("crunched", "succeed")).await;
+    assert_eq!(phases(&events).first(), Some(&"INITIALIZING"));
     // Each operator status seen while initializing (unknown, job created,
     // cluster created) is an event of its own: a new version.
     let initializing: Vec<(&str, u32)> = events
@@ -714,12 +696,13 @@ async fn a_dask_job_runs_and_an_aborted_one_takes_its_pods() {
         last.logs
     );
 
-    let (outcome, _) = run(&env, &plugin, &dask_request("broken", "fail"), None).await;
-    let Outcome::Failed(event) = outcome else {
-        panic!("{outcome:?}")
-    };
-    assert_eq!(event.phase, Phase::RetryableFailure);
-    let error = event.error.unwrap();
+    let error = fails(
+        &env,
+        &plugin,
+        &dask_request("broken", "fail"),
+        Phase::RetryableFailure,
+    )
+    .await;
     assert_eq!(
         (error.code.as_str(), error.message.as_str()),
         ("DownstreamSystemError", "Dask Job failed")
@@ -739,11 +722,9 @@ async fn a_dask_job_runs_and_an_aborted_one_takes_its_pods() {
         }
         panic!("the endless job's cluster never had its 4 pods");
     };
+    let jobs = api(&env, "kubernetes.dask.org/v1", "DaskJob", "daskjobs");
     let endless = dask_request("endless", "run-forever");
-    let ((outcome, events), cluster_pods) = tokio::join!(
-        run(&env, &plugin, &endless, Some(Duration::from_millis(1500)),),
-        cluster_pods
-    );
+    let cluster_pods = aborted_takes_its_pods(&env, &plugin, &endless, &jobs, cluster_pods).await;
     let mut components: Vec<&str> = cluster_pods
         .iter()
         .map(|p| p.metadata.labels.as_ref().unwrap()["dask.org/component"].as_str())
@@ -763,35 +744,6 @@ async fn a_dask_job_runs_and_an_aborted_one_takes_its_pods() {
         "{:?}",
         runner.data["spec"]
     );
-    assert!(
-        matches!(outcome, Outcome::Aborted(Aborted::Deleted)),
-        "{outcome:?}"
-    );
-    assert!(
-        phases(&events).contains(&"RUNNING"),
-        "{:?}",
-        phases(&events)
-    );
-    let jobs = api(&env, "kubernetes.dask.org/v1", "DaskJob", "daskjobs");
-    let err = jobs.get("endless").await.unwrap_err();
-    assert!(
-        matches!(err, kube::Error::Api(ref s) if s.code == 404),
-        "{err:?}"
-    );
-    // The garbage collector removes the cluster's pods (background propagation).
-    for _ in 0..100 {
-        let left = pods(&env).list(&Default::default()).await.unwrap();
-        if !left.items.iter().any(|p| {
-            p.metadata
-                .name
-                .as_deref()
-                .is_some_and(|n| n.starts_with("endless-"))
-        }) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the aborted job's pods are still there");
 }
 
 /// Flyte's base PodTemplate: the one a task names, from its namespace (a
@@ -892,13 +844,7 @@ async fn the_base_pod_template_sits_under_the_task_pod() {
 }
 
 fn pod_request(name: &str, outcome: &str) -> TaskRequest {
-    let mut request = testkit::pod::python_task();
-    request.namespace = NS.into();
-    request.name = Some(name.into());
-    request
-        .annotations
-        .insert("sandbox.flytewasm.io/outcome".into(), outcome.into());
-    request
+    in_sandbox(testkit::pod::python_task(), name, outcome)
 }
 
 /// A plain `@task` runs as one Pod, through the kubelet's statuses, with
@@ -907,10 +853,7 @@ fn pod_request(name: &str, outcome: &str) -> TaskRequest {
 async fn a_pod_task_runs_to_success() {
     let env = env(json!({})).await;
     let plugin = testkit::plugin("pod");
-    let (outcome, events) = run(&env, &plugin, &pod_request("hello", "succeed"), None).await;
-    assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
-    let seen = phases(&events);
-    assert!(seen.contains(&"RUNNING"), "{seen:?}");
+    let events = succeeds(&env, &plugin, &pod_request("hello", "succeed")).await;
     assert!(
         events.iter().any(|e| e
             .logs
@@ -938,18 +881,8 @@ async fn image_errors_are_initializing_or_permanent_failures() {
         event.reason
     );
 
-    let (outcome, _) = run(
-        &env,
-        &plugin,
-        &pod_request("bad-image", "invalid-image-name"),
-        None,
-    )
-    .await;
-    let Outcome::Failed(event) = outcome else {
-        panic!("{outcome:?}")
-    };
-    assert_eq!(event.phase, Phase::PermanentFailure);
-    let error = event.error.unwrap();
+    let bad_image = pod_request("bad-image", "invalid-image-name");
+    let error = fails(&env, &plugin, &bad_image, Phase::PermanentFailure).await;
     assert_eq!(
         (error.code.as_str(), error.kind.as_str()),
         ("ContainersNotReady|InvalidImageName", "USER")
@@ -965,23 +898,8 @@ async fn image_errors_are_initializing_or_permanent_failures() {
 async fn an_aborted_pod_task_deletes_its_pod() {
     let env = env(json!({})).await;
     let plugin = testkit::plugin("pod");
-    let (outcome, events) = run(
-        &env,
-        &plugin,
-        &pod_request("endless-pod", "run-forever"),
-        Some(Duration::from_millis(1000)),
-    )
-    .await;
-    assert!(
-        matches!(outcome, Outcome::Aborted(Aborted::Deleted)),
-        "{outcome:?}"
-    );
-    assert!(
-        phases(&events).contains(&"RUNNING"),
-        "{:?}",
-        phases(&events)
-    );
-    assert!(pods(&env).get_opt("endless-pod").await.unwrap().is_none());
+    let endless = pod_request("endless-pod", "run-forever");
+    aborted_takes_its_pods(&env, &plugin, &endless, &pods(&env), async {}).await;
 }
 
 /// The platform's sidecar runs on after the task's container exits: the

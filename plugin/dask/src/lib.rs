@@ -253,10 +253,7 @@ fn runner_log_links(ctx: &PhaseContext, job: &Value) -> Result<Vec<TaskLog>, Plu
         log_name: "(Dask Runner Logs)".into(),
         pod_name: text(&job["status"]["jobRunnerPodName"]),
         namespace: text(&job["metadata"]["namespace"]),
-        generated_name: ctx.metadata.generated_name.clone(),
-        task_id: Some(ctx.metadata.id.clone()),
-        task_config: ctx.template.config.clone().into_iter().collect(),
-        ..Default::default()
+        ..LogInput::for_task(ctx)
     }))
 }
 

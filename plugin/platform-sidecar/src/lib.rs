@@ -75,11 +75,7 @@ impl Plugin for PlatformSidecar {
             id: "platform-sidecar".into(),
             version: VERSION.into(),
             task_types: vec![task_type("python-task"), task_type("container")],
-            kind: ResourceKind {
-                api_version: "v1".into(),
-                kind: "Pod".into(),
-                plural: "pods".into(),
-            },
+            kind: pod_task::kind(),
             properties: PluginProperties::default(),
         }
     }

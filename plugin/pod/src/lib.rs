@@ -33,11 +33,7 @@ impl Plugin for Pod {
                 task_type("python-task", 0),
                 task_type("raw-container", 0),
             ],
-            kind: ResourceKind {
-                api_version: "v1".into(),
-                kind: "Pod".into(),
-                plural: "pods".into(),
-            },
+            kind: pod_task::kind(),
             properties: PluginProperties::default(),
         }
     }

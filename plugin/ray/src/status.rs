@@ -46,7 +46,6 @@ pub fn phase(ctx: &PhaseContext, job: &Value) -> Result<PhaseInfo, PluginError> 
 fn log_links(ctx: &PhaseContext, config: &RayConfig, job: &Value) -> Vec<TaskLog> {
     let status = &job["status"];
     let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
-    let created = &job["metadata"]["creationTimestamp"];
     let extra = [
         ("rayJobID", text(&status["jobId"])),
         ("rayClusterName", text(&status["rayClusterName"])),
@@ -57,20 +56,9 @@ fn log_links(ctx: &PhaseContext, config: &RayConfig, job: &Value) -> Vec<TaskLog
     .collect();
     let input = LogInput {
         namespace: text(&job["metadata"]["namespace"]),
-        pod_unix_start_time: unix(created).unwrap_or(0),
-        pod_rfc3339_start_time: text(created),
-        pod_unix_finish_time: ctx.now.seconds,
-        pod_rfc3339_finish_time: rfc3339(ctx.now.seconds),
-        generated_name: ctx.metadata.generated_name.clone(),
-        task_id: Some(ctx.metadata.id.clone()),
-        task_config: ctx
-            .template
-            .config
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
         extra,
-        ..Default::default()
+        ..LogInput::for_task(ctx)
+            .running_since(&job["metadata"]["creationTimestamp"], ctx.now.seconds)
     };
     let mut links = config.logs.links(&input);
     if let Some(dashboard) = &config.dashboard_url_template
@@ -80,18 +68,4 @@ fn log_links(ctx: &PhaseContext, config: &RayConfig, job: &Value) -> Vec<TaskLog
         links.extend(dashboard.links(&input));
     }
     links
-}
-
-fn unix(value: &Value) -> Option<i64> {
-    value
-        .as_str()?
-        .parse::<k8s_openapi::jiff::Timestamp>()
-        .ok()
-        .map(|t| t.as_second())
-}
-
-fn rfc3339(seconds: i64) -> String {
-    k8s_openapi::jiff::Timestamp::from_second(seconds)
-        .map(|t| t.to_string())
-        .unwrap_or_default()
 }

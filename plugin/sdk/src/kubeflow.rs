@@ -16,6 +16,7 @@ use crate::flyteidl::plugins::{CommonReplicaSpec, RestartPolicy};
 use crate::logs::{LogConfig, LogInput};
 use crate::phase::PhaseInfoExt;
 use crate::pod::{self, Options};
+use crate::time::{parse_duration, unix_seconds};
 use crate::{
     PhaseContext, PhaseInfo, PluginError, PluginInfo, PluginProperties, ResourceKind, TaskContext,
     TaskLog, TaskType, Value, json,
@@ -295,7 +296,7 @@ pub fn job_phase(
             ))
         })?;
         let created = &job["metadata"]["creationTimestamp"];
-        if let Some(created_at) = seconds(created)
+        if let Some(created_at) = unix_seconds(created)
             && created_at.saturating_add(timeout) < ctx.now.seconds
         {
             return Err(PluginError::internal(format!(
@@ -342,7 +343,12 @@ fn current_condition(status: &Value) -> Result<Option<&Value>, PluginError> {
         .iter()
         .enumerate()
         .filter(|(_, c)| c["status"] == "True")
-        .max_by_key(|(i, c)| (seconds(&c["lastTransitionTime"]).unwrap_or(i64::MIN), *i))
+        .max_by_key(|(i, c)| {
+            (
+                unix_seconds(&c["lastTransitionTime"]).unwrap_or(i64::MIN),
+                *i,
+            )
+        })
         .map(|(_, c)| Some(c))
         .ok_or_else(|| {
             PluginError::internal(format!(
@@ -372,19 +378,10 @@ pub fn log_links(
 ) -> Result<Vec<TaskLog>, PluginError> {
     let config: KubeflowConfig = ctx.plugin_config()?;
     let created = &job["metadata"]["creationTimestamp"];
-    let task_config = ctx
-        .template
-        .config
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let now = k8s_openapi::jiff::Timestamp::from_second(ctx.now.seconds)
-        .map(|t| t.to_string())
-        .unwrap_or_default();
     Ok(pods
         .iter()
         .flat_map(|pod| {
-            let mut input = LogInput {
+            let input = LogInput {
                 log_name: pod.log_name.into(),
                 pod_name: pod.pod_name.clone(),
                 namespace: job["metadata"]["namespace"]
@@ -392,17 +389,13 @@ pub fn log_links(
                     .unwrap_or_default()
                     .into(),
                 container_name: pod.container.into(),
-                generated_name: ctx.metadata.generated_name.clone(),
-                task_id: Some(ctx.metadata.id.clone()),
-                task_config: std::collections::BTreeMap::clone(&task_config),
-                ..Default::default()
+                ..LogInput::for_task(ctx)
             };
-            if pod.timed {
-                input.pod_unix_start_time = seconds(created).unwrap_or(0);
-                input.pod_rfc3339_start_time = created.as_str().unwrap_or_default().into();
-                input.pod_unix_finish_time = ctx.now.seconds;
-                input.pod_rfc3339_finish_time = now.clone();
-            }
+            let input = if pod.timed {
+                input.running_since(created, ctx.now.seconds)
+            } else {
+                input
+            };
             config.logs.links(&input)
         })
         .take(MAX_LOG_LINKS)
@@ -426,62 +419,9 @@ pub fn replica_pod_names(job: &Value, specs_key: &str, role: &str) -> Vec<String
         .collect()
 }
 
-/// An RFC 3339 time as Unix seconds.
-fn seconds(value: &Value) -> Option<i64> {
-    value
-        .as_str()?
-        .parse::<k8s_openapi::jiff::Timestamp>()
-        .ok()
-        .map(|t| t.as_second())
-}
-
-/// A Go duration (`1m`, `90s`, `1h30m`, `500ms`) in whole seconds.
-pub fn parse_duration(text: &str) -> Option<i64> {
-    let mut rest = text.trim();
-    if rest == "0" {
-        return Some(0);
-    }
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total = 0f64;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let number: f64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "h" => 3600.0,
-            "m" => 60.0,
-            "s" => 1.0,
-            "ms" => 1e-3,
-            "us" | "µs" => 1e-6,
-            "ns" => 1e-9,
-            _ => return None,
-        };
-        total += number * scale;
-        rest = &rest[unit_len..];
-    }
-    Some(total as i64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn go_durations() {
-        assert_eq!(parse_duration("1m"), Some(60));
-        assert_eq!(parse_duration("1h30m"), Some(5400));
-        assert_eq!(parse_duration("90s"), Some(90));
-        assert_eq!(parse_duration("0"), Some(0));
-        assert_eq!(parse_duration("soon"), None);
-        assert_eq!(parse_duration(""), None);
-    }
 
     #[test]
     fn the_current_condition_is_the_newest_true_one() {

@@ -42,6 +42,7 @@ pub mod pod_template;
 pub mod quantity;
 pub mod resources;
 pub mod template;
+pub mod time;
 
 pub use context::{PhaseContext, PreviousPhase, TaskContext};
 pub use flytewasm_proto::flyteidl;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::TaskLog;
+use crate::{PhaseContext, TaskLog, Value};
 
 /// One family of log links (Flyte's `logs.LogConfig`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -62,6 +62,36 @@ pub struct LogInput {
     /// A plugin's own variables (Ray's `rayJobID`, `rayClusterName`), matched
     /// case-insensitively like the built-in ones; the built-ins win.
     pub extra: BTreeMap<String, String>,
+}
+
+impl LogInput {
+    /// The task's own values, which every plugin passes: its generated name,
+    /// execution id and `TaskTemplate.config`.
+    pub fn for_task(ctx: &PhaseContext) -> Self {
+        LogInput {
+            generated_name: ctx.metadata.generated_name.clone(),
+            task_id: Some(ctx.metadata.id.clone()),
+            task_config: ctx
+                .template
+                .config
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    /// Timed as Flyte times an object's links: from its `creationTimestamp`
+    /// (the RFC 3339 text as written) to `now` (Unix seconds).
+    pub fn running_since(self, created: &Value, now: i64) -> Self {
+        LogInput {
+            pod_unix_start_time: crate::time::unix_seconds(created).unwrap_or(0),
+            pod_rfc3339_start_time: created.as_str().unwrap_or_default().into(),
+            pod_unix_finish_time: now,
+            pod_rfc3339_finish_time: crate::time::rfc3339(now),
+            ..self
+        }
+    }
 }
 
 impl LogConfig {

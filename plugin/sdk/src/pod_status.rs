@@ -11,10 +11,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::kubeflow::parse_duration;
 use crate::logs::{LogConfig, LogInput};
 use crate::phase::PhaseInfoExt;
 use crate::pod_task::PRIMARY_CONTAINER_ANNOTATION;
+use crate::time::{parse_duration, unix_seconds};
 use crate::{PhaseContext, PhaseInfo, PluginError, TaskLog, Timestamp, Value};
 
 /// A pod plugin's configuration (`plugins.<id>`): the log links, Flyte's
@@ -165,9 +165,9 @@ fn pending(ctx: &PhaseContext, pod: &Value) -> Result<PhaseInfo, PluginError> {
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|c| seconds(&c["lastTransitionTime"]))
+            .filter_map(|c| unix_seconds(&c["lastTransitionTime"]))
             .max()
-            .or_else(|| seconds(&pod["metadata"]["creationTimestamp"]));
+            .or_else(|| unix_seconds(&pod["metadata"]["creationTimestamp"]));
         if let Some(since) = since
             && ctx.now.seconds - since >= timeout
         {
@@ -204,7 +204,7 @@ fn pending_by_conditions(
             "Ready" if is_false => {}
             _ => continue,
         }
-        let changed = seconds(&condition["lastTransitionTime"]).unwrap_or(ctx.now.seconds);
+        let changed = unix_seconds(&condition["lastTransitionTime"]).unwrap_or(ctx.now.seconds);
         let waited = ctx.now.seconds - changed;
         let at = Timestamp {
             seconds: changed,
@@ -321,8 +321,8 @@ fn latest_container_time(status: &Value) -> Option<Timestamp> {
     container_statuses(status)
         .flat_map(|c| {
             [
-                seconds(&c["state"]["running"]["startedAt"]),
-                seconds(&c["state"]["terminated"]["finishedAt"]),
+                unix_seconds(&c["state"]["running"]["startedAt"]),
+                unix_seconds(&c["state"]["terminated"]["finishedAt"]),
             ]
         })
         .flatten()
@@ -343,10 +343,6 @@ fn log_input(ctx: &PhaseContext, pod: &Value) -> LogInput {
         .find(|c| c["name"] == container_name)
         .map(|c| text(c, "containerID"))
         .unwrap_or_default();
-    let created = text(meta, "creationTimestamp");
-    let now = k8s_openapi::jiff::Timestamp::from_second(ctx.now.seconds)
-        .map(|t| t.to_string())
-        .unwrap_or_default();
     LogInput {
         log_name: " (User)".into(),
         pod_name: text(meta, "name").into(),
@@ -356,29 +352,8 @@ fn log_input(ctx: &PhaseContext, pod: &Value) -> LogInput {
         container_id: container_id.into(),
         hostname: text(&pod["spec"], "hostname").into(),
         node_name: text(&pod["spec"], "nodeName").into(),
-        pod_unix_start_time: seconds(&meta["creationTimestamp"]).unwrap_or(0),
-        pod_unix_finish_time: ctx.now.seconds,
-        pod_rfc3339_start_time: created.into(),
-        pod_rfc3339_finish_time: now,
-        generated_name: ctx.metadata.generated_name.clone(),
-        task_id: Some(ctx.metadata.id.clone()),
-        task_config: ctx
-            .template
-            .config
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect(),
-        ..Default::default()
+        ..LogInput::for_task(ctx).running_since(&meta["creationTimestamp"], ctx.now.seconds)
     }
-}
-
-/// An RFC 3339 time as Unix seconds.
-fn seconds(value: &Value) -> Option<i64> {
-    value
-        .as_str()?
-        .parse::<k8s_openapi::jiff::Timestamp>()
-        .ok()
-        .map(|t| t.as_second())
 }
 
 /// A configured Go duration in seconds; an invalid one is the operator's

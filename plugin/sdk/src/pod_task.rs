@@ -5,6 +5,7 @@
 //! that tells [`crate::pod_status`] which container decides the task.
 //!
 //! ```ignore
+//! // describe(): PluginInfo { kind: pod_task::kind(), .. }
 //! let pod = pod_task::build(ctx)?;
 //! Ok(pod_task::object(&pod))
 //! ```
@@ -16,7 +17,7 @@ use serde::Deserialize;
 
 use crate::flyteidl::core::task_template::Target;
 use crate::pod::{self, Options, TaskPod};
-use crate::{PluginError, TaskContext, Value, json};
+use crate::{PluginError, ResourceKind, TaskContext, Value, json};
 
 /// The annotation naming the container whose end is the task's end.
 pub const PRIMARY_CONTAINER_ANNOTATION: &str = "primary_container_name";
@@ -35,6 +36,15 @@ struct SidecarJob {
     primary_container_name: String,
     annotations: BTreeMap<String, String>,
     labels: BTreeMap<String, String>,
+}
+
+/// What a pod plugin creates: `v1` Pods.
+pub fn kind() -> ResourceKind {
+    ResourceKind {
+        api_version: "v1".into(),
+        kind: "Pod".into(),
+        plural: "pods".into(),
+    }
 }
 
 /// The task's pod, configured as Flyte configures every pod, with the

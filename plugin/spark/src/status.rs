@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use flytewasm_plugin_sdk::logs::LogInput;
 use flytewasm_plugin_sdk::prelude::*;
-use k8s_openapi::jiff::Timestamp;
+use flytewasm_plugin_sdk::time;
 
 use crate::config::SparkConfig;
 
@@ -57,32 +57,27 @@ fn event_info(
     let finished = matches!(state, "COMPLETED" | "FAILED");
     let base = LogInput {
         namespace: text(&app["metadata"]["namespace"]),
-        pod_unix_start_time: unix(&app["metadata"]["creationTimestamp"]),
+        pod_unix_start_time: time::unix_seconds(&app["metadata"]["creationTimestamp"]).unwrap_or(0),
         pod_unix_finish_time: if finished {
-            unix(&status["terminationTime"])
+            time::unix_seconds(&status["terminationTime"]).unwrap_or(0)
         } else {
             0
         },
-        generated_name: ctx.metadata.generated_name.clone(),
-        task_id: Some(ctx.metadata.id.clone()),
-        ..Default::default()
+        ..LogInput::for_task(ctx)
     };
+    // Flyte hands the task's config (for dynamic links) to the driver's
+    // mixed links only.
     let for_pod = |pod_name: &str, log_name: &str| LogInput {
         pod_name: pod_name.into(),
         log_name: log_name.into(),
+        task_config: BTreeMap::new(),
         ..base.clone()
     };
 
     let mut logs = Vec::new();
     if !driver_pod.is_empty() {
-        let task_config: BTreeMap<_, _> = ctx
-            .template
-            .config
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
         let input = LogInput {
-            task_config,
+            task_config: base.task_config.clone(),
             ..for_pod(&driver_pod, "(Driver Logs)")
         };
         logs.extend(config.logs.mixed.links(&input));
@@ -131,12 +126,4 @@ fn event_info(
         custom.insert("sparkDriverUI".into(), json!(url));
     }
     (logs, Value::Object(custom))
-}
-
-/// An RFC 3339 timestamp as Unix seconds; 0 when absent or unreadable.
-fn unix(value: &Value) -> i64 {
-    value
-        .as_str()
-        .and_then(|t| t.parse::<Timestamp>().ok())
-        .map_or(0, |t| t.as_second())
 }
