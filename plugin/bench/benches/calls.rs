@@ -87,6 +87,59 @@ fn main() {
         }),
     );
     compare::<flytewasm_mpi::Mpi>("mpi", &mpi, &config, running);
+
+    // What flytekitplugins-ray and -dask write, seen running.
+    let ray = kubeflow::task(
+        "ray",
+        0,
+        json!({
+            "rayCluster": {
+                "headGroupSpec": { "rayStartParams": { "num-cpus": "1" } },
+                "workerGroupSpec": [{ "groupName": "workers", "replicas": 4, "minReplicas": 1, "maxReplicas": 8 }],
+            },
+            "runtimeEnvYaml": "pip:\n- numpy\n",
+            "shutdownAfterJobFinishes": true, "ttlSecondsAfterFinished": 120,
+        }),
+    );
+    compare::<flytewasm_ray::Ray>("ray", &ray, &config, |job| {
+        let mut job = job.clone();
+        job["metadata"] = json!({ "name": "the-job", "namespace": "ns", "creationTimestamp": "2024-01-02T03:00:00Z" });
+        job["status"] = json!({ "jobDeploymentStatus": "Running", "jobStatus": "RUNNING", "rayClusterName": "the-job-raycluster-abcde" });
+        job
+    });
+    let dask = kubeflow::task(
+        "dask",
+        0,
+        json!({
+            "scheduler": { "image": "dask:2024", "resources": { "limits": [{ "name": "CPU", "value": "2" }] } },
+            "workers": { "numberOfWorkers": 4, "resources": { "limits": [{ "name": "CPU", "value": "3" }, { "name": "MEMORY", "value": "8Gi" }] } },
+        }),
+    );
+    compare::<flytewasm_dask::Dask>("dask", &dask, &config, |job| {
+        let mut job = job.clone();
+        job["metadata"] = json!({ "name": "the-job", "namespace": "ns" });
+        job["status"] = json!({ "jobStatus": "Running", "jobRunnerPodName": "the-job-runner" });
+        job
+    });
+    // A plain task's pod, its container running.
+    let pod = TaskRequest {
+        template: TaskTemplate {
+            r#type: "python-task".into(),
+            custom: None,
+            ..spark.template.clone()
+        },
+        ..spark.clone()
+    };
+    compare::<flytewasm_pod::Pod>("pod", &pod, &config, |pod| {
+        let mut pod = pod.clone();
+        pod["metadata"]["name"] = json!("bench-n0-0");
+        pod["metadata"]["namespace"] = json!("ns");
+        pod["metadata"]["creationTimestamp"] = json!("2024-01-02T03:00:00Z");
+        let container = pod["spec"]["containers"][0]["name"].clone();
+        pod["status"] = json!({ "phase": "Running", "containerStatuses": [{ "name": container, "ready": true,
+            "state": { "running": { "startedAt": "2024-01-02T03:01:00Z" } } }] });
+        pod
+    });
 }
 
 /// Both calls of plugin `P` (component `component`) in wasm and natively,
