@@ -250,7 +250,10 @@ fn create_pods(shared: &Shared, kind: &Kind, namespace: &str, name: &str, uid: &
     } else if kind.key() == kuberay::kind().key() {
         ("kuberay-operator", kuberay::pods(&owner))
     } else {
-        let parallelism = owner["spec"]["parallelism"].as_u64().unwrap_or(1);
+        let parallelism = owner["spec"]["parallelism"]
+            .as_u64()
+            .unwrap_or(1)
+            .min(MAX_SIMULATED_REPLICAS);
         let pods = (0..parallelism).map(|_| job_pod(&owner)).collect();
         ("kube-controller-manager", pods)
     };
@@ -340,6 +343,9 @@ fn random_suffix(len: usize) -> String {
 /// billions must not take the test double down with it.
 const MAX_SIMULATED_REPLICAS: u64 = 200;
 
+/// The most pods the simulator makes for one object, whatever its groups.
+const MAX_SIMULATED_PODS: usize = 1000;
+
 /// The replica specs by type, each with its replica count (the operator
 /// defaults an unset count to 1; the simulator makes at most
 /// [`MAX_SIMULATED_REPLICAS`]).
@@ -355,13 +361,17 @@ fn replica_specs<'a>(training: &Training, job: &'a Value) -> Vec<(&'a str, &'a V
         .collect()
 }
 
-/// One pod per replica, as the training operator makes them.
+/// One pod per replica, as the training operator makes them (at most
+/// [`MAX_SIMULATED_PODS`]).
 fn replica_pods(training: &Training, job: &Value) -> Vec<Value> {
     let name = job["metadata"]["name"].as_str().unwrap_or_default();
     let mut pods = Vec::new();
     for (rtype, spec, replicas) in replica_specs(training, job) {
         let lower = rtype.to_lowercase();
         for index in 0..replicas {
+            if pods.len() >= MAX_SIMULATED_PODS {
+                return pods;
+            }
             // MPIJob v1 names its single launcher without an index.
             let pod_name = if training.kind == "MPIJob" && rtype == "Launcher" {
                 format!("{name}-launcher")
@@ -411,11 +421,16 @@ fn scripted(object: &Value) -> Option<Vec<Value>> {
     }
 }
 
+/// The longest step an annotation may ask for: a day is slower than any
+/// test waits, and times computed from steps stay far from overflowing.
+const MAX_STEP: Duration = Duration::from_secs(24 * 3600);
+
 fn step(object: &Value, default: Duration) -> Duration {
     object["metadata"]["annotations"][STEP_ANNOTATION]
         .as_str()
         .and_then(|ms| ms.parse().ok())
         .map_or(default, Duration::from_millis)
+        .min(MAX_STEP)
 }
 
 fn spark_states(app: &Value) -> Vec<Value> {

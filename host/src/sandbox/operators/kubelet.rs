@@ -129,8 +129,14 @@ impl Kubelet {
 
     /// The time of step `index` (0: the pod is scheduled).
     fn at(&self, index: u32) -> String {
-        let offset = chrono::Duration::from_std(self.step * index).unwrap_or_default();
-        (self.start + offset).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        // Checked: the step comes from an annotation (capped, but still).
+        let at = self
+            .step
+            .checked_mul(index)
+            .and_then(|offset| chrono::Duration::from_std(offset).ok())
+            .and_then(|offset| self.start.checked_add_signed(offset))
+            .unwrap_or(self.start);
+        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     }
 
     fn names(&self) -> String {
@@ -310,6 +316,15 @@ mod tests {
 
     fn first_state(status: &Value) -> &Value {
         &status["containerStatuses"][0]["state"]
+    }
+
+    #[test]
+    fn a_huge_step_does_not_overflow_the_times() {
+        // The step comes from an annotation: the longest one still gives times.
+        let states = pod_states(&pod("succeed", &["main"], None), Duration::MAX);
+        assert_eq!(phases(&states).last(), Some(&"Succeeded"));
+        let pod = json!({ "metadata": { "annotations": { super::super::STEP_ANNOTATION: "18446744073709551615" } } });
+        assert_eq!(super::super::step(&pod, Duration::from_secs(1)), super::super::MAX_STEP);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use serde_json::{Value, json};
 
-use super::{MAX_SIMULATED_REPLICAS, NOW, outcome, owned_pod, random_suffix};
+use super::{MAX_SIMULATED_PODS, MAX_SIMULATED_REPLICAS, NOW, outcome, owned_pod, random_suffix};
 use crate::sandbox::store::Kind;
 
 pub fn kind() -> Kind {
@@ -101,8 +101,9 @@ fn is_dns1035_label(name: &str) -> bool {
 }
 
 /// The cluster's pods, as KubeRay makes them: one head, then `replicas`
-/// per worker group (at most [`MAX_SIMULATED_REPLICAS`]), each labelled
-/// with its cluster, node type and group.
+/// per worker group (at most [`MAX_SIMULATED_REPLICAS`], and
+/// [`MAX_SIMULATED_PODS`] in all), each labelled with its cluster, node type
+/// and group.
 pub(super) fn pods(job: &Value) -> Vec<Value> {
     let cluster = job["status"]["rayClusterName"].as_str().unwrap_or_default();
     let groups = &job["spec"]["rayClusterSpec"];
@@ -125,6 +126,9 @@ pub(super) fn pods(job: &Value) -> Vec<Value> {
         let group_name = group["groupName"].as_str().unwrap_or_default();
         let replicas = group["replicas"].as_u64().unwrap_or(0);
         for _ in 0..replicas.min(MAX_SIMULATED_REPLICAS) {
+            if pods.len() >= MAX_SIMULATED_PODS {
+                return pods;
+            }
             pods.push(pod(
                 format!("{cluster}-{group_name}-worker-{}", random_suffix(5)),
                 &group["template"],
