@@ -167,6 +167,9 @@ POD_FAILURES = {
     "oom-killed": ("FAILED", "RETRYABLE_FAILURE", "OOMKilled", "USER"),
     "invalid-image-name": ("FAILED", "PERMANENT_FAILURE", "ContainersNotReady|InvalidImageName", "USER"),
     "preempted": ("FAILED", "RETRYABLE_FAILURE", "Interrupted", "SYSTEM"),
+    # An eviction kills the containers (exit 137): a system failure too.
+    "evicted": ("FAILED", "RETRYABLE_FAILURE", "Interrupted", "SYSTEM"),
+    "node-shutdown": ("FAILED", "RETRYABLE_FAILURE", "Interrupted", "SYSTEM"),
 }
 
 

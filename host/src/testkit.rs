@@ -60,6 +60,40 @@ pub fn plugin(name: &str) -> Plugin {
         .unwrap_or_else(|err| panic!("loading {}: {err}", path.display()))
 }
 
+/// A plugin describes itself as its Flyte counterpart does: its id, task
+/// types (name, version), kind (apiVersion, kind, plural) and Flyte's
+/// default properties.
+pub fn assert_describes(
+    plugin: &Plugin,
+    id: &str,
+    task_types: &[(&str, i32)],
+    kind: (&str, &str, &str),
+) {
+    let info = plugin.info();
+    assert_eq!(info.id, id);
+    let types: Vec<(&str, i32)> = info
+        .task_types
+        .iter()
+        .map(|t| (t.name.as_str(), t.version))
+        .collect();
+    assert_eq!(types, task_types);
+    assert_eq!(
+        (
+            info.kind.api_version.as_str(),
+            info.kind.kind.as_str(),
+            info.kind.plural.as_str()
+        ),
+        kind
+    );
+    let p = &info.properties;
+    assert!(
+        !p.disable_inject_owner_references
+            && !p.disable_inject_finalizer
+            && !p.disable_delete_resource_on_finalize
+    );
+    assert_eq!(p.generated_name_max_length, None);
+}
+
 /// A fixed clock for deterministic outputs: 2024-01-02T03:04:05Z.
 pub fn fixed_now() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(1_704_164_645)

@@ -451,31 +451,12 @@ fn a_gpu_accelerator_steers_every_pod() {
 // §C.6 9, §C.1: the plugin, its task type and kind; Flyte's default properties.
 #[test]
 fn describes_itself_like_flytes_dask_plugin() {
-    let plugin = plugin();
-    let info = plugin.info();
-    assert_eq!(info.id, "dask");
-    assert_eq!(
-        info.task_types,
-        [wit::TaskType {
-            name: "dask".into(),
-            version: 0
-        }]
+    testkit::assert_describes(
+        &plugin(),
+        "dask",
+        &[("dask", 0)],
+        ("kubernetes.dask.org/v1", "DaskJob", "daskjobs"),
     );
-    assert_eq!(
-        (
-            info.kind.api_version.as_str(),
-            info.kind.kind.as_str(),
-            info.kind.plural.as_str()
-        ),
-        ("kubernetes.dask.org/v1", "DaskJob", "daskjobs")
-    );
-    let p = &info.properties;
-    assert!(
-        !p.disable_inject_owner_references
-            && !p.disable_inject_finalizer
-            && !p.disable_delete_resource_on_finalize
-    );
-    assert_eq!(p.generated_name_max_length, None);
 }
 
 /// The job the operator reports with `status`.

@@ -136,16 +136,10 @@ fn the_phase_follows_the_task_container_not_the_sidecar() {
 // It serves what the pod plugin serves for plain tasks.
 #[test]
 fn describes_itself() {
-    let info = plugin().info().clone();
-    assert_eq!(info.id, "platform-sidecar");
-    let types: Vec<(&str, i32)> = info
-        .task_types
-        .iter()
-        .map(|t| (t.name.as_str(), t.version))
-        .collect();
-    assert_eq!(types, [("python-task", 0), ("container", 0)]);
-    assert_eq!(
-        (info.kind.kind.as_str(), info.kind.plural.as_str()),
-        ("Pod", "pods")
+    testkit::assert_describes(
+        &plugin(),
+        "platform-sidecar",
+        &[("python-task", 0), ("container", 0)],
+        ("v1", "Pod", "pods"),
     );
 }

@@ -111,45 +111,23 @@ fn sidecar_tolerations() -> Value {
     ])
 }
 
-// §D.1, §D.6: the types Flyte's pod plugin serves, at the versions flytekit writes.
+// §D.1, §D.6, §D.5 16: the types Flyte's pod plugin serves, at the versions
+// flytekit writes; the plugin's properties are Flyte's defaults.
 #[test]
 fn describes_the_pod_plugin() {
-    let info = plugin().info().clone();
-    assert_eq!(info.id, "pod");
-    let types: Vec<(String, i32)> = info
-        .task_types
-        .iter()
-        .map(|t| (t.name.clone(), t.version))
-        .collect();
-    assert_eq!(
-        types,
-        [
-            ("sidecar".into(), 0),
-            ("sidecar".into(), 1),
-            ("sidecar".into(), 2),
-            ("container".into(), 0),
-            ("python-task".into(), 0),
-            ("raw-container".into(), 0),
-        ]
+    testkit::assert_describes(
+        &plugin(),
+        "pod",
+        &[
+            ("sidecar", 0),
+            ("sidecar", 1),
+            ("sidecar", 2),
+            ("container", 0),
+            ("python-task", 0),
+            ("raw-container", 0),
+        ],
+        ("v1", "Pod", "pods"),
     );
-    assert_eq!(
-        (
-            info.kind.api_version.as_str(),
-            info.kind.kind.as_str(),
-            info.kind.plural.as_str()
-        ),
-        ("v1", "Pod", "pods")
-    );
-}
-
-// §D.5 16: the plugin's properties are Flyte's defaults.
-#[test]
-fn properties_are_the_defaults() {
-    let properties = plugin().info().properties.clone();
-    assert!(!properties.disable_inject_owner_references);
-    assert!(!properties.disable_inject_finalizer);
-    assert!(!properties.disable_delete_resource_on_finalize);
-    assert_eq!(properties.generated_name_max_length, None);
 }
 
 // §D.5 1 (without the override): a container task keeps its command,

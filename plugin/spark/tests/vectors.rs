@@ -511,35 +511,16 @@ fn driver_and_executor_pod_overlays_are_merged() {
 
 #[test]
 fn describes_itself_like_flytes_spark_plugin() {
-    let plugin = spark();
-    let info = plugin.info();
-    assert_eq!(info.id, "spark");
-    assert_eq!(
-        info.task_types,
-        [wit::TaskType {
-            name: "spark".into(),
-            version: 0
-        }]
-    );
-    assert_eq!(
-        (
-            info.kind.api_version.as_str(),
-            info.kind.kind.as_str(),
-            info.kind.plural.as_str()
-        ),
+    testkit::assert_describes(
+        &spark(),
+        "spark",
+        &[("spark", 0)],
         (
             "sparkoperator.k8s.io/v1beta2",
             "SparkApplication",
-            "sparkapplications"
-        )
+            "sparkapplications",
+        ),
     );
-    let p = &info.properties;
-    assert!(
-        !p.disable_inject_owner_references
-            && !p.disable_inject_finalizer
-            && !p.disable_delete_resource_on_finalize
-    );
-    assert_eq!(p.generated_name_max_length, None);
 }
 
 // ---- Phases (vectors 1–6 and 13) ----

@@ -324,7 +324,10 @@ mod tests {
         let states = pod_states(&pod("succeed", &["main"], None), Duration::MAX);
         assert_eq!(phases(&states).last(), Some(&"Succeeded"));
         let pod = json!({ "metadata": { "annotations": { super::super::STEP_ANNOTATION: "18446744073709551615" } } });
-        assert_eq!(super::super::step(&pod, Duration::from_secs(1)), super::super::MAX_STEP);
+        assert_eq!(
+            super::super::step(&pod, Duration::from_secs(1)),
+            super::super::MAX_STEP
+        );
     }
 
     #[test]
