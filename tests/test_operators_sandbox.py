@@ -298,7 +298,8 @@ def sidecar_images(server, meta):
     code, pod = api.request("GET", f"api/v1/namespaces/{state['namespace']}/pods/{state['name']}")
     assert code == 200, (code, pod)
     primary = pod["metadata"]["annotations"]["primary_container_name"]
-    return {c["name"]: c["image"] for c in pod["spec"]["containers"] if c["name"] != primary}
+    assert [c["name"] for c in pod["spec"]["containers"]] == [primary]
+    return {c["name"]: c["image"] for c in pod["spec"]["initContainers"]}
 
 
 def test_the_platform_sidecar_is_swapped_under_a_running_serve(flytewasm_bin, serialized, tmp_path):
@@ -325,11 +326,15 @@ def test_the_platform_sidecar_is_swapped_under_a_running_serve(flytewasm_bin, se
         new = sidecar_images(server, after)
         assert list(new) == ["platform-agent"] and new != old, (old, new)
 
-        # Both tasks run to success: the phase follows the task's container,
-        # not the sidecar that keeps running beside it (§D.4).
+        # Both tasks run to success: the phase follows the task's container
+        # (§D.4), and the pod ends with it (the kubelet stops a native sidecar).
         for meta in (before, after):
             resource, seen = get_until_done(agent, template, meta, timeout=60)
             assert resource.phase == Phase.SUCCEEDED, (seen, resource.message)
+            state = meta_json(meta)
+            code, pod = SandboxApi(server.found[SANDBOX]).request(
+                "GET", f"api/v1/namespaces/{state['namespace']}/pods/{state['name']}")
+            assert pod["status"]["phase"] == "Succeeded", pod["status"]
     finally:
         code, output = server.stop()
     assert code == 0, output

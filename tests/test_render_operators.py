@@ -333,11 +333,11 @@ def test_the_platform_sidecar_joins_a_plain_task(tasks, tmp_path, render):
         "resources": {"requests": {"cpu": "50m", "memory": "32Mi"}, "limits": {"cpu": "100m", "memory": "64Mi"}},
     }}}}
     pod = render(pb, config=config, plugins=EXAMPLES)
-    containers = pod["spec"]["containers"]
-    assert [c["name"] for c in containers][1:] == ["platform-agent"], containers
-    primary = containers[0]
+    [primary] = pod["spec"]["containers"]
     assert pod["metadata"]["annotations"]["primary_container_name"] == primary["name"]
     assert_rendered_pyflyte_args(primary["args"], "plain")
-    agent = containers[1]
+    # A native sidecar: the kubelet stops it when the task's container ends.
+    [agent] = pod["spec"]["initContainers"]
+    assert (agent["name"], agent["restartPolicy"]) == ("platform-agent", "Always")
     assert (agent["image"], agent["args"]) == ("ghcr.io/example/agent:9", ["--ship", "stdout"])
     assert resources(agent) == expect({"cpu": "50m", "memory": "32Mi"}, {"cpu": "100m", "memory": "64Mi"})

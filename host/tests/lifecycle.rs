@@ -902,12 +902,20 @@ async fn an_aborted_pod_task_deletes_its_pod() {
     aborted_takes_its_pods(&env, &plugin, &endless, &pods(&env), async {}).await;
 }
 
-/// The platform's sidecar runs on after the task's container exits: the
-/// task succeeds on its primary container (§D.4).
+/// The platform's sidecar is a native one: the task succeeds on its primary
+/// container (§D.4), and the kubelet stops the sidecar, so the pod ends too
+/// instead of holding its node share until the janitor's turn.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_with_the_platform_sidecar_ends_with_its_container() {
     let env = env(json!({})).await;
     let plugin = testkit::plugin("platform-sidecar");
-    let (outcome, _) = run(&env, &plugin, &pod_request("with-agent", "succeed"), None).await;
+    let request = pod_request("with-agent", "succeed");
+    let (outcome, _) = run(&env, &plugin, &request, None).await;
     assert!(matches!(outcome, Outcome::Succeeded(_)), "{outcome:?}");
+    let name = request.object_name(&plugin);
+    let pod = pods(&env).get(&name).await.unwrap();
+    assert_eq!(pod.data["status"]["phase"], "Succeeded");
+    let sidecar = &pod.data["status"]["initContainerStatuses"][0];
+    assert_eq!(sidecar["name"], "platform-agent");
+    assert_eq!(sidecar["state"]["terminated"]["exitCode"], 0);
 }

@@ -3,10 +3,11 @@
 //! the platform team changes the sidecar by changing this plugin's config
 //! or by hot-swapping its file.
 //!
-//! The pod is the one Flyte's pod plugin builds ([`pod_task`]); its status
-//! is read as Flyte reads it ([`pod_status`]). The pod names the task's
-//! container as its primary, so the task ends when that container ends,
-//! while the sidecar still runs.
+//! The pod is the one Flyte's pod plugin builds ([`pod_task`]), for every
+//! task type that plugin serves; its status is read as Flyte reads it
+//! ([`pod_status`]). The sidecar is a native one, so the kubelet stops it
+//! when the task's containers end; the pod names the task's container as
+//! its primary, so that container alone decides the task.
 
 use flytewasm_plugin_sdk::logs::LogConfig;
 use flytewasm_plugin_sdk::pod_task::{self, PRIMARY_CONTAINER_ANNOTATION};
@@ -67,14 +68,11 @@ pub struct PlatformSidecar;
 
 impl Plugin for PlatformSidecar {
     fn describe() -> PluginInfo {
-        let task_type = |name: &str| TaskType {
-            name: name.into(),
-            version: 0,
-        };
+        // Every pod task: it stands in for the pod plugin.
         PluginInfo {
             id: "platform-sidecar".into(),
             version: VERSION.into(),
-            task_types: vec![task_type("python-task"), task_type("container")],
+            task_types: pod_task::task_types(),
             kind: pod_task::kind(),
             properties: PluginProperties::default(),
         }
@@ -83,28 +81,36 @@ impl Plugin for PlatformSidecar {
     fn build_resource(ctx: &TaskContext) -> Result<Value, PluginError> {
         let Config { mut sidecar, .. } = ctx.plugin_config()?;
         let mut pod = pod_task::build(ctx)?;
-        if sidecar.name.is_empty() || pod.spec.containers.iter().any(|c| c.name == sidecar.name) {
+        let init = pod.spec.init_containers.get_or_insert_with(Vec::new);
+        let names: Vec<&str> = pod
+            .spec
+            .containers
+            .iter()
+            .chain(init.iter())
+            .map(|c| c.name.as_str())
+            .collect();
+        if sidecar.name.is_empty() || names.contains(&sidecar.name.as_str()) {
             return Err(PluginError::internal(format!(
                 "invalid plugin configuration: plugins.platform-sidecar.sidecar.name `{}` must be set and differ from the task's containers ({})",
                 sidecar.name,
-                pod.spec
-                    .containers
-                    .iter()
-                    .map(|c| c.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                names.join(", ")
             )));
         }
         // A secondary container: held to the platform's limits, as Flyte holds any.
         sidecar.resources = sidecar
             .resources
             .map(|r| resources::clamped(r, &ctx.k8s_defaults));
+        // A native sidecar (an init container that restarts always,
+        // Kubernetes 1.29+): it starts first, and the kubelet stops it when
+        // the task's containers end, so the pod ends too and frees its node
+        // share. A plain second container would keep the pod running.
+        sidecar.restart_policy = Some("Always".into());
+        init.push(sidecar);
         // The task's container, not the sidecar, decides the task.
         pod.annotations.insert(
             PRIMARY_CONTAINER_ANNOTATION.into(),
             pod.primary_container_name.clone(),
         );
-        pod.spec.containers.push(sidecar);
         Ok(pod_task::object(&pod))
     }
 

@@ -22,8 +22,8 @@ fn build(config: &HostConfig) -> Result<Value, CallError> {
     kubeflow::build(&plugin(), &pod::python_task(), config)
 }
 
-fn containers(pod: &Value) -> Vec<&str> {
-    pod["spec"]["containers"]
+fn names<'a>(pod: &'a Value, field: &str) -> Vec<&'a str> {
+    pod["spec"][field]
         .as_array()
         .unwrap()
         .iter()
@@ -31,12 +31,22 @@ fn containers(pod: &Value) -> Vec<&str> {
         .collect()
 }
 
-// The default sidecar joins the task's container, which stays the primary (§D.3, §G.19).
+/// The platform's sidecar: the pod's one init container.
+fn sidecar(pod: &Value) -> &Value {
+    assert_eq!(pod["spec"]["initContainers"].as_array().unwrap().len(), 1);
+    &pod["spec"]["initContainers"][0]
+}
+
+// The default sidecar joins the task's container, which stays the primary
+// (§D.3, §G.19), as a native sidecar: an init container that restarts
+// always, which the kubelet stops once the task's container ends.
 #[test]
 fn a_plain_task_gets_the_default_sidecar() {
     let pod = build(&HostConfig::default()).unwrap();
-    assert_eq!(containers(&pod), ["task1", "platform-agent"]);
-    let sidecar = &pod["spec"]["containers"][1];
+    assert_eq!(names(&pod, "containers"), ["task1"]);
+    assert_eq!(names(&pod, "initContainers"), ["platform-agent"]);
+    let sidecar = sidecar(&pod);
+    assert_eq!(sidecar["restartPolicy"], "Always");
     assert_eq!(sidecar["image"], "cr.fluentbit.io/fluent/fluent-bit:3.1.9");
     assert_eq!(
         sidecar["resources"],
@@ -60,12 +70,11 @@ fn the_sidecar_comes_from_the_config() {
     } } } }),
     ))
     .unwrap();
-    assert_eq!(containers(&pod), ["task1", "otel-agent"]);
-    let sidecar = &pod["spec"]["containers"][1];
+    assert_eq!(names(&pod, "initContainers"), ["otel-agent"]);
     assert_eq!(
-        sidecar,
+        sidecar(&pod),
         &json!({ "name": "otel-agent", "image": "otel/opentelemetry-collector:0.110.0",
-                 "args": ["--config=/etc/otel/config.yaml"],
+                 "args": ["--config=/etc/otel/config.yaml"], "restartPolicy": "Always",
                  "env": [{ "name": "OTEL_SERVICE", "value": "flyte" }] }),
         "taken as configured: no Flyte environment, no default resources"
     );
@@ -83,7 +92,7 @@ fn the_sidecars_resources_are_clamped_to_the_platform_limits() {
     })))
     .unwrap();
     assert_eq!(
-        pod["spec"]["containers"][1]["resources"],
+        sidecar(&pod)["resources"],
         json!({ "requests": { "cpu": "2", "memory": "100Mi" }, "limits": { "cpu": "2", "memory": "100Mi" } })
     );
 }
@@ -103,13 +112,14 @@ fn a_sidecar_named_as_the_task_container_is_a_config_error() {
     }
 }
 
-// §D.4: the task's container decides the phase while the sidecar runs on.
+// §D.4: the task's container decides the phase, even before the kubelet
+// has stopped the sidecar.
 #[test]
 fn the_phase_follows_the_task_container_not_the_sidecar() {
     let built = build(&HostConfig::default()).unwrap();
     let look = |task_state: Value| {
-        let status = json!({ "phase": "Running", "containerStatuses": [
-            pod::container("task1", task_state),
+        let status = json!({ "phase": "Running", "containerStatuses": [pod::container("task1", task_state)],
+            "initContainerStatuses": [
             pod::container("platform-agent", json!({ "running": { "startedAt": at(0) } })),
         ]});
         kubeflow::phase(
@@ -133,13 +143,20 @@ fn the_phase_follows_the_task_container_not_the_sidecar() {
     assert_eq!(failed.error.unwrap().code, "Error");
 }
 
-// It serves what the pod plugin serves for plain tasks.
+// It serves every task the pod plugin serves: it stands in for it.
 #[test]
 fn describes_itself() {
     testkit::assert_describes(
         &plugin(),
         "platform-sidecar",
-        &[("python-task", 0), ("container", 0)],
+        &[
+            ("sidecar", 0),
+            ("sidecar", 1),
+            ("sidecar", 2),
+            ("container", 0),
+            ("python-task", 0),
+            ("raw-container", 0),
+        ],
         ("v1", "Pod", "pods"),
     );
 }

@@ -16,23 +16,10 @@ pub struct Pod;
 
 impl Plugin for Pod {
     fn describe() -> PluginInfo {
-        // flytekitplugins-pod writes `sidecar` version 2; versions 0 and 1
-        // are older flytekits'. Every other type is written at version 0.
-        let task_type = |name: &str, version: i32| TaskType {
-            name: name.into(),
-            version,
-        };
         PluginInfo {
             id: "pod".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            task_types: vec![
-                task_type("sidecar", 0),
-                task_type("sidecar", 1),
-                task_type("sidecar", 2),
-                task_type("container", 0),
-                task_type("python-task", 0),
-                task_type("raw-container", 0),
-            ],
+            task_types: pod_task::task_types(),
             kind: pod_task::kind(),
             properties: PluginProperties::default(),
         }

@@ -118,6 +118,20 @@ pub fn worker_group(
         .or_insert_with(|| config.ip_address(&config.defaults.worker_node).to_owned());
     disable_usage_stats(config, &mut params);
 
+    let field =
+        |name: &str| format!("TaskTemplate.custom.rayCluster.workerGroupSpec[{index}].{name}");
+    for (name, count) in [
+        ("replicas", group.replicas),
+        ("minReplicas", group.min_replicas),
+        ("maxReplicas", group.max_replicas),
+    ] {
+        if count < 0 {
+            return Err(PluginError::bad_task(format!(
+                "{} is {count}: a replica count is 0 or more",
+                field(name)
+            )));
+        }
+    }
     // Bounds never exclude the asked-for count (unset max ⇒ replicas, unset min ⇒ 0).
     Ok(json!({
         "groupName": group.group_name,
@@ -131,7 +145,10 @@ pub fn worker_group(
 
 /// The task's pod with its primary container renamed `name`, its args
 /// cleared (KubeRay runs `ray start` there; the task's command line is the
-/// job's entrypoint instead) and Ray's ports added. Also the container's index.
+/// job's entrypoint instead) and Ray's ports added. Also the container's
+/// index: always 0, because KubeRay makes the first container the Ray node
+/// (Flyte leaves it where it was, and flytekit puts a `pod_template`'s
+/// primary last when the template lacks it: a sidecar would run Ray).
 fn with_ray_container(task_pod: &TaskPod, name: &str) -> (PodSpec, usize) {
     let mut spec = task_pod.spec.clone();
     let primary = spec
@@ -139,6 +156,9 @@ fn with_ray_container(task_pod: &TaskPod, name: &str) -> (PodSpec, usize) {
         .iter()
         .position(|c| c.name == task_pod.primary_container_name)
         .unwrap_or_default();
+    let first = spec.containers.remove(primary);
+    spec.containers.insert(0, first);
+    let primary = 0;
     let ray = &mut spec.containers[primary];
     ray.name = name.to_owned();
     ray.args = None;

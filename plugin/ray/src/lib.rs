@@ -89,6 +89,12 @@ impl Plugin for Ray {
         // A task may ask for the cluster to go when the job ends; asking
         // nothing keeps the platform's choice (Flyte's rule, §G.15).
         let (shutdown, ttl) = if job.shutdown_after_job_finishes {
+            if job.ttl_seconds_after_finished < 0 {
+                return Err(PluginError::bad_task(format!(
+                    "TaskTemplate.custom.ttlSecondsAfterFinished is {}: it must be 0 or more",
+                    job.ttl_seconds_after_finished
+                )));
+            }
             (true, job.ttl_seconds_after_finished)
         } else {
             (
@@ -96,6 +102,10 @@ impl Plugin for Ray {
                 config.ttl_seconds_after_finished,
             )
         };
+        // A TTL counts only for a cluster that shuts down, and KubeRay
+        // refuses one without (a platform with `shutdownAfterJobFinishes:
+        // false` and Flyte's default TTL would fail every job): none then.
+        let ttl = if shutdown { ttl.max(0) } else { 0 };
 
         let mut spec = json!({
             "rayClusterSpec": cluster_spec,

@@ -28,8 +28,21 @@ pub fn phase(ctx: &PhaseContext, job: &Value) -> Result<PhaseInfo, PluginError> 
             ),
         )
         .with_cleanup(),
-        // `ValidationFailed`, `Retrying`, `Waiting`...: not a phase but a
-        // failed look, as in Flyte (the host retries, then gives up).
+        // KubeRay refused the job and will not run it. Flyte takes this for
+        // an unknown status (a failed look, retried until the host gives
+        // up, KubeRay's reason lost); it is a failure, with the reason.
+        "ValidationFailed" => PhaseInfo::permanent_failure(
+            "ValidationFailed",
+            format!(
+                "KubeRay refused Ray job {}: [{}] {}",
+                job["metadata"]["name"].as_str().unwrap_or_default(),
+                text("reason"),
+                text("message"),
+            ),
+        )
+        .with_cleanup(),
+        // `Retrying`, `Waiting`...: not a phase but a failed look, as in
+        // Flyte (the host retries, then gives up).
         other => {
             return Err(PluginError::internal(format!(
                 "unknown job deployment status: {other}"

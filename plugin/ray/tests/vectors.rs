@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use flytewasm::config::HostConfig;
 use flytewasm::executor::TaskRequest;
-use flytewasm::runtime::{Plugin, wit};
+use flytewasm::runtime::{CallError, Plugin, wit};
 use flytewasm::testkit::{self, kubeflow};
 use flytewasm_proto::flyteidl::core::{
     Container, Identifier, TaskTemplate, resources::ResourceName, task_template::Target,
@@ -759,7 +759,7 @@ fn every_job_deployment_status_maps_to_a_phase_or_an_error() {
     assert_eq!((info.phase, info.version), (Queued, 0));
     // What Flyte does not know is a failed look (an error that is not the
     // user's), not a phase.
-    for status in ["ValidationFailed", "Retrying", "Waiting", "Exploded"] {
+    for status in ["Retrying", "Waiting", "Exploded"] {
         let err = phase(status).unwrap_err();
         assert!(!err.is_bad_task(), "{err}");
         assert!(
@@ -767,6 +767,93 @@ fn every_job_deployment_status_maps_to_a_phase_or_an_error() {
                 .contains(&format!("unknown job deployment status: {status}")),
             "{err}"
         );
+    }
+}
+
+// A deliberate difference from Flyte (§G.13): a RayJob KubeRay refused
+// fails for good, with KubeRay's reason, instead of being looked at again
+// and again as an unknown status.
+#[test]
+fn a_job_kuberay_refused_fails_with_its_reason() {
+    let info = phase_with(
+        &config(json!({}), json!({})),
+        &task(fixture_custom()),
+        json!({ "jobDeploymentStatus": "ValidationFailed", "reason": "ValidationFailed",
+                "message": "RayJob name should be no more than 47 characters" }),
+        (wit::Phase::Initializing, 0, ""),
+    )
+    .unwrap();
+    assert_eq!(info.phase, wit::Phase::PermanentFailure);
+    assert!(info.cleanup_on_failure);
+    let error = info.error.unwrap();
+    assert_eq!(
+        (error.code.as_str(), error.message.as_str()),
+        (
+            "ValidationFailed",
+            "KubeRay refused Ray job test-ray-job: [ValidationFailed] RayJob name should be no more than 47 characters"
+        )
+    );
+}
+
+// KubeRay refuses a TTL without shutdown: a platform that keeps clusters
+// (`shutdownAfterJobFinishes: false`, Flyte's default TTL) writes none,
+// and a task's negative TTL or replica count is the task's error.
+#[test]
+fn only_rayjobs_kuberay_accepts_are_built() {
+    let keep = config(json!({ "shutdownAfterJobFinishes": false }), json!({}));
+    let mut custom = fixture_custom();
+    custom["shutdownAfterJobFinishes"] = json!(false);
+    let job = build_with(&task(custom), &keep);
+    assert_eq!(
+        (
+            &job["spec"]["shutdownAfterJobFinishes"],
+            &job["spec"]["ttlSecondsAfterFinished"]
+        ),
+        (&json!(false), &json!(0))
+    );
+    let refused = |custom: Value| match kubeflow::build(
+        &plugin(),
+        &task(custom),
+        &config(json!({}), json!({})),
+    ) {
+        Err(CallError::BadTask { message, .. }) => message,
+        other => panic!("expected a bad task, got {other:?}"),
+    };
+    let mut negative_ttl = fixture_custom();
+    negative_ttl["ttlSecondsAfterFinished"] = json!(-1);
+    assert_eq!(
+        refused(negative_ttl),
+        "TaskTemplate.custom.ttlSecondsAfterFinished is -1: it must be 0 or more"
+    );
+    let mut negative_replicas = fixture_custom();
+    negative_replicas["rayCluster"]["workerGroupSpec"][0]["replicas"] = json!(-2);
+    assert_eq!(
+        refused(negative_replicas),
+        "TaskTemplate.custom.rayCluster.workerGroupSpec[0].replicas is -2: a replica count is 0 or more"
+    );
+}
+
+// KubeRay makes a group's first container the Ray node: the task's
+// container goes first even when a pod template put a sidecar before it.
+#[test]
+fn the_ray_container_is_the_first() {
+    let request = k8s_pod_task(
+        json!({ "containers": [
+            { "name": "log-shipper", "image": "shipper:1" },
+            { "name": "primary", "image": "image://", "args": ["test-args"] },
+        ] }),
+        "primary",
+    );
+    let job = build_with(&request, &config(json!({}), json!({})));
+    for group in [head(&job), worker(&job)] {
+        let names: Vec<&str> = group["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names[1], "log-shipper");
+        assert!(matches!(names[0], "ray-head" | "ray-worker"), "{names:?}");
     }
 }
 

@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use crate::flyteidl::core::task_template::Target;
 use crate::pod::{self, Options, TaskPod};
-use crate::{PluginError, ResourceKind, TaskContext, Value, json};
+use crate::{PluginError, ResourceKind, TaskContext, TaskType, Value, json};
 
 /// The annotation naming the container whose end is the task's end.
 pub const PRIMARY_CONTAINER_ANNOTATION: &str = "primary_container_name";
@@ -36,6 +36,24 @@ struct SidecarJob {
     primary_container_name: String,
     annotations: BTreeMap<String, String>,
     labels: BTreeMap<String, String>,
+}
+
+/// The task types Flyte's pod plugin serves, as flytekit writes them:
+/// `flytekitplugins-pod` writes `sidecar` version 2, older flytekits 0 and
+/// 1; every other type is written at version 0.
+pub fn task_types() -> Vec<TaskType> {
+    let task_type = |name: &str, version: i32| TaskType {
+        name: name.into(),
+        version,
+    };
+    vec![
+        task_type(SIDECAR, 0),
+        task_type(SIDECAR, 1),
+        task_type(SIDECAR, 2),
+        task_type("container", 0),
+        task_type("python-task", 0),
+        task_type("raw-container", 0),
+    ]
 }
 
 /// What a pod plugin creates: `v1` Pods.

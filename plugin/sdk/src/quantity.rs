@@ -64,7 +64,9 @@ fn parse(quantity: &str) -> Option<(i128, Format)> {
         }
     };
     // Now value = mantissa × 10^(exponent − fraction digits); in nanos:
-    let shift = exponent.checked_sub(i32::try_from(fraction.len()).ok()?)? + 9;
+    let shift = exponent
+        .checked_sub(i32::try_from(fraction.len()).ok()?)?
+        .checked_add(9)?;
     if shift >= 0 {
         mantissa = mantissa.checked_mul(10i128.checked_pow(shift.unsigned_abs())?)?;
     } else {
@@ -205,6 +207,8 @@ mod tests {
             ".",
             "1e",
             "99999999999999999999E",
+            // An exponent at the edge of i32: no wrap-around to a small value.
+            "1e2147483647",
         ] {
             assert_eq!(canonical(q), None, "{q}");
         }

@@ -18,7 +18,9 @@
 //! A pod naming its primary container (annotation `primary_container_name`)
 //! beside others is a pod with sidecars: at its end the primary terminates
 //! (per the outcome) while the sidecars keep running, and the pod stays
-//! Running, as on a real node.
+//! Running, as on a real node. Native sidecars (init containers with
+//! `restartPolicy: Always`, Kubernetes 1.29+) run beside the containers and
+//! are stopped when they end: the pod ends with them.
 
 use std::time::Duration;
 
@@ -100,20 +102,31 @@ struct Kubelet {
     containers: Vec<(String, String)>,
     /// The container whose end is the pod's, when others run beside it.
     primary: Option<String>,
+    /// (name, image) of each native sidecar (an init container that restarts
+    /// always): running while the pod runs, stopped when it ends.
+    sidecars: Vec<(String, String)>,
     start: chrono::DateTime<chrono::Utc>,
     step: Duration,
 }
 
 impl Kubelet {
     fn new(pod: &Value, step: Duration) -> Self {
+        let named = |c: &Value| {
+            let text = |key: &str| c[key].as_str().unwrap_or_default().to_owned();
+            (text("name"), text("image"))
+        };
         let containers: Vec<(String, String)> = pod["spec"]["containers"]
             .as_array()
             .into_iter()
             .flatten()
-            .map(|c| {
-                let text = |key: &str| c[key].as_str().unwrap_or_default().to_owned();
-                (text("name"), text("image"))
-            })
+            .map(named)
+            .collect();
+        let sidecars = pod["spec"]["initContainers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["restartPolicy"] == "Always")
+            .map(named)
             .collect();
         let primary = pod["metadata"]["annotations"][PRIMARY_ANNOTATION]
             .as_str()
@@ -122,6 +135,7 @@ impl Kubelet {
         Kubelet {
             containers,
             primary,
+            sidecars,
             start: chrono::Utc::now(),
             step,
         }
@@ -164,8 +178,23 @@ impl Kubelet {
     }
 
     fn status(&self, phase: &str, conditions: Value, containers: Vec<Value>) -> Value {
-        json!({ "phase": phase, "conditions": conditions, "hostIP": "10.0.0.2", "podIP": "10.244.0.7",
-                "startTime": self.at(0), "qosClass": "Burstable", "containerStatuses": containers })
+        let mut status = json!({ "phase": phase, "conditions": conditions, "hostIP": "10.0.0.2", "podIP": "10.244.0.7",
+                                 "startTime": self.at(0), "qosClass": "Burstable", "containerStatuses": containers });
+        if !self.sidecars.is_empty() {
+            // Started before the containers; stopped (SIGTERM, a clean exit) once they end.
+            let state = match phase {
+                "Succeeded" | "Failed" => self.terminated(0, "Completed"),
+                _ => self.running_state(),
+            };
+            let running = state.get("running").is_some();
+            let sidecars: Vec<Value> = self
+                .sidecars
+                .iter()
+                .map(|(name, image)| self.container(name, image, running, state.clone()))
+                .collect();
+            status["initContainerStatuses"] = json!(sidecars);
+        }
+        status
     }
 
     fn container(&self, name: &str, image: &str, ready: bool, state: Value) -> Value {
@@ -265,6 +294,13 @@ impl Kubelet {
         );
         status["reason"] = json!(reason);
         status["message"] = json!(message);
+        for sidecar in status["initContainerStatuses"]
+            .as_array_mut()
+            .into_iter()
+            .flatten()
+        {
+            sidecar["state"] = self.terminated(137, "Error");
+        }
         status
     }
 
@@ -316,6 +352,25 @@ mod tests {
 
     fn first_state(status: &Value) -> &Value {
         &status["containerStatuses"][0]["state"]
+    }
+
+    #[test]
+    fn native_sidecars_run_beside_the_containers_and_stop_with_them() {
+        let mut pod = pod("succeed", &["main"], Some("main"));
+        pod["spec"]["initContainers"] = json!([
+            { "name": "agent", "image": "agent:1", "restartPolicy": "Always" },
+            { "name": "setup", "image": "setup:1" },
+        ]);
+        let states = pod_states(&pod, Duration::from_secs(1));
+        assert_eq!(phases(&states), ["Pending", "Running", "Succeeded"]);
+        let sidecar = |status: &Value| status["initContainerStatuses"].as_array().unwrap().clone();
+        assert_eq!(
+            sidecar(&states[1]).len(),
+            1,
+            "only the init container that restarts always"
+        );
+        assert!(sidecar(&states[1])[0]["state"]["running"].is_object());
+        assert_eq!(sidecar(&states[2])[0]["state"]["terminated"]["exitCode"], 0);
     }
 
     #[test]
