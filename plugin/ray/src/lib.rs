@@ -17,6 +17,7 @@ mod status;
 
 use flytewasm_plugin_sdk::flyteidl::plugins::{RayJob, autoscaler_options::UpscalingMode};
 use flytewasm_plugin_sdk::pod::{self, Options, TaskPod};
+use flytewasm_plugin_sdk::pod_task;
 use flytewasm_plugin_sdk::prelude::*;
 use flytewasm_plugin_sdk::resources;
 
@@ -135,15 +136,18 @@ impl Plugin for Ray {
     }
 }
 
-/// The execution's service account, unless the platform names one for
-/// every Ray job (§G.21). It replaces whatever the task's pod had.
+/// The task's run-as service account, else the execution's, unless the
+/// platform names one for every Ray job (§G.21). It replaces whatever the
+/// task's pod had.
 fn service_account(ctx: &TaskContext, config: &RayConfig) -> Option<String> {
-    let account = if ctx.metadata.service_account.is_empty() || !config.service_account.is_empty() {
-        &config.service_account
+    let task = pod_task::run_as_service_account(ctx)
+        .unwrap_or_else(|| ctx.metadata.service_account.clone());
+    let account = if task.is_empty() || !config.service_account.is_empty() {
+        config.service_account.clone()
     } else {
-        &ctx.metadata.service_account
+        task
     };
-    Some(account.clone()).filter(|a| !a.is_empty())
+    Some(account).filter(|a| !a.is_empty())
 }
 
 /// The task's command line, for `ray job submit`: empty arguments become

@@ -833,6 +833,33 @@ fn only_rayjobs_kuberay_accepts_are_built() {
     );
 }
 
+// §B.4 step 4: the task's run-as service account comes before the
+// execution's; the platform's, when set, before both (§G.21).
+#[test]
+fn the_run_as_service_account_comes_first() {
+    let mut request = task(fixture_custom());
+    request.template.security_context = Some(
+        serde_json::from_value(json!({ "runAs": { "k8sServiceAccount": "run-as-sa" } })).unwrap(),
+    );
+    let job = build_with(&request, &config(json!({}), json!({})));
+    for group in [
+        head(&job),
+        worker(&job),
+        &job["spec"]["submitterPodTemplate"],
+    ] {
+        let template = group.get("template").unwrap_or(group);
+        assert_eq!(template["spec"]["serviceAccountName"], "run-as-sa");
+    }
+    let job = build_with(
+        &request,
+        &config(json!({ "serviceAccount": "ray-runner" }), json!({})),
+    );
+    assert_eq!(
+        head(&job)["template"]["spec"]["serviceAccountName"],
+        "ray-runner"
+    );
+}
+
 // KubeRay makes a group's first container the Ray node: the task's
 // container goes first even when a pod template put a sidecar before it.
 #[test]

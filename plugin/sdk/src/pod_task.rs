@@ -162,7 +162,7 @@ fn configured_primary(ctx: &TaskContext) -> Result<String, PluginError> {
 
 /// The task's run-as service account (`TaskTemplate.securityContext.runAs`),
 /// for a pod the execution gave none.
-fn run_as_service_account(ctx: &TaskContext) -> Option<String> {
+pub fn run_as_service_account(ctx: &TaskContext) -> Option<String> {
     ctx.template
         .security_context
         .as_ref()
