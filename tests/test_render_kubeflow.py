@@ -15,7 +15,7 @@ import pathlib
 import pytest
 
 from conftest import ROOT, load_module, serialize
-from render_support import INPUTS, JOB_NAME, OUTPUT_PREFIX, env, expect, match_expressions, resources, tolerations
+from object_checks import INPUTS, JOB_NAME, OUTPUT_PREFIX, env, expect, match_expressions, resources, tolerations
 
 HERE = pathlib.Path(__file__).resolve().parent
 IMAGE = "ghcr.io/example/spark:3.5"  # conftest.TEST_IMAGE: the task's own image

@@ -18,7 +18,7 @@ import yaml
 from google.protobuf.json_format import MessageToDict
 
 from conftest import ROOT, load_module, serialize
-from render_support import INPUTS, JOB_NAME, OUTPUT_PREFIX, env, expect, resources, tolerations
+from object_checks import INPUTS, JOB_NAME, OUTPUT_PREFIX, env, expect, resources, tolerations
 
 HERE = pathlib.Path(__file__).resolve().parent
 IMAGE = "ghcr.io/example/spark:3.5"  # conftest.TEST_IMAGE: the task's own image
