@@ -1,11 +1,17 @@
-//! Generates Rust types for flyteidl from the FileDescriptorSet that
-//! `just setup` extracts from the pinned PyPI `flyteidl` wheel
-//! (`scripts/flyteidl_descriptors.py`). No third-party .proto file is
+//! Generates Rust types for flyteidl (Flyte 1) and, with the `grpc`
+//! feature, flyteidl2's connector protocol (Flyte 2) from the
+//! FileDescriptorSet that `just setup` extracts from the pinned PyPI
+//! `flyteidl` and `flyteidl2` wheels (`scripts/flyteidl_descriptors.py`). No third-party .proto file is
 //! committed: a build without the descriptor set fails and says why.
 
 use std::{env, fs, path::PathBuf};
 
-const AGENT_SERVICES: &str = "flyteidl/service/agent.proto";
+/// The services the host serves: Flyte 1's agent protocol and Flyte 2's
+/// connector protocol. Flyte's admin services are left out.
+const SERVED: [&str; 2] = [
+    "flyteidl/service/agent.proto",
+    "flyteidl2/connector/service.proto",
+];
 
 fn main() {
     let descriptors = descriptor_set_path();
@@ -25,10 +31,15 @@ fn main() {
         .expect("the flyteidl descriptor set is not a valid FileDescriptorSet; rerun `just setup`");
 
     let mut config = prost_build::Config::new();
+    if env::var_os("CARGO_FEATURE_GRPC").is_none() {
+        // Plugins read Flyte 1's types only (a Flyte 2 TaskTemplate reaches
+        // them as the same bytes).
+        fds.file
+            .retain(|file| !file.name().starts_with("flyteidl2/"));
+    }
     if env::var_os("CARGO_FEATURE_GRPC").is_some() {
-        // Only the agent services are served; Flyte's admin services are left out.
         for file in &mut fds.file {
-            if file.name() != AGENT_SERVICES {
+            if !SERVED.contains(&file.name()) {
                 file.service.clear();
             }
         }

@@ -1,6 +1,6 @@
-"""Write the flyteidl FileDescriptorSet that `proto/build.rs` compiles.
+"""Write the flyteidl and flyteidl2 FileDescriptorSet that `proto/build.rs` compiles.
 
-The flyteidl wheel on PyPI ships no .proto files, but every generated
+Neither wheel on PyPI (flyteidl for Flyte 1, flyteidl2 for Flyte 2) ships .proto files, but every generated
 `*_pb2.py` module registers its serialized FileDescriptorProto in protobuf's
 descriptor pool. Importing the modules we need and walking their imports gives
 the exact, versioned definitions without copying any .proto file into our repo.
@@ -29,7 +29,14 @@ ROOTS = [
     "flyteidl.admin.task_pb2",
     "flyteidl.admin.agent_pb2",
     "flyteidl.service.agent_pb2",
+    # Flyte 2's connector protocol (the host's gRPC feature only).
+    "flyteidl2.connector.service_pb2",
 ]
+
+# protovalidate's rules: flyteidl2 uses them only as field options, which
+# code generation ignores, and their messages name descriptor.proto types
+# prost's well-known types lack. Dropped, with the imports of them.
+DROPPED = {"buf/validate/validate.proto"}
 
 
 def closure(files):
@@ -53,8 +60,13 @@ def main(out_path):
     roots = [importlib.import_module(name).DESCRIPTOR for name in ROOTS]
     fds = descriptor_pb2.FileDescriptorSet()
     for fd in closure(roots):
+        if fd.name in DROPPED:
+            continue
         proto = fds.file.add()
         fd.CopyToProto(proto)
+        kept = [dep for dep in proto.dependency if dep not in DROPPED]
+        del proto.dependency[:]
+        proto.dependency.extend(kept)
     with open(out_path, "wb") as out:
         out.write(fds.SerializeToString())
     print(f"wrote {len(fds.file)} descriptors to {out_path}")

@@ -32,7 +32,7 @@ fi
 
 want=$(stamp sdk-python/requirements.txt scripts/flyteidl_descriptors.py)
 if [[ ! -s .flyteidl/flyteidl.fds.bin || "$(cat .flyteidl/stamp 2>/dev/null)" != "$want" ]]; then
-    echo "setup: extracting flyteidl definitions from the pinned flyteidl wheel"
+    echo "setup: extracting the flyteidl and flyteidl2 definitions from their pinned wheels"
     mkdir -p .flyteidl
     .venv/bin/python scripts/flyteidl_descriptors.py .flyteidl/flyteidl.fds.bin
     echo "$want" > .flyteidl/stamp

@@ -125,8 +125,8 @@ def test_health_and_metrics(server, agent, template):
     assert urllib.request.urlopen(f"{http}/healthz").status == 200
     assert b"ready" in urllib.request.urlopen(f"{http}/readyz").read()
     metrics = urllib.request.urlopen(f"{http}/metrics").read().decode()
-    assert 'flytewasm_agent_calls_total{rpc="CreateTask",plugin="spark",code="Ok"}' in metrics
-    assert "flytewasm_agent_call_duration_seconds_bucket" in metrics
+    assert 'flytewasm_calls_total{protocol="agent",rpc="CreateTask",plugin="spark",code="Ok"}' in metrics
+    assert "flytewasm_call_duration_seconds_bucket" in metrics
     assert 'flytewasm_task_phases_total{plugin="spark",phase="SUCCEEDED"}' in metrics
 
 

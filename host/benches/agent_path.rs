@@ -15,11 +15,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flytewasm::agent::{AgentService, MetaKeys, Metrics};
+use flytewasm::agent::AgentService;
 use flytewasm::cluster::Cluster;
 use flytewasm::executor::{Executor, Tasks};
+use flytewasm::metrics::Metrics;
 use flytewasm::registry::{LivePlugins, Registry};
 use flytewasm::sandbox::{Sandbox, SandboxConfig};
+use flytewasm::task_service::{MetaKeys, TaskService};
 use flytewasm::testkit;
 use flytewasm_proto::flyteidl::admin::{CreateTaskRequest, GetTaskRequest};
 use flytewasm_proto::flyteidl::core::{K8sPod, TaskTemplate, task_template::Target};
@@ -40,13 +42,13 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn service(sandbox: &Sandbox, keys: &MetaKeys) -> AgentService {
     let cluster = Cluster::new(sandbox.client().unwrap());
-    AgentService::new(
+    AgentService::new(TaskService::new(
         Tasks::new(Executor::new(Arc::new(cluster), Arc::default())),
         LivePlugins::fixed(Registry::from_plugins(vec![testkit::plugin("spark")]).unwrap()),
         Arc::new(Metrics::default()),
         keys.clone(),
         false,
-    )
+    ))
 }
 
 /// CreateTask latencies of `count` tasks, sorted.
@@ -134,11 +136,11 @@ fn main() {
                 .unwrap()
                 .into_inner()
                 .resource_meta;
-            let task = flytewasm::agent::task_request(create(template, "bench", "x"), "bench").unwrap();
+            let task = flytewasm::task_service::task_request(create(template, "bench", "x"), "bench").unwrap();
             let whole = serde_json::to_vec(&task).unwrap().len();
             let (_, annotations) = flytewasm::executor::carried::identity(&task).unwrap();
             let carried = annotations[flytewasm::executor::carried::CONTEXT_ANNOTATION].len();
-            let failed = flytewasm::agent::decode_meta(&meta, &keys).unwrap().failure;
+            let failed = flytewasm::task_service::decode_meta(&meta, &keys).unwrap().failure;
             assert!(failed.is_none(), "{label}: the launch failed: {failed:?}");
             println!(
                 "resource_meta for a {label:<20} {:>5} bytes (the task: {whole:>7} bytes of JSON, {carried:>6} bytes compressed on the object)",

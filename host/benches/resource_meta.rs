@@ -7,11 +7,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flytewasm::agent::{AgentService, MetaKeys, Metrics, decode_meta};
+use flytewasm::agent::AgentService;
 use flytewasm::cluster::Cluster;
 use flytewasm::executor::{Executor, Tasks};
+use flytewasm::metrics::Metrics;
 use flytewasm::registry::{LivePlugins, Registry};
 use flytewasm::sandbox::{Sandbox, SandboxConfig};
+use flytewasm::task_service::{MetaKeys, TaskService, decode_meta};
 use flytewasm::testkit;
 use flytewasm_proto::flyteidl::admin::GetTaskRequest;
 use flytewasm_proto::flyteidl::service::async_agent_service_server::AsyncAgentService;
@@ -57,13 +59,13 @@ fn main() {
             &spark.info().kind.kind,
             &spark.info().kind.plural,
         ));
-        let service = AgentService::new(
+        let service = AgentService::new(TaskService::new(
             Tasks::new(Executor::new(Arc::new(cluster), Arc::default())),
             LivePlugins::fixed(Registry::from_plugins(vec![spark]).unwrap()),
             Arc::new(Metrics::default()),
             keys.clone(),
             false,
-        );
+        ));
         let template = testkit::spark_task("bench", "unused").template;
         let meta = service
             .create_task(Request::new(testkit::create_request(

@@ -161,7 +161,7 @@ impl TasksConfig {
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct SecurityConfig {
     /// The keys file that signs and verifies `resource_meta` (shared by
-    /// every replica; see `agent::MetaKeys`). `serve` needs it, except on
+    /// every replica; see `task_service::MetaKeys`). `serve` needs it, except on
     /// the sandbox, which makes a key for the process.
     pub resource_meta_keys: Option<std::path::PathBuf>,
     /// The namespaces tasks may run in; absent: any. An entry is a name or

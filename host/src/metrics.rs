@@ -1,4 +1,4 @@
-//! Prometheus metrics of the host (`/metrics`): agent calls, plugin
+//! Prometheus metrics of the host (`/metrics`): calls of both protocols, plugin
 //! failures and phases, plugin loads and swaps, what is held in memory.
 
 use std::time::Duration;
@@ -12,6 +12,7 @@ use prometheus_client::registry::Registry;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
+    protocol: String,
     rpc: String,
     plugin: String,
     code: String,
@@ -19,6 +20,7 @@ struct CallLabels {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RpcLabels {
+    protocol: String,
     rpc: String,
 }
 
@@ -60,15 +62,15 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("flytewasm");
         let calls = Family::<CallLabels, Counter>::default();
         registry.register(
-            "agent_calls",
-            "Agent RPCs answered, by RPC, plugin and gRPC status code",
+            "calls",
+            "RPCs answered, by protocol (agent: Flyte 1, connector: Flyte 2), RPC, plugin and gRPC status code",
             calls.clone(),
         );
         let latency: Latency =
             Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.000_1, 2.0, 18)));
         registry.register(
-            "agent_call_duration_seconds",
-            "Time to answer an agent RPC",
+            "call_duration_seconds",
+            "Time to answer an RPC, by protocol and RPC",
             latency.clone(),
         );
         let plugin_errors = Family::<PluginLabels, Counter>::default();
@@ -144,16 +146,21 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn call(&self, rpc: &str, plugin: &str, code: tonic::Code, took: Duration) {
+    /// A call by `protocol` (`agent` or `connector`).
+    pub fn call(&self, protocol: &str, rpc: &str, plugin: &str, code: tonic::Code, took: Duration) {
         self.calls
             .get_or_create(&CallLabels {
+                protocol: protocol.into(),
                 rpc: rpc.into(),
                 plugin: plugin.into(),
                 code: format!("{code:?}"),
             })
             .inc();
         self.latency
-            .get_or_create(&RpcLabels { rpc: rpc.into() })
+            .get_or_create(&RpcLabels {
+                protocol: protocol.into(),
+                rpc: rpc.into(),
+            })
             .observe(took.as_secs_f64());
     }
 

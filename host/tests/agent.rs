@@ -5,11 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use flytewasm::agent::{AgentService, MetaKeys, Metrics, decode_meta, encode_meta};
+use flytewasm::agent::AgentService;
 use flytewasm::cluster::Cluster;
 use flytewasm::executor::{Executor, Tasks};
+use flytewasm::metrics::Metrics;
 use flytewasm::registry::{LivePlugins, Registry};
 use flytewasm::sandbox::{Sandbox, SandboxConfig};
+use flytewasm::task_service::{MetaKeys, TaskService, decode_meta, encode_meta};
 use flytewasm::testkit;
 use flytewasm_proto::flyteidl::admin::{
     CreateTaskRequest, DeleteTaskRequest, GetTaskLogsRequest, GetTaskMetricsRequest,
@@ -40,13 +42,13 @@ async fn env() -> Env {
     let registry =
         Registry::from_plugins(vec![testkit::plugin("spark"), testkit::plugin("testing")]).unwrap();
     let keys = MetaKeys::ephemeral();
-    let service = AgentService::new(
+    let service = AgentService::new(TaskService::new(
         tasks,
         LivePlugins::fixed(registry),
         Arc::new(Metrics::default()),
         keys.clone(),
         false,
-    );
+    ));
     Env {
         sandbox,
         service,
@@ -123,7 +125,7 @@ async fn create_then_get_follows_the_object_to_success() {
         "{phases:?}"
     );
     assert!(phases.contains(&(task_execution::Phase::Running as i32)));
-    let metrics = env.service.metrics().encode();
+    let metrics = env.service.service().metrics().encode();
     assert!(metrics.contains(r#"flytewasm_task_phases_total{plugin="spark",phase="SUCCEEDED"}"#));
 }
 
@@ -223,7 +225,7 @@ async fn a_plugin_that_crashes_fails_the_task_permanently() {
     for part in ["testing", "build-resource", "asked to panic"] {
         assert!(resource.message.contains(part), "{}", resource.message);
     }
-    let metrics = env.service.metrics().encode();
+    let metrics = env.service.service().metrics().encode();
     assert!(
         metrics.contains(r#"flytewasm_plugin_errors_total{plugin="testing"} 1"#),
         "{metrics}"
@@ -406,9 +408,15 @@ async fn shutdown_drains_calls_in_flight() {
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = grpc.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(flytewasm::agent::serve(service, grpc, http, None, async {
-        let _ = stopped.await;
-    }));
+    let server = tokio::spawn(flytewasm::server::serve(
+        service.service().clone(),
+        grpc,
+        http,
+        None,
+        async {
+            let _ = stopped.await;
+        },
+    ));
     let mut client = AsyncAgentServiceClient::connect(format!("http://{address}"))
         .await
         .unwrap();
@@ -558,13 +566,13 @@ async fn a_task_outside_the_namespace_policy_fails_and_creates_nothing() {
         serde_yaml::from_str("security:\n  namespaces: [\"{project}-{domain}\"]\n").unwrap();
     let tasks = Tasks::new(Executor::new(Arc::new(cluster), Arc::new(config)));
     let keys = MetaKeys::ephemeral();
-    let service = AgentService::new(
+    let service = AgentService::new(TaskService::new(
         tasks,
         LivePlugins::fixed(Registry::from_plugins(vec![testkit::plugin("testing")]).unwrap()),
         Arc::new(Metrics::default()),
         keys.clone(),
         false,
-    );
+    ));
     let creates = sandbox.faults().requests("create");
     let meta = launched(&service, testing("run"), "elsewhere").await;
     assert_eq!(
@@ -598,13 +606,13 @@ async fn grpc_health_follows_readiness() {
     let env = env().await;
     let empty = {
         let cluster = Cluster::new(env.sandbox.client().unwrap());
-        AgentService::new(
+        AgentService::new(TaskService::new(
             Tasks::new(Executor::new(Arc::new(cluster), Arc::default())),
             LivePlugins::fixed(Registry::from_plugins(Vec::new()).unwrap()),
             Arc::new(Metrics::default()),
             MetaKeys::ephemeral(),
             false,
-        )
+        ))
     };
     for (service, expected) in [
         (env.service, ServingStatus::Serving),
@@ -614,16 +622,26 @@ async fn grpc_health_follows_readiness() {
         let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = grpc.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(flytewasm::agent::serve(service, grpc, http, None, async {
-            let _ = stopped.await;
-        }));
+        let server = tokio::spawn(flytewasm::server::serve(
+            service.service().clone(),
+            grpc,
+            http,
+            None,
+            async {
+                let _ = stopped.await;
+            },
+        ));
         let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
             .unwrap()
             .connect()
             .await
             .unwrap();
         let mut health = HealthClient::new(channel);
-        for name in ["", "flyteidl.service.AsyncAgentService"] {
+        for name in [
+            "",
+            "flyteidl.service.AsyncAgentService",
+            "flyteidl2.connector.AsyncConnectorService",
+        ] {
             let mut status = None;
             for _ in 0..100 {
                 let answer = health

@@ -8,12 +8,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use flytewasm::agent::{AgentService, MetaKeys, Metrics};
+use flytewasm::agent::AgentService;
 use flytewasm::cluster::Cluster;
 use flytewasm::config::HostConfig;
 use flytewasm::executor::{Executor, Tasks};
+use flytewasm::metrics::Metrics;
 use flytewasm::registry::{LivePlugins, Registry};
 use flytewasm::sandbox::{Sandbox, SandboxConfig};
+use flytewasm::task_service::{MetaKeys, TaskService};
 use flytewasm::testkit;
 use flytewasm_proto::flyteidl::admin::{
     CreateTaskRequest, DeleteTaskRequest, GetTaskRequest, Resource,
@@ -59,13 +61,13 @@ fn replica(sandbox: &Sandbox, config: &HostConfig, keys: &MetaKeys) -> AgentServ
     let tasks = Tasks::new(Executor::new(Arc::new(cluster), Arc::new(config.clone())));
     let registry =
         Registry::from_plugins(vec![testkit::plugin("spark"), testkit::plugin("testing")]).unwrap();
-    AgentService::new(
+    AgentService::new(TaskService::new(
         tasks,
         LivePlugins::fixed(registry),
         Arc::new(Metrics::default()),
         keys.clone(),
         false,
-    )
+    ))
 }
 
 fn spark() -> TaskTemplate {
@@ -268,7 +270,7 @@ async fn the_terminal_answer_is_the_same_everywhere_until_the_janitor_removes_th
     );
 
     let plugins = [testkit::plugin("spark")];
-    let deleted = env.replicas[1].tasks().sweep(&plugins).await;
+    let deleted = env.replicas[1].service().tasks().sweep(&plugins).await;
     assert_eq!(deleted, 1);
     assert!(apps.get_opt("done-n0-0").await.unwrap().is_none());
 }
@@ -279,6 +281,7 @@ async fn the_janitor_keeps_finished_objects_within_retention() {
     let meta = launch(&env.replicas[0], create(spark(), "kept", 0, "succeed")).await;
     until(&env, &meta, phase(Phase::Succeeded)).await;
     let deleted = env.replicas[0]
+        .service()
         .tasks()
         .sweep(&[testkit::plugin("spark")])
         .await;
@@ -401,7 +404,7 @@ async fn watches_cache_only_our_objects_without_managed_fields() {
     }
     let meta = launch(&env.replicas[0], create(spark(), "ours", 0, "run-forever")).await;
     until(&env, &meta, phase(Phase::Running)).await;
-    let cluster = env.replicas[0].executor().cluster();
+    let cluster = env.replicas[0].service().executor().cluster();
     assert_eq!(cluster.cached_objects(), 1, "only our object is cached");
 }
 

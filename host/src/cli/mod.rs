@@ -36,7 +36,7 @@ pub enum Command {
     Render(TaskArgs),
     /// Run one task to completion on a cluster or the embedded sandbox.
     Run(run::Args),
-    /// Serve Flyte's agent gRPC protocol for the plugins, so unmodified Flyte runs them.
+    /// Serve Flyte 1's agent and Flyte 2's connector gRPC protocols for the plugins, so unmodified Flyte runs them.
     Serve(serve::Args),
     /// Start the embedded sandbox cluster (a test double) alone, for kubectl.
     Sandbox(standalone_sandbox::Args),

@@ -1,5 +1,5 @@
-//! `flytewasm serve`: Flyte's agent gRPC service for the plugins in a
-//! directory, on the current cluster (in-cluster service account or
+//! `flytewasm serve`: Flyte 1's agent and Flyte 2's connector gRPC services
+//! for the plugins in a directory, on the current cluster (in-cluster service account or
 //! KUBECONFIG) or the embedded sandbox.
 
 use std::net::SocketAddr;
@@ -8,16 +8,18 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use crate::agent::{AgentService, MetaKeys, Metrics, serve};
 use crate::cluster::Cluster;
 use crate::executor::{Executor, Tasks};
+use crate::metrics::Metrics;
 use crate::registry::{AllowList, LivePlugins, Options, PluginState};
+use crate::server::serve;
+use crate::task_service::{MetaKeys, TaskService};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
     pub host: super::HostArgs,
-    /// Address for the agent gRPC services.
+    /// Address for the gRPC services (Flyte 1's agent and Flyte 2's connector protocols).
     #[arg(long, env = "FLYTEWASM_GRPC_ADDRESS", default_value = "0.0.0.0:8000")]
     pub grpc: SocketAddr,
     /// Address for /healthz, /readyz and /metrics.
@@ -150,12 +152,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .clone()
                 .janitor(move || live.current().plugins().to_vec()),
         );
-        let service = AgentService::new(tasks, plugins, metrics, keys, args.pin_versions);
+        let service = TaskService::new(tasks, plugins, metrics, keys, args.pin_versions);
 
         let grpc = bind(args.grpc, "--grpc").await?;
         let http = bind(args.http, "--http").await?;
         println!(
-            "[serve] agent gRPC on {}{}; /healthz /readyz /metrics on http://{}",
+            "[serve] agent and connector gRPC on {}{}; /healthz /readyz /metrics on http://{}",
             grpc.local_addr()?,
             match (&tls, &args.tls_client_ca) {
                 (Some(_), Some(_)) => " (mutual TLS: client certificates required)",

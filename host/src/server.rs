@@ -1,4 +1,5 @@
-//! The `serve` process: the agent services over gRPC, and `/healthz`,
+//! The `serve` process: both protocols' services over gRPC on one port
+//! (Flyte 1's agent services and Flyte 2's connector services), and `/healthz`,
 //! `/readyz`, `/metrics` over HTTP. On shutdown, readiness turns off first
 //! and calls in flight are drained before the process exits.
 //!
@@ -6,7 +7,7 @@
 //! plugin loaded, a plugin with every call slot taken, the API server not
 //! answering — so Kubernetes stops routing to a frozen replica. gRPC health
 //! (`grpc.health.v1`, tonic-health) reports the same, for the whole server
-//! and for the agent service.
+//! and for each protocol's task service.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,24 +19,27 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use flytewasm_proto::flyteidl::service::agent_metadata_service_server::AgentMetadataServiceServer;
 use flytewasm_proto::flyteidl::service::async_agent_service_server::AsyncAgentServiceServer;
+use flytewasm_proto::flyteidl2::connector::async_connector_service_server::AsyncConnectorServiceServer;
+use flytewasm_proto::flyteidl2::connector::connector_metadata_service_server::ConnectorMetadataServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
-use super::service::AgentService;
+use crate::agent::AgentService;
+use crate::connector::ConnectorService;
 use crate::registry::PluginStatus;
+use crate::task_service::TaskService;
 
 /// Serve until `shutdown` completes, then drain.
 pub async fn serve(
-    service: AgentService,
+    service: Arc<TaskService>,
     grpc: TcpListener,
     http: TcpListener,
     tls: Option<ServerTlsConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let service = Arc::new(service);
     let health = Arc::new(Health {
         service: service.clone(),
         stopping: AtomicBool::new(false),
@@ -61,8 +65,18 @@ pub async fn serve(
     }
     let grpc = builder
         .add_service(grpc_health)
-        .add_service(AsyncAgentServiceServer::from_arc(service.clone()))
-        .add_service(AgentMetadataServiceServer::from_arc(service))
+        .add_service(AsyncAgentServiceServer::new(AgentService::new(
+            service.clone(),
+        )))
+        .add_service(AgentMetadataServiceServer::new(AgentService::new(
+            service.clone(),
+        )))
+        .add_service(AsyncConnectorServiceServer::new(ConnectorService::new(
+            service.clone(),
+        )))
+        .add_service(ConnectorMetadataServiceServer::new(ConnectorService::new(
+            service,
+        )))
         .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), wait(stopped.clone()));
 
     let app = axum::Router::new()
@@ -85,7 +99,7 @@ async fn wait(mut stopped: watch::Receiver<bool>) {
 }
 
 struct Health {
-    service: Arc<AgentService>,
+    service: Arc<TaskService>,
     stopping: AtomicBool,
     /// The API server's last answer to the probe: None while it answers.
     cluster_error: Mutex<Option<String>>,
@@ -123,13 +137,20 @@ impl Health {
     }
 }
 
-/// gRPC health for the whole server and for the agent service.
+/// gRPC health for the whole server and for each protocol's task service.
 async fn set_health(reporter: &tonic_health::server::HealthReporter, status: ServingStatus) {
     type Agent = AsyncAgentServiceServer<AgentService>;
+    type Connector = AsyncConnectorServiceServer<ConnectorService>;
     reporter.set_service_status("", status).await;
     match status {
-        ServingStatus::Serving => reporter.set_serving::<Agent>().await,
-        _ => reporter.set_not_serving::<Agent>().await,
+        ServingStatus::Serving => {
+            reporter.set_serving::<Agent>().await;
+            reporter.set_serving::<Connector>().await;
+        }
+        _ => {
+            reporter.set_not_serving::<Agent>().await;
+            reporter.set_not_serving::<Connector>().await;
+        }
     }
 }
 

@@ -1,6 +1,7 @@
-//! A phase event as the agent protocol's `Resource` (what GetTask returns),
-//! mapped so propeller's agent plugin reaches the phase a compiled-in k8s
-//! plugin would have (reference/flyte-facts.md §5.3).
+//! A phase event as the `Resource` GetTask returns, mapped so propeller's
+//! agent plugin reaches the phase a compiled-in k8s plugin would have
+//! (reference/flyte-facts.md §5.3). Flyte 2's `Resource` is this one
+//! without `state` and `agent_error` (the same numbers for the rest).
 
 use flytewasm_proto::flyteidl::admin::{AgentError, Resource, State, agent_error};
 use flytewasm_proto::flyteidl::core::{TaskLog, execution_error, task_execution};
