@@ -69,7 +69,7 @@ class Process:
         return self.proc.returncode, self.output()
 
 
-GRPC = r"agent gRPC on (\S+?)[;\s]"
+GRPC = r"agent and connector gRPC on (\S+?)[;\s]"
 HTTP = r"metrics on (http://\S+)"
 SANDBOX = r"sandbox cluster \(a test double\) (?:at|serving at) (http://\S+)"
 

@@ -58,7 +58,7 @@ fn main() {
             .env("FLYTEWASM_CACHE_DIR", root.join("target/flytewasm-cache"))
             .env("FLYTEWASM_LOG", "warn"),
         |line| {
-            line.split_once("agent gRPC on ")
+            line.split_once("agent and connector gRPC on ")
                 .map(|(_, rest)| rest.split(';').next().unwrap().trim().to_owned())
         },
     );

@@ -267,14 +267,14 @@ fn serve_rss_with_foreign(foreign: usize) -> (u64, u64) {
                 root.join("target/flytewasm-test-keys/precompile.key"),
             )
             .env("FLYTEWASM_LOG", "warn"),
-        |line| line.contains("agent gRPC on ").then(|| line.to_owned()),
+        |line| line.contains("agent and connector gRPC on ").then(|| line.to_owned()),
     );
     let address = |after: &str, end: char| {
         let rest = grpc.split_once(after).unwrap().1;
         rest.split(end).next().unwrap().trim().to_owned()
     };
     let (grpc, http) = (
-        address("agent gRPC on ", ';'),
+        address("agent and connector gRPC on ", ';'),
         address("metrics on http://", ' '),
     );
     let cached = runtime.block_on(async {
