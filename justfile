@@ -27,9 +27,10 @@ build-plugins: setup
 new-plugin NAME:
     python3 scripts/new_plugin.py "{{NAME}}"
 
-# Serialize the example Python tasks to TaskTemplates (examples/<task>.pb, .json, .taskspec.pb)
+# Serialize the example Python tasks to TaskTemplates (examples/<task>.pb, .json, .taskspec.pb; Flyte 2's in examples/flyte2/)
 examples: setup
     {{python}} scripts/serialize_tasks.py examples/spark_tasks.py examples
+    {{python}} scripts/serialize_tasks.py examples/flyte2_spark_tasks.py examples/flyte2
 
 # Run every test: Rust (host, SDK, plugins in the wasm runtime), the cluster suite on a sandbox process, and Python
 test: build examples
@@ -55,8 +56,8 @@ demo: build examples
     target/debug/flytewasm render --plugins {{plugins}} examples/spark_pi.pb | head -40
     @echo "== running it on the embedded sandbox cluster (a test double)"
     target/debug/flytewasm run --sandbox --plugins {{plugins}} examples/spark_pi.pb
-    @echo "== the same task the way Flyte's propeller sends it: the agent gRPC protocol, flytewasm serve"
-    {{python}} scripts/agent_demo.py target/debug/flytewasm {{plugins}} examples/spark_pi.pb
+    @echo "== the same task the way Flyte's propeller sends it (the agent protocol), and as Flyte 2's SDK writes it the way Flyte 2's executor sends it (the connector protocol): flytewasm serve"
+    {{python}} scripts/agent_demo.py target/debug/flytewasm {{plugins}} examples/spark_pi.pb --flyte2 examples/flyte2/spark_pi.pb
 
 # The reliability suites at scale: TASKS lifecycles under injected cluster faults, and ROUNDS SIGKILLs of serve per phase
 chaos TASKS="1000" ROUNDS="10": build

@@ -2,9 +2,11 @@
 
 Usage: python scripts/serialize_tasks.py MODULE_FILE OUT_DIR [--image IMAGE]
 
-Writes, per task: <name>.pb (flyteidl.core.TaskTemplate), <name>.json (the
-same in protobuf JSON) and <name>.taskspec.pb (flyteidl.admin.TaskSpec, what
-`pyflyte serialize` writes).
+Writes, per flytekit (Flyte 1) task: <name>.pb (flyteidl.core.TaskTemplate),
+<name>.json (the same in protobuf JSON) and <name>.taskspec.pb
+(flyteidl.admin.TaskSpec, what `pyflyte serialize` writes). Per Flyte 2 SDK
+task (`flyte`): <name>.pb (flyteidl2.core.TaskTemplate, the same field
+numbers) and <name>.json, with the image the task's environment names.
 """
 
 import argparse
@@ -52,6 +54,27 @@ def serialize(task, out_dir, name, image=DEFAULT_IMAGE):
     return out / f"{name}.pb", out / f"{name}.taskspec.pb", template
 
 
+def serialize_flyte2(task, out_dir, name, version="v1"):
+    """Write <name>.pb (flyteidl2.core.TaskTemplate) and <name>.json for a
+    Flyte 2 SDK task. `flyte.extras.serialize` is the SDK's offline path: no
+    flyte.init (no config or endpoint read), no image build, no code bundle
+    upload; root_dir is what the module path in the task's args is relative to."""
+    from flyte.extras import serialize as serialize_spec
+    from flyte.models import SerializationContext
+
+    context = SerializationContext(
+        project="flytesnacks",
+        domain="development",
+        version=version,
+        root_dir=pathlib.Path(sys.modules[task.func.__module__].__file__).resolve().parent,
+    )
+    template = serialize_spec(task, context).task_template
+    out = pathlib.Path(out_dir)
+    (out / f"{name}.pb").write_bytes(template.SerializeToString())
+    (out / f"{name}.json").write_text(MessageToJson(template))
+    return out / f"{name}.pb", template
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("module")
@@ -65,6 +88,13 @@ def main():
     tasks = {name: entity for name, entity in vars(module).items() if isinstance(entity, PythonTask)}
     for name, task in tasks.items():
         serialize(task, out, name, args.image)
+    if "flyte" in sys.modules:  # the module uses Flyte 2's SDK
+        from flyte import TaskTemplate as Flyte2Task
+
+        flyte2 = {name: entity for name, entity in vars(module).items() if isinstance(entity, Flyte2Task)}
+        for name, task in flyte2.items():
+            serialize_flyte2(task, out, name)
+        tasks.update(flyte2)
     print(f"serialized {len(tasks)} tasks from {args.module} to {out}")
 
 

@@ -1,6 +1,6 @@
 """Spark tasks as Flyte 2 users write them (`flyte` SDK + flyteplugins-spark),
 and `serialize(task)` turning one into flyteidl2.core.TaskTemplate bytes
-offline, so the Spark plugin can be fed Flyte 2 tasks in tests.
+offline (scripts/serialize_tasks.py), so the Spark plugin can be fed Flyte 2 tasks in tests.
 
 The tasks mirror examples/spark_tasks.py (flytekit): `spark_pi` the same
 Spark config and memory limit, `spark_with_pods` the same conf, hadoop conf,
@@ -103,23 +103,13 @@ def spark_app_file(n: int) -> int:
 TASKS = {"spark_pi": spark_pi, "spark_with_pods": spark_with_pods, "spark_app_file": spark_app_file}
 
 
-def serialize(task, version: str = "v1") -> bytes:
-    """The task's flyteidl2.core.TaskTemplate, serialized, built offline.
+def serialize(task) -> bytes:
+    """The task's flyteidl2.core.TaskTemplate, serialized by the SDK offline
+    (scripts/serialize_tasks.py, as `just examples` does)."""
+    import tempfile
 
-    flyte.extras.serialize is the SDK's public offline path: no client, no
-    image build, no code bundle (so nothing is uploaded), and no flyte.init,
-    so no Flyte config file or endpoint is read. The SerializationContext
-    gives the project/domain/version a deploy would get from the backend;
-    root_dir is what the task's module path in the container args
-    (`mod flyte2_user_tasks`) is taken relative to.
-    """
-    from flyte.extras import serialize as serialize_spec
-    from flyte.models import SerializationContext
+    from serialize_tasks import serialize_flyte2
 
-    ctx = SerializationContext(
-        project="flytesnacks",
-        domain="development",
-        version=version,
-        root_dir=pathlib.Path(__file__).resolve().parent,
-    )
-    return serialize_spec(task, ctx).task_template.SerializeToString()
+    with tempfile.TemporaryDirectory() as out:
+        path, _ = serialize_flyte2(task, out, "task")
+        return pathlib.Path(path).read_bytes()

@@ -267,7 +267,10 @@ fn serve_rss_with_foreign(foreign: usize) -> (u64, u64) {
                 root.join("target/flytewasm-test-keys/precompile.key"),
             )
             .env("FLYTEWASM_LOG", "warn"),
-        |line| line.contains("agent and connector gRPC on ").then(|| line.to_owned()),
+        |line| {
+            line.contains("agent and connector gRPC on ")
+                .then(|| line.to_owned())
+        },
     );
     let address = |after: &str, end: char| {
         let rest = grpc.split_once(after).unwrap().1;
