@@ -1,5 +1,6 @@
-"""A FlytePropeller emulator for the agent protocol, and a watcher of the
-cluster it runs against.
+"""A FlytePropeller emulator for the agent protocol (or, with
+`protocol="connector"`, Flyte 2's executor on the connector protocol), and a
+watcher of the cluster it runs against.
 
 `Emulator` drives node executions against `flytewasm serve` replicas the way
 FlytePropeller's webapi agent plugin (`agent-service`) does, with the
@@ -25,6 +26,11 @@ official flyteidl stubs. What it mirrors, part by part:
   the current attempt's resource_meta, repeated on every error until it
   answers OK. Nothing calls DeleteTask after a task ends; an attempt that
   has no resource_meta (its create failed) has nothing to delete.
+- **The protocol** (`Emulator(protocol=...)`). `agent` (Flyte 1, the
+  default) calls `flyteidl.service.AsyncAgentService`; `connector` calls
+  Flyte 2's `flyteidl2.connector.AsyncConnectorService` with flyteidl2's
+  messages (each request is the agent request's bytes read as flyteidl2's
+  message: the two share their field numbers).
 - **The Service** (`Endpoints`). Calls go round robin over the replicas
   behind the Service, one pick per call. A replica that is down answers
   UNAVAILABLE (connection refused), which counts as that call failing,
@@ -61,6 +67,8 @@ import grpc
 from flyteidl.admin import agent_pb2
 from flyteidl.core import execution_pb2, identifier_pb2
 from flyteidl.service.agent_pb2_grpc import AsyncAgentServiceStub
+from flyteidl2.connector import connector_pb2
+from flyteidl2.connector.service_pb2_grpc import AsyncConnectorServiceStub
 
 NAMESPACE = "flytesnacks-development"
 PHASE = execution_pb2.TaskExecution.Phase
@@ -177,10 +185,31 @@ class NodeRecord:
 # The Service in front of the replicas
 
 
+# Per protocol: the stub, and each RPC's request message.
+PROTOCOLS = {
+    "agent": (AsyncAgentServiceStub, None),
+    "connector": (
+        AsyncConnectorServiceStub,
+        {
+            "CreateTask": connector_pb2.CreateTaskRequest,
+            "GetTask": connector_pb2.GetTaskRequest,
+            "DeleteTask": connector_pb2.DeleteTaskRequest,
+        },
+    ),
+}
+
+
+def as_protocol(protocol, rpc, request):
+    """`request` (an agent-protocol message) in `protocol`'s message type."""
+    messages = PROTOCOLS[protocol][1]
+    return request if messages is None else messages[rpc].FromString(request.SerializeToString())
+
+
 class Endpoints:
     """The replicas behind the Service, picked round robin per call."""
 
-    def __init__(self, addresses):
+    def __init__(self, addresses, protocol="agent"):
+        self._stub = PROTOCOLS[protocol][0]
         self._lock = threading.Lock()
         self._channels = {}
         self._addresses = []
@@ -192,7 +221,7 @@ class Endpoints:
             for address in addresses:
                 if address not in self._channels:
                     channel = grpc.insecure_channel(address)
-                    self._channels[address] = (channel, AsyncAgentServiceStub(channel))
+                    self._channels[address] = (channel, self._stub(channel))
             self._addresses = list(addresses)
 
     @property
@@ -210,7 +239,7 @@ class Endpoints:
         with self._lock:
             if address not in self._channels:
                 channel = grpc.insecure_channel(address)
-                self._channels[address] = (channel, AsyncAgentServiceStub(channel))
+                self._channels[address] = (channel, self._stub(channel))
             return self._channels[address][1]
 
     def close(self):
@@ -285,8 +314,10 @@ class Emulator:
         max_system_failures=5,
         abort_give_up=60.0,
         on_finish=None,
+        protocol="agent",
     ):
-        self.endpoints = Endpoints(replica_addresses)
+        self.protocol = protocol
+        self.endpoints = Endpoints(replica_addresses, protocol)
         self.resync = resync
         self.deadline = deadline
         self.max_attempts = max_attempts
@@ -488,7 +519,7 @@ class Emulator:
         started = time.monotonic()
         response, code, detail = None, "OK", ""
         try:
-            response = getattr(stub, rpc)(request, timeout=self.deadline)
+            response = getattr(stub, rpc)(as_protocol(self.protocol, rpc, request), timeout=self.deadline)
         except grpc.RpcError as err:
             code, detail = err.code().name, err.details() or ""
         except Exception as err:  # a closed channel and the like: still a failed call
@@ -509,6 +540,7 @@ class Emulator:
             resource_meta=record.resource_meta, task_category=category(record.spec.template)
         )
         try:
+            request = as_protocol(self.protocol, "GetTask", request)
             resource = self.endpoints.stub(address).GetTask(request, timeout=timeout or self.deadline).resource
             return PHASE.Name(resource.phase), resource.message
         except grpc.RpcError as err:

@@ -622,11 +622,13 @@ def test_the_janitor_deletes_finished_objects_after_retention(cluster, template)
 # 6. Aborting a batch_job removes the Job and its pods
 
 
-def test_aborting_a_batch_job_removes_the_job_and_its_pods(cluster, batch_template):
-    checks = Checks("batch_job abort")
+@pytest.mark.parametrize("protocol", ["agent", "connector"])
+def test_aborting_a_batch_job_removes_the_job_and_its_pods(cluster, batch_template, protocol):
+    """Through Flyte 1's agent protocol, and Flyte 2's connector protocol."""
+    checks = Checks(f"batch_job abort ({protocol})")
     a = cluster.serve()
-    spec = NodeSpec("batch-abort", "n0", batch_template, {OUTCOME: "run-forever", STEP: "300"})
-    emulator = Emulator([a.address], resync=RESYNC, max_attempts=1)
+    spec = NodeSpec(f"batch-abort-{protocol}", "n0", batch_template, {OUTCOME: "run-forever", STEP: "300"})
+    emulator = Emulator([a.address], resync=RESYNC, max_attempts=1, protocol=protocol)
     emulator.start([spec])
 
     jobs, pods = [], []
@@ -655,7 +657,7 @@ def test_aborting_a_batch_job_removes_the_job_and_its_pods(cluster, batch_templa
     gone = wait_until(all_gone, 20)
     checks(not left.get("jobs"), "the Job is gone", left)
     checks(gone and pods, f"no pod with {selector} remains ({len(pods)} were running)", left)
-    summary("batch_job abort", emulator, extra=f", job {job}, {len(pods)} pods")
+    summary(f"batch_job abort ({protocol})", emulator, extra=f", job {job}, {len(pods)} pods")
     checks.done()
 
 
