@@ -7,9 +7,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable};
+
 use super::lifecycle::{Aborted, ExecutorError, PhaseEvent, TaskState};
 use super::object::TaskRequest;
-use super::tasks::Tasks;
+use super::tasks::{TaskTicket, Tasks};
 use crate::runtime::Plugin;
 
 /// How a driven task ended.
@@ -60,7 +62,7 @@ pub async fn run_to_completion(
         }
         tokio::select! {
             _ = &mut stop => {
-                let aborted = tasks.cancel(plugin, &ticket).await?;
+                let aborted = abort(tasks, plugin, &ticket).await?;
                 if aborted == Aborted::Deleted
                     && let Err(why) = tasks.executor().wait_gone(&state, GONE_WITHIN).await
                 {
@@ -84,4 +86,28 @@ pub async fn run_to_completion(
     } else {
         Outcome::Succeeded(end)
     })
+}
+
+/// Abort the task, again and again while the cluster fails transiently (up
+/// to `GONE_WITHIN`): an abort that never reaches the cluster leaves the job
+/// running, and nobody retries for us here (on the agent path propeller
+/// repeats DeleteTask).
+async fn abort(
+    tasks: &Arc<Tasks>,
+    plugin: &Plugin,
+    ticket: &TaskTicket,
+) -> Result<Aborted, ExecutorError> {
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(RETRY)
+        .with_max_delay(Duration::from_secs(5))
+        .without_max_times()
+        .with_total_delay(Some(GONE_WITHIN))
+        .with_jitter();
+    (|| tasks.cancel(plugin, ticket))
+        .retry(backoff)
+        .when(ExecutorError::is_transient)
+        .notify(|err, after| {
+            tracing::warn!(task = %ticket.name, "abort failed, trying again in {after:?}: {err}")
+        })
+        .await
 }
