@@ -18,9 +18,16 @@ def v2_template(template):
     return tasks_pb2.TaskTemplate.FromString(template.SerializeToString())
 
 
+NAMESPACE = "flyte"
+
+
 def create_request(template, execution, annotations=None, connection=None):
-    """What Flyte 2's executor sends: ids, namespace, labels, the inputs as
-    named literals and, for connectors that call outside services, a connection."""
+    """What Flyte 2's executor sends: ids; its own namespace (Flyte 2 keeps
+    every task action in one, `flyte`); labels; the run's environment; no
+    `k8s_service_account`, `max_attempts` or `interruptible` (it never fills
+    them); the task's `run_as` as `identity` (here a service account, as if
+    the task asked for one); the inputs as named literals and, for
+    connectors that call outside services, a connection."""
     if not isinstance(template, tasks_pb2.TaskTemplate):
         template = v2_template(template)
     return connector_pb2.CreateTaskRequest(
@@ -47,12 +54,11 @@ def create_request(template, execution, annotations=None, connection=None):
                 ),
                 retry_attempt=0,
             ),
-            namespace="flytesnacks-development",
-            labels={"execution-id": execution, "project": "flytesnacks"},
+            namespace=NAMESPACE,
+            labels={"execution-id": execution, "project": "flytesnacks", "domain": "development"},
             annotations=annotations or {},
-            k8s_service_account="spark",
-            environment_variables={"FLYTE_TEST": "2"},
-            max_attempts=1,
+            environment_variables={"RUN_NAME": execution, "ACTION_NAME": "a0"},
+            identity=security_pb2.Identity(k8s_service_account="spark"),
         ),
         connection=connection,
     )

@@ -56,8 +56,11 @@ def test_a_spark_task_runs_to_success(connector, server, template):
     meta = connector.CreateTask(request, timeout=30).resource_meta
     app = sandbox_object(server, meta)
     assert app["metadata"]["name"] == "v2-ok-a0-0"
+    assert app["metadata"]["namespace"] == connector_support.NAMESPACE
     assert app["metadata"]["labels"]["execution-id"] == "v2-ok"
+    # The service account from `identity` (Flyte 2 leaves k8s_service_account empty).
     assert app["spec"]["driver"]["serviceAccount"] == "spark"
+    assert {"name": "RUN_NAME", "value": "v2-ok"} in app["spec"]["driver"]["env"]
     resource, seen = get_until_done(connector, template, meta)
     assert resource.phase == Phase.SUCCEEDED, seen
     assert Phase.RUNNING in seen
@@ -71,9 +74,11 @@ def test_a_failing_spark_job_is_a_retryable_failure_with_its_message(connector, 
     resource, seen = get_until_done(connector, template, meta)
     assert resource.phase == Phase.RETRYABLE_FAILED, seen
     assert "Spark Job Failed with Error: driver container failed" in resource.message
-    # Flyte 2's Resource has no state and no agent_error: phase and message say it all.
-    fields = {f.name for f in type(resource).DESCRIPTOR.fields}
-    assert "agent_error" not in fields and "state" not in fields
+    # Flyte 2's Resource has no state (1) and no agent_error (7): the server
+    # sends neither (they would arrive as unknown fields).
+    from google.protobuf import unknown_fields
+
+    assert not list(unknown_fields.UnknownFieldSet(resource)), "fields Flyte 2's Resource does not have"
 
 
 def test_a_task_the_plugin_refuses_fails_permanently(connector, template):

@@ -46,12 +46,19 @@ def flytekit_tasks(tmp_path_factory):
     return {name: serialize(getattr(tasks, name), out, name)[0] for name in FLYTEKIT_TASK_NAMES}
 
 
+def json_of(fields):
+    from google.protobuf.json_format import MessageToDict
+
+    return {k: MessageToDict(v) if hasattr(v, "DESCRIPTOR") else v for k, v in fields.items()}
+
+
 def template_of(path):
     return tasks_pb2.TaskTemplate.FromString(path.read_bytes())
 
 
-def without_sdk_differences(app, task_name):
-    """The application with what each SDK writes its own way taken out."""
+def without_sdk_differences(app, task_name, default_python):
+    """The application with what each SDK writes its own way taken out
+    (the executor Python only where the task leaves it to the SDK)."""
     app = json.loads(json.dumps(app).replace(f'"{task_name}"', '"TASK"'))
     spec = app["spec"]
     del app["metadata"]["annotations"]["flytewasm.io/task-context"]  # the task itself, compressed
@@ -59,21 +66,27 @@ def without_sdk_differences(app, task_name):
         part.pop("image")
     spec.pop("arguments")
     spec.pop("mainApplicationFile")
-    for key in ("spark.kubernetes.driverEnv.FLYTE_START_TIME", "spark.pyspark.python", "spark.pyspark.driver.python"):
-        spec["sparkConf"].pop(key)
+    spec["sparkConf"].pop("spark.kubernetes.driverEnv.FLYTE_START_TIME")
+    if default_python:
+        for key in ("spark.pyspark.python", "spark.pyspark.driver.python"):
+            spec["sparkConf"].pop(key)
     return app
 
 
-def test_the_sdk_serializes_a_spark_task_both_idls_read(flyte2_tasks):
+def test_the_sdk_serializes_the_spark_config_as_flytekit_does(flyte2_tasks, flytekit_tasks):
+    """The same config, the same `custom` (read as Flyte 1's TaskTemplate,
+    as the plugin reads it); flytekit adds an empty databricksConf."""
     from flyteidl.core import tasks_pb2 as v1_tasks
 
-    raw = flyte2_tasks["spark_with_pods"].read_bytes()
-    v2, v1 = tasks_pb2.TaskTemplate.FromString(raw), v1_tasks.TaskTemplate.FromString(raw)
-    assert (v2.type, v2.task_type_version) == (v1.type, v1.task_type_version) == ("spark", 0)
-    assert v1.custom == v2.custom
-    assert set(v1.custom.keys()) >= {"sparkConf", "hadoopConf", "executorPath", "driverPod", "executorPod"}
-    assert list(v1.container.args) == list(v2.container.args)
-    assert v1.container.args[0] == "a0"
+    flyte2 = v1_tasks.TaskTemplate.FromString(flyte2_tasks["spark_with_pods"].read_bytes())
+    flytekit = v1_tasks.TaskTemplate.FromString(flytekit_tasks["spark_with_pods"].read_bytes())
+    assert (flyte2.type, flyte2.task_type_version) == (flytekit.type, flytekit.task_type_version) == ("spark", 0)
+    ours, theirs = dict(flyte2.custom), dict(flytekit.custom)
+    theirs.pop("databricksConf")
+    for key in ("mainApplicationFile",):  # each SDK's own default
+        ours.pop(key), theirs.pop(key)
+    assert json_of(ours) == json_of(theirs)
+    assert flyte2.container.args[0] == "a0"
 
 
 @pytest.mark.parametrize("name", sorted(FLYTEKIT_TASK_NAMES))
@@ -81,8 +94,9 @@ def test_both_sdks_build_the_same_spark_application(render, flyte2_tasks, flytek
     flyte2 = render(flyte2_tasks[name])
     flytekit = render(flytekit_tasks[name])
     flyte2_name = template_of(flyte2_tasks[name]).id.name
-    assert without_sdk_differences(flyte2, flyte2_name) == without_sdk_differences(
-        flytekit, FLYTEKIT_TASK_NAMES[name]
+    default_python = name == "spark_pi"
+    assert without_sdk_differences(flyte2, flyte2_name, default_python) == without_sdk_differences(
+        flytekit, FLYTEKIT_TASK_NAMES[name], default_python
     )
     # The differences are the SDKs' own, as documented.
     assert flyte2["spec"]["mainApplicationFile"].endswith("/runtime.py")
