@@ -33,11 +33,10 @@ fn main() {
     let mut config = prost_build::Config::new();
     if env::var_os("CARGO_FEATURE_GRPC").is_none() {
         // Plugins read Flyte 1's types only (a Flyte 2 TaskTemplate reaches
-        // them as the same bytes).
+        // them re-read as Flyte 1's, the same field numbers).
         fds.file
             .retain(|file| !file.name().starts_with("flyteidl2/"));
-    }
-    if env::var_os("CARGO_FEATURE_GRPC").is_some() {
+    } else {
         for file in &mut fds.file {
             if !SERVED.contains(&file.name()) {
                 file.service.clear();

@@ -3,8 +3,9 @@
 //!
 //! Flyte 2's messages are field-compatible with Flyte 1's (§2.2), so a
 //! request is re-read as its v1 form and an answer written back as v2:
-//! - the TaskTemplate reaches the plugin as the same bytes (v2-only fields
-//!   such as `reuse_policy` are ones no plugin reads);
+//! - the TaskTemplate reaches the plugin as its Flyte 1 fields; Flyte
+//!   2-only fields are dropped (docs/operations.md lists them:
+//!   `GPUAccelerator.device_class` is the one that changes a pod);
 //! - `inputs` (named literals, v1's literal map on the wire) are read and,
 //!   as on the agent path, not used: plugins build from the template;
 //!   `Inputs.context` is dropped;
@@ -14,7 +15,8 @@
 //! - `task_category` in GetTask and DeleteTask is ignored: the
 //!   `resource_meta` names its plugin;
 //! - a v2 `Resource` has no `state` and no `agent_error`: the phase
-//!   (RETRYABLE_FAILED or FAILED) and the message say how a task failed.
+//!   (RETRYABLE_FAILED, which Flyte 2's connector plugin maps to a
+//!   retryable failure, or FAILED) and the message say how a task failed.
 //!
 //! The `resource_meta` is the agent protocol's, so either protocol answers
 //! for a task the other created.

@@ -7,7 +7,8 @@
 //! Its requests are flyteidl v1's messages: Flyte 2's are field-compatible
 //! with them (the same numbers and wire types, reference/flyte2-connector.md
 //! §2.2), so the connector front-end re-reads its bytes as v1's and the
-//! plugins receive the same TaskTemplate bytes whichever SDK wrote the task.
+//! plugins receive the same TaskTemplate whichever SDK wrote the task (its
+//! Flyte 1 fields; tests/test_idl_compatibility.py checks the numbers).
 //!
 //! Nothing from the caller is trusted: a `resource_meta` is used only if
 //! this deployment signed it and its object is the one its task makes, and
