@@ -245,6 +245,46 @@ async fn a_name_taken_by_someone_else_fails_the_task_and_touches_nothing() {
     assert_eq!(still.metadata.annotations.unwrap()["owner"], "someone");
 }
 
+/// A task whose object went and whose name someone else then took: an
+/// abort leaves the newcomer's object alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abort_does_not_touch_an_object_that_is_not_the_tasks() {
+    let env = env(json!({})).await;
+    let apps = testkit::spark_apps(&env.sandbox, NS);
+    let meta = launch(
+        &env.replicas[0],
+        create(spark(), "swapped", 0, "run-forever"),
+    )
+    .await;
+    until(&env, &meta, phase(Phase::Running)).await;
+    apps.delete("swapped-n0-0", &Default::default())
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if apps.get_opt("swapped-n0-0").await.unwrap().is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let theirs: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "sparkoperator.k8s.io/v1beta2", "kind": "SparkApplication",
+        "metadata": { "name": "swapped-n0-0", "annotations": { "owner": "someone" } },
+        "spec": {},
+    }))
+    .unwrap();
+    apps.create(&PostParams::default(), &theirs).await.unwrap();
+    env.replicas[1]
+        .delete_task(Request::new(DeleteTaskRequest {
+            resource_meta: meta.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let still = apps.get("swapped-n0-0").await.unwrap();
+    assert_eq!(still.metadata.annotations.unwrap()["owner"], "someone");
+    assert!(still.metadata.deletion_timestamp.is_none());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_terminal_answer_is_the_same_everywhere_until_the_janitor_removes_the_object() {
     let env =

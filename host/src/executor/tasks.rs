@@ -854,6 +854,14 @@ impl Tasks {
             .get_from_api(&kind, &ticket.namespace, &ticket.name)
             .await
             .map_err(ExecutorError::cluster("reading", &ticket.name))?;
+        // An object under this task's name that does not carry its identity
+        // (someone else's, made after ours went) is not this task's to abort.
+        if let Some(object) = &object
+            && carried::owner_of(object) != Some(ticket.execution.key().as_str())
+        {
+            tracing::warn!(task = %ticket.name, owner = ?carried::owner_of(object), "abort: the object under this task's name is not its own; left alone");
+            return Ok(Aborted::Deleted);
+        }
         let aborted = PhaseEvent::failure(
             Phase::PermanentFailure,
             ErrorKind::User,
