@@ -29,9 +29,10 @@ FLYTEKIT_TASK_NAMES = {"spark_pi": "spark_tasks.spark_pi", "spark_with_pods": "s
 def flyte2_tasks(tmp_path_factory):
     """Each Flyte 2 task's TaskTemplate file, serialized by the SDK now."""
     tasks = load_module(ROOT / "tests/flyte2_user_tasks.py")
+    example = load_module(ROOT / "examples/flyte2_spark_tasks.py")
     out = tmp_path_factory.mktemp("flyte2")
     files = {}
-    for name, task in tasks.TASKS.items():
+    for name, task in {"spark_pi": example.spark_pi, **tasks.TASKS}.items():
         files[name] = out / f"{name}.pb"
         files[name].write_bytes(tasks.serialize(task))
     return files

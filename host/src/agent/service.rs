@@ -96,9 +96,7 @@ impl AsyncAgentService for AgentService {
     ) -> Result<Response<GetTaskMetricsResponse>, Status> {
         self.0
             .call(PROTOCOL, "GetTaskMetrics")
-            .finish(Err(Status::unimplemented(
-                "flytewasm plugins do not report task metrics",
-            )))
+            .finish(Err(TaskService::metrics_unimplemented()))
     }
 
     type GetTaskLogsStream = futures::stream::Empty<Result<GetTaskLogsResponse, Status>>;
@@ -109,9 +107,7 @@ impl AsyncAgentService for AgentService {
     ) -> Result<Response<Self::GetTaskLogsStream>, Status> {
         self.0
             .call(PROTOCOL, "GetTaskLogs")
-            .finish(Err(Status::unimplemented(
-                "flytewasm plugins do not stream logs: use the task's log links",
-            )))
+            .finish(Err(TaskService::logs_unimplemented()))
     }
 }
 

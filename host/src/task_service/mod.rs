@@ -154,6 +154,16 @@ impl TaskService {
             })
     }
 
+    /// GetTaskMetrics, in either protocol: plugins report none.
+    pub fn metrics_unimplemented() -> Status {
+        Status::unimplemented("flytewasm plugins do not report task metrics")
+    }
+
+    /// GetTaskLogs, in either protocol: the log links are the logs.
+    pub fn logs_unimplemented() -> Status {
+        Status::unimplemented("flytewasm plugins do not stream logs: use the task's log links")
+    }
+
     /// A call being answered, counted and timed when it finishes.
     pub fn call(&self, protocol: Protocol, rpc: &'static str) -> Call<'_> {
         Call {
