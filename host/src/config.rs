@@ -87,11 +87,6 @@ pub struct TasksConfig {
     /// CreateTask answers within this; a launch still going on (a slow or
     /// unreachable API, a full quota) carries on in the background.
     pub create_answer_within_ms: u64,
-    /// GetTask answers within this: a look that takes longer (an API
-    /// server that does not answer, a slow plugin) counts as a failed look
-    /// and the last known phase is answered, instead of propeller's
-    /// deadline passing (which it counts as a system failure).
-    pub status_answer_within_ms: u64,
     /// How long a launch keeps being retried (quota, unavailable API)
     /// before the task fails as a retryable system failure.
     pub launch_deadline_seconds: u64,
@@ -122,7 +117,6 @@ impl Default for TasksConfig {
     fn default() -> Self {
         TasksConfig {
             create_answer_within_ms: 150,
-            status_answer_within_ms: 2000,
             launch_deadline_seconds: 600,
             max_consecutive_failures: 10,
             retention_seconds: 3600,
@@ -143,12 +137,6 @@ impl TasksConfig {
             return Err(format!(
                 "tasks.create-answer-within-ms: {} is not below propeller's 3000 ms CreateTask deadline",
                 self.create_answer_within_ms
-            ));
-        }
-        if self.status_answer_within_ms >= 3000 || self.status_answer_within_ms == 0 {
-            return Err(format!(
-                "tasks.status-answer-within-ms: {} is not between 1 and propeller's 3000 ms GetTask deadline",
-                self.status_answer_within_ms
             ));
         }
         if self.max_consecutive_failures == 0 {

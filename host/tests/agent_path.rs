@@ -330,46 +330,6 @@ async fn the_janitor_keeps_finished_objects_within_retention() {
     assert_eq!(again.phase, Phase::Succeeded as i32);
 }
 
-/// A look slower than `tasks.status-answer-within-ms` (here a plugin that
-/// sleeps in get-task-phase until its 2 s call deadline) is answered with
-/// the last known phase at the bound, before propeller's deadline, and
-/// counts as a failed look; enough of them fail the task.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_look_is_answered_within_the_bound_with_the_last_phase() {
-    let env = env(json!({ "tasks": {
-        "status-answer-within-ms": 300,
-        "max-consecutive-failures": 2,
-    } }))
-    .await;
-    let meta = launch(
-        &env.replicas[0],
-        create(testing("phase-sleep"), "sleepy", 0, ""),
-    )
-    .await;
-    let bounded = |replica| {
-        tokio::time::timeout(
-            Duration::from_millis(1500),
-            get(&env.replicas[replica], &meta),
-        )
-    };
-    let first = bounded(0)
-        .await
-        .expect("GetTask answered before the plugin's 2 s deadline");
-    assert_eq!(first.phase, Phase::Queued as i32, "{}", first.message);
-    let second = bounded(0).await.expect("answered within the bound");
-    assert_eq!(
-        second.phase,
-        Phase::RetryableFailed as i32,
-        "{}",
-        second.message
-    );
-    assert!(
-        second.message.contains("within 300ms"),
-        "{}",
-        second.message
-    );
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_that_fails_to_look_is_retried_then_fails_the_task_and_cleans_up() {
     let env = env(json!({ "tasks": { "max-consecutive-failures": 3 } })).await;

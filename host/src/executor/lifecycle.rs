@@ -256,13 +256,6 @@ pub enum ExecutorError {
     },
     #[error("plugin call failed: {0}")]
     Plugin(#[from] CallError),
-    /// A look at a task that did not finish within the answer bound.
-    #[error("no answer while {action} {name} within {after:?}")]
-    TimedOut {
-        action: &'static str,
-        name: String,
-        after: Duration,
-    },
 }
 
 impl ExecutorError {
@@ -280,7 +273,7 @@ impl ExecutorError {
     /// free slot (its call never ran).
     pub fn is_transient(&self) -> bool {
         match self {
-            ExecutorError::Cluster { .. } | ExecutorError::TimedOut { .. } => true,
+            ExecutorError::Cluster { .. } => true,
             ExecutorError::Plugin(call) => call.is_busy(),
         }
     }

@@ -555,17 +555,7 @@ impl Tasks {
         }
         let kind = plugin_kind(plugin);
         self.seen_namespace(&ticket.namespace);
-        let within = Duration::from_millis(self.executor.config().tasks.status_answer_within_ms);
-        let look = tokio::time::timeout(within, self.look(plugin, &kind, ticket))
-            .await
-            .unwrap_or_else(|_| {
-                Err(ExecutorError::TimedOut {
-                    action: "looking at",
-                    name: ticket.name.clone(),
-                    after: within,
-                })
-            });
-        match look {
+        match self.look(plugin, &kind, ticket).await {
             Ok(event) => {
                 self.with_local(ticket, |local| {
                     local.failures = 0;
