@@ -190,17 +190,19 @@ def create_request(template, execution, annotations=None):
     )
 
 
-def category(template):
-    return agent_pb2.TaskCategory(name=template.type, version=template.task_type_version)
+def category(template, messages=agent_pb2):
+    return messages.TaskCategory(name=template.type, version=template.task_type_version)
 
 
-def get_until_done(agent, template, meta, timeout=30):
+def get_until_done(agent, template, meta, timeout=30, messages=agent_pb2):
+    """GetTask until a terminal phase: (resource, phases seen). `messages`:
+    the protocol's module (agent_pb2, or flyteidl2's connector_pb2, whose
+    GetTaskRequest and TaskCategory have the same names and phases)."""
     deadline = time.monotonic() + timeout
     seen = []
     while time.monotonic() < deadline:
-        resource = agent.GetTask(
-            agent_pb2.GetTaskRequest(resource_meta=meta, task_category=category(template)), timeout=10
-        ).resource
+        request = messages.GetTaskRequest(resource_meta=meta, task_category=category(template, messages))
+        resource = agent.GetTask(request, timeout=10).resource
         if not seen or seen[-1] != resource.phase:
             seen.append(resource.phase)
         if resource.phase in (Phase.SUCCEEDED, Phase.FAILED, Phase.RETRYABLE_FAILED, Phase.ABORTED):

@@ -2,14 +2,13 @@
 official `flyteidl2` Python stubs: requests built from flyteidl2's own
 messages (the task's TaskTemplate is Flyte 2's type)."""
 
-import time
-
 from flyteidl2.connector import connector_pb2
 from flyteidl2.core import execution_pb2, identifier_pb2, literals_pb2, security_pb2, tasks_pb2
 from flyteidl2.task import common_pb2
 
+import agent_support
+
 Phase = execution_pb2.TaskExecution
-TERMINAL = (Phase.SUCCEEDED, Phase.FAILED, Phase.RETRYABLE_FAILED, Phase.ABORTED)
 
 
 def v2_template(template):
@@ -65,7 +64,7 @@ def create_request(template, execution, annotations=None, connection=None):
 
 
 def category(template):
-    return connector_pb2.TaskCategory(name=template.type, version=template.task_type_version)
+    return agent_support.category(template, connector_pb2)
 
 
 def connection():
@@ -73,15 +72,4 @@ def connection():
 
 
 def get_until_done(connector, template, meta, timeout=30):
-    deadline = time.monotonic() + timeout
-    seen = []
-    while time.monotonic() < deadline:
-        resource = connector.GetTask(
-            connector_pb2.GetTaskRequest(resource_meta=meta, task_category=category(template)), timeout=10
-        ).resource
-        if not seen or seen[-1] != resource.phase:
-            seen.append(resource.phase)
-        if resource.phase in TERMINAL:
-            return resource, seen
-        time.sleep(0.05)
-    raise AssertionError(f"no terminal phase within {timeout}s; saw {seen}")
+    return agent_support.get_until_done(connector, template, meta, timeout, messages=connector_pb2)
