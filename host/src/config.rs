@@ -87,6 +87,12 @@ pub struct TasksConfig {
     /// CreateTask answers within this; a launch still going on (a slow or
     /// unreachable API, a full quota) carries on in the background.
     pub create_answer_within_ms: u64,
+    /// GetTask's reads of the cluster (the object when it is not cached,
+    /// the host's records) take at most this together: an API server that
+    /// does not answer makes a failed look (the last phase is reported),
+    /// not a GetTask past propeller's deadline. The plugin's call has its
+    /// own bound (`runtime.call-timeout`).
+    pub status_reads_within_ms: u64,
     /// How long a launch keeps being retried (quota, unavailable API)
     /// before the task fails as a retryable system failure.
     pub launch_deadline_seconds: u64,
@@ -105,6 +111,9 @@ pub struct TasksConfig {
     /// Plugin id → its own propagation (e.g. `Foreground` to delete an
     /// operator's children before the object).
     pub plugin_delete_propagation: BTreeMap<String, Propagation>,
+    /// How long `run` waits for an aborted object to be gone (finalizers,
+    /// a garbage collector that is slow or absent) before it says so.
+    pub abort_wait_seconds: u64,
     /// A namespace's watch stops after this long without a read.
     pub watch_idle_seconds: u64,
     /// Where the host keeps outcomes and launches in progress (ConfigMaps;
@@ -117,6 +126,7 @@ impl Default for TasksConfig {
     fn default() -> Self {
         TasksConfig {
             create_answer_within_ms: 150,
+            status_reads_within_ms: 800,
             launch_deadline_seconds: 600,
             max_consecutive_failures: 10,
             retention_seconds: 3600,
@@ -124,6 +134,7 @@ impl Default for TasksConfig {
             janitor_interval_seconds: 60,
             delete_propagation: Propagation::Background,
             plugin_delete_propagation: BTreeMap::new(),
+            abort_wait_seconds: 60,
             watch_idle_seconds: 300,
             records_namespace: None,
         }
@@ -137,6 +148,12 @@ impl TasksConfig {
             return Err(format!(
                 "tasks.create-answer-within-ms: {} is not below propeller's 3000 ms CreateTask deadline",
                 self.create_answer_within_ms
+            ));
+        }
+        if self.status_reads_within_ms == 0 || self.status_reads_within_ms >= 3000 {
+            return Err(format!(
+                "tasks.status-reads-within-ms: {} must be above 0 and below propeller's 3000 ms GetTask deadline",
+                self.status_reads_within_ms
             ));
         }
         if self.max_consecutive_failures == 0 {

@@ -70,6 +70,25 @@ fn replica(sandbox: &Sandbox, config: &HostConfig, keys: &MetaKeys) -> AgentServ
     ))
 }
 
+/// CreateTask on a replica with its own runtime, which dies with it a
+/// second after answering: the resource_meta.
+fn accepted_by_a_replica_that_dies(env: &Env, request: CreateTaskRequest) -> Vec<u8> {
+    std::thread::scope(|scope| {
+        scope
+            .spawn(|| {
+                let runtime = tokio::runtime::Runtime::new().unwrap();
+                runtime.block_on(async {
+                    let doomed = replica(&env.sandbox, &env.config, &env.keys);
+                    let meta = launch(&doomed, request).await;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    meta
+                })
+            })
+            .join()
+            .unwrap()
+    })
+}
+
 fn spark() -> TaskTemplate {
     testkit::spark_task(NS, "unused").template
 }
@@ -320,14 +339,102 @@ async fn the_janitor_keeps_finished_objects_within_retention() {
     let env = env(json!({ "tasks": { "retention-seconds": 3600 } })).await;
     let meta = launch(&env.replicas[0], create(spark(), "kept", 0, "succeed")).await;
     until(&env, &meta, phase(Phase::Succeeded)).await;
+    // Marked finished (what the janitor lists), and still kept.
+    let apps = testkit::spark_apps(&env.sandbox, NS);
+    finished_within(&apps, "kept-n0-0", Duration::from_secs(10)).await;
     let deleted = env.replicas[0]
         .service()
         .tasks()
         .sweep(&[testkit::plugin("spark")])
         .await;
     assert_eq!(deleted, 0);
+    assert!(apps.get_opt("kept-n0-0").await.unwrap().is_some());
     let again = get(&env.replicas[1], &meta).await;
     assert_eq!(again.phase, Phase::Succeeded as i32);
+}
+
+/// Wait until the object is labelled finished (its end recorded).
+async fn finished_within(apps: &kube::Api<DynamicObject>, name: &str, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let app = apps.get(name).await.unwrap();
+        if app
+            .metadata
+            .labels
+            .is_some_and(|l| l.get("flytewasm.io/finished").is_some_and(|v| v == "true"))
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{name} was not marked finished within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_end_write_that_fails_is_tried_again_without_another_get_task() {
+    let env = env(json!({})).await;
+    let apps = testkit::spark_apps(&env.sandbox, NS);
+    let meta = launch(&env.replicas[0], create(spark(), "unmarked", 0, "succeed")).await;
+    // Marking the object finished fails for longer than the client retries.
+    env.sandbox
+        .faults()
+        .fail_next_on("patch", "sparkapplications", 500, 14);
+    until(&env, &meta, phase(Phase::Succeeded)).await;
+    // Propeller asks nothing more after success: the mark lands anyway.
+    finished_within(&apps, "unmarked-n0-0", Duration::from_secs(60)).await;
+    let served = env.sandbox.faults().errors_served();
+    assert_eq!(served.get("patch 500"), Some(&14), "{served:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_task_answers_within_propellers_deadline_while_the_api_does_not() {
+    let env = env(json!({})).await;
+    // The object is not there yet and the API takes 5 s per answer: the
+    // replica that did not accept the task must read the API (the object,
+    // the records), and answers before propeller's deadline anyway.
+    env.sandbox.faults().set_latency(Duration::from_secs(5));
+    let meta = launch(
+        &env.replicas[0],
+        create(spark(), "unanswered", 0, "succeed"),
+    )
+    .await;
+    for _ in 0..2 {
+        let answer = tokio::time::timeout(PROPELLER_DEADLINE, get(&env.replicas[1], &meta))
+            .await
+            .expect("GetTask answered within propeller's deadline");
+        assert_eq!(answer.phase, Phase::Queued as i32, "{}", answer.message);
+    }
+    assert!(
+        env.replicas[1]
+            .service()
+            .tasks()
+            .failing(&flytewasm::task_service::decode_meta(&meta, &env.keys).unwrap()),
+        "a look that ran out of time counts as failed"
+    );
+    env.sandbox.faults().clear();
+    let (done, phases) = until(&env, &meta, phase(Phase::Succeeded)).await;
+    assert_eq!(done.phase, Phase::Succeeded as i32, "{phases:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_during_a_slow_create_leaves_the_launch_to_another() {
+    let env = env(json!({})).await;
+    // Creates of the kind keep failing (a webhook timing out, say): the
+    // first try outlasts the answer, the client retrying for seconds.
+    env.sandbox
+        .faults()
+        .fail_next_on("create", "sparkapplications", 503, 1000);
+    let meta = accepted_by_a_replica_that_dies(&env, create(spark(), "mid-create", 0, "succeed"));
+    env.sandbox.faults().clear();
+    let apps = testkit::spark_apps(&env.sandbox, NS);
+    assert!(apps.get_opt("mid-create-n0-0").await.unwrap().is_none());
+    // The launch was recorded while the try was still going: the surviving
+    // replica carries it on.
+    let (done, phases) = until(&env, &meta, phase(Phase::Succeeded)).await;
+    assert_eq!(done.phase, Phase::Succeeded as i32, "{phases:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -446,6 +553,16 @@ async fn watches_cache_only_our_objects_without_managed_fields() {
     until(&env, &meta, phase(Phase::Running)).await;
     let cluster = env.replicas[0].service().executor().cluster();
     assert_eq!(cluster.cached_objects(), 1, "only our object is cached");
+    // The API server keeps who wrote what; the cached copy does not.
+    let kind = flytewasm::executor::lifecycle::plugin_kind(&testkit::plugin("spark"));
+    let stored = cluster
+        .get_from_api(&kind, NS, "ours-n0-0")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(stored["metadata"]["managedFields"].is_array(), "{stored}");
+    let cached = cluster.get(&kind, NS, "ours-n0-0").await.unwrap().unwrap();
+    assert!(cached["metadata"]["managedFields"].is_null(), "{cached}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -461,21 +578,7 @@ async fn a_launch_whose_replica_died_is_carried_on_by_another() {
 
     // A replica on its own runtime accepts the task, waits on the quota a
     // moment (recording the launch), and dies with its runtime.
-    let (config, keys, sandbox) = (env.config.clone(), env.keys.clone(), &env.sandbox);
-    let meta = std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                let runtime = tokio::runtime::Runtime::new().unwrap();
-                runtime.block_on(async {
-                    let doomed = replica(sandbox, &config, &keys);
-                    let meta = launch(&doomed, create(spark(), "orphaned", 0, "succeed")).await;
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    meta
-                })
-            })
-            .join()
-            .unwrap()
-    });
+    let meta = accepted_by_a_replica_that_dies(&env, create(spark(), "orphaned", 0, "succeed"));
     let apps = testkit::spark_apps(&env.sandbox, NS);
     assert!(apps.get_opt("orphaned-n0-0").await.unwrap().is_none());
 

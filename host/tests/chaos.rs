@@ -202,6 +202,7 @@ async fn faults_lose_nothing() {
             Outcome::Succeeded(_) => "succeeded",
             Outcome::Failed(_) => "failed",
             Outcome::Aborted(_) => "aborted",
+            Outcome::AbortedNotGone(why) => panic!("{name}: aborted, not gone: {why}"),
         };
         match fate {
             // Aborted, unless it had already ended by then.

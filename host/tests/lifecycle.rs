@@ -28,12 +28,18 @@ struct Env {
 }
 
 async fn env(config: serde_json::Value) -> Env {
-    let sandbox = Sandbox::start(SandboxConfig {
-        step: Duration::from_millis(100),
-        ..Default::default()
-    })
+    env_on(
+        SandboxConfig {
+            step: Duration::from_millis(100),
+            ..Default::default()
+        },
+        config,
+    )
     .await
-    .unwrap();
+}
+
+async fn env_on(sandbox: SandboxConfig, config: serde_json::Value) -> Env {
+    let sandbox = Sandbox::start(sandbox).await.unwrap();
     let cluster = Cluster::new(sandbox.client().unwrap());
     let config: HostConfig = serde_json::from_value(config).unwrap();
     Env {
@@ -200,6 +206,35 @@ async fn failed_and_submission_failed_are_retryable_failures() {
             error.message
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aborted_object_that_does_not_go_is_reported_not_gone() {
+    // A foreground delete on a server without a garbage collector: the
+    // object stays, held by `foregroundDeletion`.
+    let env = env_on(
+        SandboxConfig {
+            step: Duration::from_millis(100),
+            garbage_collector: false,
+            ..Default::default()
+        },
+        json!({ "tasks": { "delete-propagation": "Foreground", "abort-wait-seconds": 2 } }),
+    )
+    .await;
+    let (outcome, _) = run(
+        &env,
+        &testkit::plugin("spark"),
+        &spark_request("held-up", "run-forever"),
+        Some(Duration::from_millis(800)),
+    )
+    .await;
+    let Outcome::AbortedNotGone(why) = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert!(why.contains("still there 2s after its delete"), "{why}");
+    assert!(why.contains("foregroundDeletion"), "{why}");
+    let app = spark_apps(&env).get("held-up").await.unwrap();
+    assert!(app.metadata.deletion_timestamp.is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -99,6 +99,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 eprintln!("task aborted; its object was patched as the plugin asked");
                 ExitCode::from(130)
             }
+            // The job may still be running: not the exit of a clean abort.
+            Outcome::AbortedNotGone(why) => {
+                eprintln!("task aborted, but its object is not gone: {why}");
+                ExitCode::FAILURE
+            }
         })
     })
 }

@@ -119,6 +119,15 @@ impl ClusterError {
         }
     }
 
+    /// A call that did not answer within `within` (taken as unreachable).
+    pub fn no_answer(within: Duration) -> Self {
+        ClusterError {
+            code: 0,
+            reason: "Timeout".into(),
+            message: format!("no answer from the API server within {within:?}"),
+        }
+    }
+
     pub fn is_not_found(&self) -> bool {
         matches!(self.code, 404 | 410)
     }

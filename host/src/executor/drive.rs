@@ -19,17 +19,21 @@ use crate::runtime::Plugin;
 pub enum Outcome {
     Succeeded(PhaseEvent),
     Failed(PhaseEvent),
-    /// Stopped from outside (Ctrl-C, timeout); the object is gone, or
+    /// Stopped from outside (Ctrl-C, timeout): the object is deleted or
     /// patched as the plugin asked.
     Aborted(Aborted),
+    /// Stopped from outside, and the delete went out, but the object was
+    /// still there when we stopped waiting: why (e.g. the finalizers
+    /// holding it).
+    AbortedNotGone(String),
 }
 
 /// Without any watch event, look again this often (a resync, as informers do).
 const RESYNC: Duration = Duration::from_secs(30);
 /// After a look that failed, look again this soon.
 const RETRY: Duration = Duration::from_millis(500);
-/// How long an aborted object may take to go.
-const GONE_WITHIN: Duration = Duration::from_secs(60);
+/// How long an abort is tried again while the cluster fails.
+const ABORT_WITHIN: Duration = Duration::from_secs(60);
 
 /// Launch the task and follow it until it ends or `stop` completes. Every
 /// new phase is passed to `on_event`. On `stop` the task is aborted; at the
@@ -63,10 +67,12 @@ pub async fn run_to_completion(
         tokio::select! {
             _ = &mut stop => {
                 let aborted = abort(tasks, plugin, &ticket).await?;
+                let gone_within =
+                    Duration::from_secs(tasks.executor().config().tasks.abort_wait_seconds);
                 if aborted == Aborted::Deleted
-                    && let Err(why) = tasks.executor().wait_gone(&state, GONE_WITHIN).await
+                    && let Err(why) = tasks.executor().wait_gone(&state, gone_within).await
                 {
-                    tracing::warn!(task = %state.name, "{why}");
+                    return Ok(Outcome::AbortedNotGone(why));
                 }
                 return Ok(Outcome::Aborted(aborted));
             }
@@ -89,7 +95,7 @@ pub async fn run_to_completion(
 }
 
 /// Abort the task, again and again while the cluster fails transiently (up
-/// to `GONE_WITHIN`): an abort that never reaches the cluster leaves the job
+/// to `ABORT_WITHIN`): an abort that never reaches the cluster leaves the job
 /// running, and nobody retries for us here (on the agent path propeller
 /// repeats DeleteTask).
 async fn abort(
@@ -101,7 +107,7 @@ async fn abort(
         .with_min_delay(RETRY)
         .with_max_delay(Duration::from_secs(5))
         .without_max_times()
-        .with_total_delay(Some(GONE_WITHIN))
+        .with_total_delay(Some(ABORT_WITHIN))
         .with_jitter();
     (|| tasks.cancel(plugin, ticket))
         .retry(backoff)

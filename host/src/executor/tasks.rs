@@ -28,6 +28,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use backon::{ExponentialBuilder, Retryable};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::watch;
@@ -40,7 +41,7 @@ use super::lifecycle::{
 use super::metadata::Execution;
 use super::object::TaskRequest;
 use super::records::{Records, TaskObject};
-use crate::cluster::ResourceKind;
+use crate::cluster::{ClusterError, ResourceKind};
 use crate::metrics::Metrics;
 use crate::runtime::Plugin;
 
@@ -156,6 +157,31 @@ const LAUNCH_RETRY_MIN: Duration = Duration::from_millis(200);
 const LAUNCH_RETRY_MAX: Duration = Duration::from_secs(10);
 /// Forget a task this replica has not been asked about for this long.
 const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
+/// How long the writes after a task's end are tried again: in the
+/// background, as long as this replica remembers the task; inline (`run`),
+/// no longer than a user waits for an exit.
+const END_WRITES_WITHIN: Duration = FORGET_AFTER;
+const END_WRITES_INLINE_WITHIN: Duration = Duration::from_secs(60);
+
+/// The time one GetTask's cluster reads have, together.
+#[derive(Debug, Clone, Copy)]
+struct Reads {
+    by: Instant,
+    within: Duration,
+}
+
+impl Reads {
+    async fn read<T>(
+        self,
+        action: &'static str,
+        name: &str,
+        read: impl Future<Output = Result<T, ClusterError>>,
+    ) -> Result<T, ExecutorError> {
+        let read = tokio::time::timeout_at(self.by.into(), read).await;
+        read.unwrap_or_else(|_| Err(ClusterError::no_answer(self.within)))
+            .map_err(ExecutorError::cluster(action, name))
+    }
+}
 
 /// When the writes that follow a task's end (recording it, cleaning up)
 /// happen.
@@ -359,7 +385,35 @@ impl Tasks {
                 break Launch::Failed(event);
             }
             let left = deadline.saturating_duration_since(Instant::now());
-            let tried = tokio::time::timeout(left, self.executor.launch(&plugin, &request)).await;
+            let attempt = tokio::time::timeout(left, self.executor.launch(&plugin, &request));
+            let tried = if recorded {
+                attempt.await
+            } else {
+                // A try can outlast the answer (an API that keeps failing
+                // the create): the launch is recorded when the answer is
+                // given, not after, so a replica that dies meanwhile leaves
+                // it for another to carry on.
+                tokio::pin!(attempt);
+                let record = async {
+                    tokio::time::sleep_until(answer_by.into()).await;
+                    self.record_launch(&ticket, &kind, &request).await
+                };
+                tokio::pin!(record);
+                tokio::select! {
+                    tried = &mut attempt => {
+                        // A record already on its way is seen through, so
+                        // it is dropped below rather than left behind.
+                        if Instant::now() >= answer_by {
+                            recorded = record.await;
+                        }
+                        tried
+                    }
+                    kept = &mut record => {
+                        recorded = kept;
+                        attempt.await
+                    }
+                }
+            };
             match tried {
                 Ok(Ok((state, event))) => match event.phase {
                     Phase::Queued => {
@@ -514,7 +568,8 @@ impl Tasks {
             match found {
                 Ok(Some(object))
                     if object["metadata"]["deletionTimestamp"].is_null()
-                        && !carried::is_finished(&object) =>
+                        && !carried::is_finished(&object)
+                        && carried::owner_of(&object) == Some(earlier.execution.key().as_str()) =>
                 {
                     tracing::info!(task = %name, "aborting: a later attempt of its node started");
                     let state = object_state(plugin, kind, &object);
@@ -555,7 +610,12 @@ impl Tasks {
         }
         let kind = plugin_kind(plugin);
         self.seen_namespace(&ticket.namespace);
-        match self.look(plugin, &kind, ticket).await {
+        let within = Duration::from_millis(self.executor.config().tasks.status_reads_within_ms);
+        let reads = Reads {
+            by: Instant::now() + within,
+            within,
+        };
+        match self.look(plugin, &kind, ticket, reads).await {
             Ok(event) => {
                 self.with_local(ticket, |local| {
                     local.failures = 0;
@@ -572,15 +632,18 @@ impl Tasks {
         plugin: &Plugin,
         kind: &ResourceKind,
         ticket: &TaskTicket,
+        reads: Reads,
     ) -> Result<PhaseEvent, ExecutorError> {
-        let object = self
-            .executor
-            .cluster()
-            .get(kind, &ticket.namespace, &ticket.name)
-            .await
-            .map_err(ExecutorError::cluster("reading", &ticket.name))?;
+        let cluster = self.executor.cluster();
+        let object = reads
+            .read(
+                "reading",
+                &ticket.name,
+                cluster.get(kind, &ticket.namespace, &ticket.name),
+            )
+            .await?;
         let Some(object) = object else {
-            return self.missing(plugin, kind, ticket).await;
+            return self.missing(plugin, kind, ticket, reads).await;
         };
         self.with_local(ticket, |local| local.seen_object = true);
         // Whose object it is first: nothing on another task's object counts.
@@ -627,32 +690,60 @@ impl Tasks {
             .await?;
         if event.phase.is_terminal() && !carried::is_finished(&object) {
             let deleting = !object["metadata"]["deletionTimestamp"].is_null();
-            let (this, plugin, event_) = (self.clone(), plugin.clone(), event.clone());
-            let ticket_ = ticket.clone();
-            let writes = async move {
-                this.end(&plugin, &ticket_, &task, &state, &event_, deleting)
-                    .await
-            };
-            self.after_end(ticket, writes).await;
+            let end = Arc::new((
+                self.clone(),
+                plugin.clone(),
+                ticket.clone(),
+                task,
+                state,
+                event.clone(),
+            ));
+            self.after_end(ticket, move || {
+                let end = end.clone();
+                async move {
+                    let (this, plugin, ticket, task, state, event) = &*end;
+                    this.end(plugin, ticket, task, state, event, deleting).await
+                }
+            })
+            .await;
         }
         Ok(event)
     }
 
     /// Run the writes that follow a task's end, now or in the background
-    /// ([`EndWrites`]), once per task at a time; a failure is logged and
-    /// the next look tries again.
-    async fn after_end(
-        self: &Arc<Self>,
-        ticket: &TaskTicket,
-        writes: impl Future<Output = Result<(), ExecutorError>> + Send + 'static,
-    ) {
+    /// ([`EndWrites`]), once per task at a time. A transient failure is
+    /// tried again with back-off: propeller asks nothing more after a
+    /// terminal answer, so an end never recorded would leave the object
+    /// unmarked, and the janitor would never collect it.
+    async fn after_end<W, F>(self: &Arc<Self>, ticket: &TaskTicket, writes: W)
+    where
+        W: FnMut() -> F + Send + 'static,
+        F: Future<Output = Result<(), ExecutorError>> + Send + 'static,
+    {
         if self.with_local(ticket, |local| std::mem::replace(&mut local.ending, true)) {
             return; // already under way
         }
+        let within = match self.end_writes {
+            EndWrites::Background => END_WRITES_WITHIN,
+            EndWrites::Inline => END_WRITES_INLINE_WITHIN,
+        };
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(500))
+            .with_max_delay(Duration::from_secs(30))
+            .without_max_times()
+            .with_total_delay(Some(within))
+            .with_jitter();
         let (this, ticket) = (self.clone(), ticket.clone());
         let done = async move {
-            if let Err(err) = writes.await {
-                tracing::warn!(task = %ticket.name, "after the task's end: {err}");
+            let result = writes
+                .retry(backoff)
+                .when(ExecutorError::is_transient)
+                .notify(|err, after| {
+                    tracing::warn!(task = %ticket.name, "after the task's end: {err}; trying again in {after:?}")
+                })
+                .await;
+            if let Err(err) = result {
+                tracing::error!(task = %ticket.name, "after the task's end, gave up: {err}");
             }
             this.with_local(&ticket, |local| local.ending = false);
         };
@@ -672,6 +763,7 @@ impl Tasks {
         plugin: &Plugin,
         kind: &ResourceKind,
         ticket: &TaskTicket,
+        reads: Reads,
     ) -> Result<PhaseEvent, ExecutorError> {
         let (launching, seen, last) = {
             let local = self.local.lock().unwrap();
@@ -694,33 +786,22 @@ impl Tasks {
             return Ok(event);
         }
         let cluster = self.executor.cluster();
-        let records_error = |source| ExecutorError::Cluster {
-            action: "reading the records of",
-            name: ticket.name.clone(),
-            source,
-        };
-        if let Some(event) = self
-            .records
-            .outcome(cluster, ticket.object(kind))
-            .await
-            .map_err(records_error)?
-        {
+        const RECORDS: &str = "reading the records of";
+        let outcome = self.records.outcome(cluster, ticket.object(kind));
+        if let Some(event) = reads.read(RECORDS, &ticket.name, outcome).await? {
             return Ok(event);
         }
         let deadline = self.executor.config().tasks.launch_deadline_seconds;
         let gone = gone(ticket);
         if seen {
             // Deleted behind our back: keep the answer for the other replicas.
-            self.keep_outcome(ticket, kind, &gone).await;
+            self.keep_outcome_after(ticket, kind, &gone).await;
             return Ok(gone);
         }
         if !ticket.past_launch_deadline(deadline) {
             // A launch recorded by the replica that accepted it: carry it on.
-            if let Some(request) = self
-                .records
-                .launch(cluster, ticket.object(kind))
-                .await
-                .map_err(records_error)?
+            let recorded = self.records.launch(cluster, ticket.object(kind));
+            if let Some(request) = reads.read(RECORDS, &ticket.name, recorded).await?
                 && let Some(rx) = self.start_launch(plugin, request, ticket, Instant::now())
             {
                 let now = rx.borrow().clone();
@@ -740,7 +821,7 @@ impl Tasks {
             ),
             ..gone
         };
-        self.keep_outcome(ticket, kind, &never).await;
+        self.keep_outcome_after(ticket, kind, &never).await;
         Ok(never)
     }
 
@@ -796,33 +877,54 @@ impl Tasks {
         );
         self.with_local(ticket, |local| local.last = Some(event.clone()));
         let state = ticket.state(kind.clone(), last.as_ref());
-        let (this, plugin, ticket_, event_) =
-            (self.clone(), plugin.clone(), ticket.clone(), event.clone());
+        let cleanup = Arc::new((
+            self.clone(),
+            plugin.clone(),
+            ticket.clone(),
+            state,
+            event.clone(),
+        ));
         // The answer is kept before the object goes, so every replica gives it.
-        let cleanup = async move {
-            this.write_outcome(&ticket_, &state.kind, &event_).await?;
-            let task = match &ticket_.task {
-                Some(task) => task.clone(),
-                None => this.carried_task(&state.kind, &ticket_).await,
-            };
-            this.abort_then_release(&plugin, &task, &state)
-                .await
-                .map(drop)
-        };
-        self.after_end(ticket, cleanup).await;
+        self.after_end(ticket, move || {
+            let cleanup = cleanup.clone();
+            async move {
+                let (this, plugin, ticket, state, event) = &*cleanup;
+                this.write_outcome(ticket, &state.kind, event).await?;
+                this.abort_own(plugin, ticket, state).await.map(drop)
+            }
+        })
+        .await;
         event
     }
 
-    async fn carried_task(&self, kind: &ResourceKind, ticket: &TaskTicket) -> TaskRequest {
+    /// Abort and release the ticket's object, if there is one and it
+    /// carries the task's identity (another's under its name is left alone).
+    async fn abort_own(
+        &self,
+        plugin: &Plugin,
+        ticket: &TaskTicket,
+        state: &TaskState,
+    ) -> Result<Option<Aborted>, ExecutorError> {
         let object = self
             .executor
             .cluster()
-            .get_from_api(kind, &ticket.namespace, &ticket.name)
-            .await;
-        match object {
-            Ok(Some(object)) => carried::task_of(&object).unwrap_or_default(),
-            _ => TaskRequest::default(),
+            .get_from_api(&state.kind, &ticket.namespace, &ticket.name)
+            .await
+            .map_err(ExecutorError::cluster("reading", &ticket.name))?;
+        let Some(object) = object else {
+            return Ok(None);
+        };
+        if carried::owner_of(&object) != Some(ticket.execution.key().as_str()) {
+            tracing::warn!(task = %ticket.name, owner = ?carried::owner_of(&object), "the object under this task's name is not its own; left alone");
+            return Ok(None);
         }
+        let task = match &ticket.task {
+            Some(task) => task.clone(),
+            None => carried::task_of(&object).unwrap_or_default(),
+        };
+        self.abort_then_release(plugin, &task, state)
+            .await
+            .map(Some)
     }
 
     /// Abort: keep the abort as the task's outcome (so a launch still in
@@ -935,6 +1037,25 @@ impl Tasks {
         if let Err(err) = self.write_outcome(ticket, kind, event).await {
             tracing::warn!(task = %ticket.name, "could not keep the task's outcome: {err}");
         }
+    }
+
+    /// Keep an outcome after the answer ([`Tasks::after_end`]): GetTask
+    /// does not wait on the write.
+    async fn keep_outcome_after(
+        self: &Arc<Self>,
+        ticket: &TaskTicket,
+        kind: &ResourceKind,
+        event: &PhaseEvent,
+    ) {
+        let outcome = Arc::new((self.clone(), ticket.clone(), kind.clone(), event.clone()));
+        self.after_end(ticket, move || {
+            let outcome = outcome.clone();
+            async move {
+                let (this, ticket, kind, event) = &*outcome;
+                this.write_outcome(ticket, kind, event).await
+            }
+        })
+        .await;
     }
 
     fn last(&self, ticket: &TaskTicket) -> Option<PhaseEvent> {

@@ -82,7 +82,11 @@ async fn handle(
             ));
         }
     };
-    if let Some(err) = shared.faults.on_request(verb) {
+    let resource = match &target {
+        Target::Collection { kind, .. } | Target::Object { kind, .. } => Some(kind.plural.as_str()),
+        _ => None,
+    };
+    if let Some(err) = shared.faults.on_request(verb, resource) {
         return error(err);
     }
     let latency = shared.faults.delay(verb);

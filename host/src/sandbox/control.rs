@@ -4,7 +4,8 @@
 //! `POST /sandbox.flytewasm.io/v1/faults` with any subset of
 //! `{"clear": true, "failNext": [{"verb": "create", "code": 503, "times": 3}],
 //! "latencyMs": 200, "writeLatencyMs": 2000, "dropWatches": true}`
-//! (applied in that order; `times` defaults to 1) answers the state that
+//! (applied in that order; `times` defaults to 1; a failure with
+//! `"resource": "sparkapplications"` meets only that resource) answers the state that
 //! `GET` on the same path answers: `{"requests": {verb: count},
 //! "errorsServed": {"verb code": count}, "latencyMs", "writeLatencyMs",
 //! "failNext": [...still pending]}`. These requests are not counted and
@@ -40,6 +41,8 @@ struct Request {
 #[serde(deny_unknown_fields)]
 struct Failure {
     verb: String,
+    /// Only on this resource (plural).
+    resource: Option<String>,
     code: u16,
     #[serde(default = "one")]
     times: u32,
@@ -83,7 +86,7 @@ pub(super) fn handle(
                         failure.code
                     )));
                 }
-                failures.push((*verb, failure.code, failure.times));
+                failures.push((*verb, failure.resource.clone(), failure.code, failure.times));
             }
             let faults = &shared.faults;
             if request.clear {
@@ -95,8 +98,11 @@ pub(super) fn handle(
             if let Some(ms) = request.write_latency_ms {
                 faults.set_write_latency(Duration::from_millis(ms));
             }
-            for (verb, code, times) in failures {
-                faults.fail_next(verb, code, times);
+            for (verb, resource, code, times) in failures {
+                match resource {
+                    Some(resource) => faults.fail_next_on(verb, &resource, code, times),
+                    None => faults.fail_next(verb, code, times),
+                }
             }
             if request.drop_watches {
                 faults.drop_watches();
@@ -116,7 +122,9 @@ fn state(shared: &Shared) -> Value {
     let pending: Vec<Value> = faults
         .pending()
         .into_iter()
-        .map(|(verb, code, times)| json!({ "verb": verb, "code": code, "times": times }))
+        .map(|(verb, resource, code, times)| {
+            json!({ "verb": verb, "resource": resource, "code": code, "times": times })
+        })
         .collect();
     json!({
         "requests": faults.request_counts(),

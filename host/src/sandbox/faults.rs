@@ -31,6 +31,9 @@ pub struct Faults {
 
 struct Rule {
     verb: &'static str,
+    /// Only requests on this resource (plural), as an admission webhook
+    /// that fails for one kind; `None`: every resource.
+    resource: Option<String>,
     code: u16,
     remaining: u32,
 }
@@ -52,9 +55,19 @@ impl Faults {
     /// Answer the next `times` requests of `verb` with HTTP `code`
     /// (500, 503, 429, 409...).
     pub fn fail_next(&self, verb: &'static str, code: u16, times: u32) {
+        self.push(verb, None, code, times);
+    }
+
+    /// [`Faults::fail_next`] for requests on one resource (plural) only.
+    pub fn fail_next_on(&self, verb: &'static str, resource: &str, code: u16, times: u32) {
+        self.push(verb, Some(resource.into()), code, times);
+    }
+
+    fn push(&self, verb: &'static str, resource: Option<String>, code: u16, times: u32) {
         assert!(VERBS.contains(&verb), "unknown verb {verb}");
         self.rules.lock().unwrap().push(Rule {
             verb,
+            resource,
             code,
             remaining: times,
         });
@@ -78,12 +91,12 @@ impl Faults {
         *self.write_latency.lock().unwrap() = latency;
     }
 
-    /// The injected errors still to answer: (verb, code, times).
-    pub fn pending(&self) -> Vec<(&'static str, u16, u32)> {
+    /// The injected errors still to answer: (verb, resource, code, times).
+    pub fn pending(&self) -> Vec<(&'static str, Option<String>, u16, u32)> {
         let rules = self.rules.lock().unwrap();
         rules
             .iter()
-            .map(|r| (r.verb, r.code, r.remaining))
+            .map(|r| (r.verb, r.resource.clone(), r.code, r.remaining))
             .collect()
     }
 
@@ -129,13 +142,22 @@ impl Faults {
         self.latency() + write
     }
 
-    /// Count a request and return the injected error for it, if any.
-    pub(super) fn on_request(&self, verb: &'static str) -> Option<ApiError> {
+    /// Count a request (on `resource`, when it names one) and return the
+    /// injected error for it, if any.
+    pub(super) fn on_request(
+        &self,
+        verb: &'static str,
+        resource: Option<&str>,
+    ) -> Option<ApiError> {
         *self.counts.lock().unwrap().entry(verb).or_default() += 1;
         let mut rules = self.rules.lock().unwrap();
-        let rule = rules
-            .iter_mut()
-            .find(|r| r.verb == verb && r.remaining > 0)?;
+        let rule = rules.iter_mut().find(|r| {
+            r.verb == verb
+                && r.remaining > 0
+                && r.resource
+                    .as_deref()
+                    .is_none_or(|only| Some(only) == resource)
+        })?;
         rule.remaining -= 1;
         let code = rule.code;
         rules.retain(|r| r.remaining > 0);
