@@ -22,6 +22,9 @@ official flyteidl stubs. What it mirrors, part by part:
   propeller retries as a new attempt like any retryable failure.
 - **Deadlines** (`Emulator._call`). Every call carries a per-call deadline
   (`deadline`, propeller's default 3 s).
+- **Lost responses** (`Emulator(lose=...)`). `lose(rpc, record, attempt,
+  response)` says which answers are lost on their way back: the server did
+  the work, propeller sees the call fail (code `LOST`), as on a deadline.
 - **Abort** (`Emulator._abort`). Only an aborted node gets DeleteTask, with
   the current attempt's resource_meta, repeated on every error until it
   answers OK. Nothing calls DeleteTask after a task ends; an attempt that
@@ -315,8 +318,10 @@ class Emulator:
         abort_give_up=60.0,
         on_finish=None,
         protocol="agent",
+        lose=None,
     ):
         self.protocol = protocol
+        self.lose = lose
         self.endpoints = Endpoints(replica_addresses, protocol)
         self.resync = resync
         self.deadline = deadline
@@ -524,6 +529,8 @@ class Emulator:
             code, detail = err.code().name, err.details() or ""
         except Exception as err:  # a closed channel and the like: still a failed call
             code, detail = "CLIENT_ERROR", repr(err)
+        if response is not None and self.lose is not None and self.lose(rpc, record, attempt, response):
+            response, code, detail = None, "LOST", "the answer was lost on its way back"
         call = Call(
             rpc, record.key, attempt.retry_attempt, address, started - self.t0, time.monotonic() - started, code, detail
         )

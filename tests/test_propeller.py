@@ -39,7 +39,9 @@ from propeller_emulator import (
     LiveObjectSampler,
     NodeSpec,
     SandboxApi,
+    PHASE,
     faults_served,
+    live,
 )
 
 OUTCOME = "sandbox.flytewasm.io/outcome"
@@ -536,6 +538,72 @@ def test_api_errors_and_dropped_watches_lose_no_attempt(cluster, template):
     check_one_live(checks, sampler)
     check_objects_seen(checks, sampler, emulator)
     summary("5xx + watch drops", emulator, cluster.api if injected else None)
+    checks.done()
+
+
+def test_lost_answers_lose_no_task(cluster, template):
+    """Answers the replicas gave that never reached propeller: a lost
+    CreateTask answer starts the next attempt (whose launch aborts the
+    first's object), a lost terminal GetTask answer is asked again and
+    answered the same."""
+    checks = Checks("lost answers")
+    a, b = cluster.serve(), cluster.serve()
+    sampler = LiveObjectSampler(cluster.api, namespace=NAMESPACE).start()
+    lost = []
+
+    def lose(rpc, record, attempt, response):
+        node = int(record.spec.node_id[1:])
+        if rpc == "CreateTask" and attempt.retry_attempt == 0 and node % 3 == 0:
+            lost.append((record.key, rpc, attempt.retry_attempt))
+            return True
+        phase = PHASE.Name(response.resource.phase) if rpc == "GetTask" else ""
+        first_end = phase in TERMINAL and not any(k == record.key and r == "GetTask" for k, r, _ in lost)
+        if first_end:
+            lost.append((record.key, rpc, attempt.retry_attempt))
+        return first_end
+
+    nodes, expected = [], {}
+    for i in range(12):
+        fail = i % 4 == 3
+        spec = NodeSpec("lossy", f"n{i}", template, {OUTCOME: "fail" if fail else "succeed", STEP: "300"}, start_after=i * 0.1)
+        expected[spec.key] = "FAILED" if fail else "SUCCEEDED"
+        nodes.append(spec)
+    emulator = Emulator([a.address, b.address], resync=RESYNC, max_attempts=3, lose=lose)
+    emulator.run(nodes, timeout=90)
+    sampler.stop()
+
+    lost_creates = {k for k, rpc, _ in lost if rpc == "CreateTask"}
+    lost_ends = {k for k, rpc, _ in lost if rpc == "GetTask"}
+    checks(len(lost_creates) == 4 and len(lost_ends) >= 8, f"answers were lost ({len(lost_creates)} CreateTask, {len(lost_ends)} terminal GetTask)")
+    check_outcomes(checks, emulator, expected)
+    # After a lost terminal answer the next GetTask gave the same end.
+    differed = [emulator.records[k].describe() for k in lost_ends if emulator.records[k].outcome != expected[k]]
+    checks(not differed, "every end asked again after its answer was lost is the same", differed)
+    # Each lost create cost one attempt, nothing else did.
+    bad = []
+    for key, record in emulator.records.items():
+        ends = [a.end for a in record.attempts]
+        first = ["CREATE_ERROR"] if key in lost_creates else []
+        if expected[key] == "SUCCEEDED" and ends != first + ["SUCCEEDED"]:
+            bad.append(record.describe())
+    checks(not bad, "a succeeding node took one attempt more per lost CreateTask answer, no other", bad)
+    check_one_live(checks, sampler)
+    # The first attempt of a node whose CreateTask answer was lost did run:
+    # the next attempt's launch stopped it (nothing of it is left live).
+    left = [
+        obj["metadata"]["name"]
+        for key in lost_creates
+        for obj in objects_of(cluster.api, key)
+        if obj["metadata"]["labels"].get(ATTEMPT_LABEL) == "0" and live(obj)
+    ]
+    ran = {
+        (labels.get("execution-id"), labels.get("node-id"))
+        for labels in sampler.labels.values()
+        if labels.get(ATTEMPT_LABEL) == "0"
+    }
+    checks(lost_creates <= ran, "the first attempts whose answers were lost were created", sorted(lost_creates - ran))
+    checks(not left, "no first attempt whose answer was lost is still running", left)
+    summary("lost answers", emulator, cluster.api)
     checks.done()
 
 
