@@ -521,7 +521,9 @@ def test_api_errors_and_dropped_watches_lose_no_attempt(cluster, template):
     emulator = Emulator([a.address, b.address], resync=RESYNC, max_attempts=2)
     emulator.start(nodes)
     for pause, settings in [
-        (1.0, {"dropWatches": True, "failNext": errors}),
+        # A burst longer than one create's client retries (9 tries): the
+        # launch's own back-off carries it through.
+        (0.5, {"dropWatches": True, "failNext": errors + [{"verb": "create", "code": 503, "times": 12}]}),
         (1.5, {"dropWatches": True}),
         (1.5, {"dropWatches": True, "failNext": [{"verb": "get", "code": 500, "times": 5}]}),
     ]:
@@ -531,8 +533,11 @@ def test_api_errors_and_dropped_watches_lose_no_attempt(cluster, template):
     emulator.wait(timeout=60)
     sampler.stop()
 
-    served = faults_served(cluster.api.fault_state()) if injected else None
+    state = cluster.api.fault_state() if injected else {}
+    served = faults_served(state) if injected else None
     checks(served, f"the sandbox served injected errors ({served})")
+    creates = state.get("errorsServed", {}).get("create 503", 0)
+    checks(creates >= 15, f"a create burst outlasted the client's retries ({creates} create 503s served)")
     check_outcomes(checks, emulator, expected)
     check_no_attempt_lost(checks, emulator, expected, "5xx or dropped watches")
     check_one_live(checks, sampler)
