@@ -103,6 +103,16 @@ with torch_stand_in():
         return epochs
 
 
+# A stand-in of its own: flytekit builds the interface before the Elastic
+# task imports torch, and would find the earlier task's stand-in loaded.
+with torch_stand_in():
+
+    # torchrun may restart the workers 3 times (the operator's elastic policy).
+    @task(task_config=Elastic(nnodes=2, nproc_per_node=1, max_restarts=3))
+    def elastic_restarts(epochs: int) -> int:
+        return epochs
+
+
 # `@task(shared_memory=...)` (flytekit >= 1.14) replaces the plugin's own
 # /dev/shm pod template: the backend mounts an emptyDir (§0.3.7 step 5).
 @task(task_config=PyTorch(worker=PyTorchWorker(replicas=2)), shared_memory=True)

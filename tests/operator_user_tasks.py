@@ -141,6 +141,24 @@ def pod_plugin_sidecar(n: int) -> int:
     return n
 
 
+# A K8sPod task whose sidecar takes the task's inputs in its args: Flyte's
+# pod builder renders `{{.Inputs.x}}` there (propeller does not, for a pod).
+@task(
+    pod_template=PodTemplate(
+        primary_container_name="primary",
+        pod_spec=V1PodSpec(
+            containers=[
+                V1Container(name="primary"),
+                V1Container(name="watcher", image=SIDECAR_IMAGE,
+                            args=["--every", "{{.Inputs.n}}", "--tag={{ .inputs.tag }}", "{{.Inputs.scale}}"]),
+            ],
+        ),
+    ),
+)
+def pod_input_args(n: int, tag: str, scale: float) -> int:
+    return n
+
+
 @task(requests=Resources(cpu="500m", mem="512Mi"))
 def plain(n: int) -> int:
     return n

@@ -13,9 +13,10 @@ plugins (flyte-operators.md)."""
 import pathlib
 import time
 
+import grpc
 import pytest
 from flyteidl.admin import agent_pb2
-from flyteidl.core import execution_pb2
+from flyteidl.core import execution_pb2, literals_pb2
 from flyteidl.service.agent_pb2_grpc import AgentMetadataServiceStub, AsyncAgentServiceStub
 
 import agent_support
@@ -38,6 +39,7 @@ KINDS = {
     "dask_groups": ("apis/kubernetes.dask.org/v1", "daskjobs", 1 + 3 + 1),
     "pod_plugin_sidecar": ("api/v1", "pods", 0),
     "pod_template_sidecar": ("api/v1", "pods", 0),
+    "pod_input_args": ("api/v1", "pods", 0),
 }
 
 
@@ -268,6 +270,34 @@ def test_serve_runs_each_kind_to_success(agent, server, serialized, name):
     resource, seen = get_until_done(agent, template, meta, timeout=90)
     assert resource.phase == Phase.SUCCEEDED, (seen, resource.message)
     assert Phase.RUNNING in seen, seen
+
+
+def test_serve_renders_a_pod_task_s_input_args_from_the_request(agent, server, serialized):
+    # §0.3.7 / flyte-facts §4.5: `{{.Inputs.x}}` in a K8sPod's containers
+    # takes the CreateTask's input values, printed as Flyte prints them.
+    _, template = serialized["pod_input_args"]
+
+    def primitive(**value):
+        return literals_pb2.Literal(scalar=literals_pb2.Scalar(primitive=literals_pb2.Primitive(**value)))
+
+    inputs = {"n": primitive(integer=7), "tag": primitive(string_value="nightly"), "scale": primitive(float_value=1e6)}
+    request = create_request(template, "sinputargs")
+    request.inputs.CopyFrom(literals_pb2.LiteralMap(literals=inputs))
+    meta = agent.CreateTask(request, timeout=30).resource_meta
+    obj, _ = served_object(server, meta, "pod_input_args")
+    watcher = next(c for c in obj["spec"]["containers"] if c["name"] == "watcher")
+    assert watcher["args"] == ["--every", "7", "--tag=nightly", "1e+06"], watcher
+    resource, seen = get_until_done(agent, template, meta, timeout=90)
+    assert resource.phase == Phase.SUCCEEDED, (seen, resource.message)
+
+    # An input the request lacks: the task can never run, and nothing is created.
+    request = create_request(template, "sinputmissing")
+    request.inputs.CopyFrom(literals_pb2.LiteralMap(literals={"n": inputs["n"]}))
+    with pytest.raises(grpc.RpcError) as refused:
+        agent.CreateTask(request, timeout=30)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "requested input is not found [tag]" in refused.value.details(), refused.value.details()
+    assert get_object(SandboxApi(server.found[SANDBOX]), "pod_input_args", "sinputmissing-n0-0") is None
 
 
 def test_serve_delete_removes_a_ray_job_and_its_pods(agent, server, serialized):

@@ -147,6 +147,11 @@ def test_flytekit_serializes_the_kubeflow_custom_as_section_e_says(tasks, tmp_pa
         "workerReplicas": {"replicas": 4},
         "elasticConfig": {"rdzvBackend": "c10d", "minReplicas": 2, "maxReplicas": 4, "nprocPerNode": 2},
     }
+    # §E.1: max_restarts, when not 0, is sent; nnodes=2 → min = max = 2.
+    _, c = custom("elastic_restarts")
+    assert c["elasticConfig"] == {
+        "rdzvBackend": "c10d", "minReplicas": 2, "maxReplicas": 2, "nprocPerNode": 1, "maxRestarts": 3
+    }
     # `@task(shared_memory=True)`: no plugin pod template, an extended resource instead.
     template, c = custom("pytorch_shared_memory")
     assert template.WhichOneof("target") == "container"
@@ -333,6 +338,17 @@ def test_an_elastic_task_is_worker_only_with_an_elastic_policy(rendered):
     assert_shm_from_pod_template(worker, container)
     assert env(worker["template"]["spec"]["containers"][0])["_F_WN"]["valueFrom"] == {
         "fieldRef": {"fieldPath": "metadata.name"}
+    }
+
+
+def test_an_elastic_task_with_restarts_keeps_its_max_restarts(rendered):
+    job, _ = rendered("elastic_restarts")
+    spec = job["spec"]
+    assert list(spec["pytorchReplicaSpecs"]) == ["Worker"]
+    assert spec["pytorchReplicaSpecs"]["Worker"]["replicas"] == 2
+    # §A.3.4: maxRestarts is the elastic config's max_restarts.
+    assert spec["elasticPolicy"] == {
+        "minReplicas": 2, "maxReplicas": 2, "rdzvBackend": "c10d", "nProcPerNode": 1, "maxRestarts": 3
     }
 
 

@@ -294,6 +294,75 @@ pub fn assert_golden(crate_dir: &str, name: &str, actual: &serde_json::Value) {
     );
 }
 
+/// Flyte's GPU-accelerator vector (§A.5 PyTorch 4), which every operator
+/// plugin's tests repeat for each pod it builds.
+pub mod gpu_accelerator {
+    use serde_json::{Value, json};
+
+    use crate::config::HostConfig;
+    use crate::executor::TaskRequest;
+
+    /// The vector's `k8s` settings.
+    pub fn k8s() -> Value {
+        json!({
+            "gpu-device-node-label": "gpu-node-label",
+            "gpu-partition-size-node-label": "gpu-partition-size",
+            "gpu-resource-name": "nvidia.com/gpu",
+            "add-tolerations-for-extended-resources": ["nvidia.com/gpu"],
+        })
+    }
+
+    /// A host configured with them.
+    pub fn config() -> HostConfig {
+        serde_json::from_value(json!({ "k8s": k8s() })).expect("a valid host config")
+    }
+
+    /// Ask for `device` (and a partition) in the task's extended resources.
+    pub fn ask(request: &mut TaskRequest, device: &str, partition: Option<&str>) {
+        let mut gpu = json!({ "device": device });
+        if let Some(partition) = partition {
+            gpu["partitionSize"] = json!(partition);
+        }
+        request.template.extended_resources = Some(
+            serde_json::from_value(json!({ "gpuAccelerator": gpu }))
+                .expect("valid extended resources"),
+        );
+    }
+
+    /// A pod spec steered to `device`'s nodes: the required node-selector
+    /// term and the tolerations, then (when `tolerates_gpu`, from
+    /// `add-tolerations-for-extended-resources`) the GPU resource's own.
+    pub fn assert_steered(
+        spec: &Value,
+        device: &str,
+        partition: Option<&str>,
+        tolerates_gpu: bool,
+        which: &str,
+    ) {
+        let mut expressions =
+            vec![json!({ "key": "gpu-node-label", "operator": "In", "values": [device] })];
+        let toleration = |key: &str, value: &str| json!({ "key": key, "value": value, "operator": "Equal", "effect": "NoSchedule" });
+        let mut tolerations = vec![toleration("gpu-node-label", device)];
+        if let Some(partition) = partition {
+            expressions.push(
+                json!({ "key": "gpu-partition-size", "operator": "In", "values": [partition] }),
+            );
+            tolerations.push(toleration("gpu-partition-size", partition));
+        }
+        if tolerates_gpu {
+            tolerations.push(
+                json!({ "key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule" }),
+            );
+        }
+        assert_eq!(
+            spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"],
+            json!([{ "matchExpressions": expressions }]),
+            "{which}"
+        );
+        assert_eq!(spec["tolerations"], json!(tolerations), "{which}");
+    }
+}
+
 /// Fixtures for the Kubeflow plugins' tests (pytorch, tensorflow, mpi), after
 /// the common fixture of Flyte's kfoperators tests.
 pub mod kubeflow {
@@ -355,6 +424,42 @@ pub mod kubeflow {
             max_attempts: 1,
             ..Default::default()
         }
+    }
+
+    /// `request` with other resources on the task's container (none when
+    /// both are empty).
+    ///
+    /// Flyte's fixtures put the task's resources in the execution's
+    /// overrides, which a role's own resources replace whole; the host has no
+    /// execution overrides, so its fixtures put them on the container, and a
+    /// role's resources win over those key by key. A vector saying "exactly
+    /// the role's resources" therefore needs a container without any.
+    pub fn with_task_resources(
+        mut request: TaskRequest,
+        requests: &[(ResourceName, &str)],
+        limits: &[(ResourceName, &str)],
+    ) -> TaskRequest {
+        if let Some(Target::Container(c)) = &mut request.template.target {
+            c.resources = (!(requests.is_empty() && limits.is_empty())).then(|| Resources {
+                requests: entries(requests),
+                limits: entries(limits),
+            });
+        }
+        request
+    }
+
+    /// A replica's pod template carries the fixture's execution label and
+    /// annotation (§A.5: "template annotations/labels include the execution ones").
+    pub fn assert_execution_metadata(template: &Value, role: &str) {
+        let meta = &template["metadata"];
+        assert_eq!(
+            (
+                meta["labels"]["label-key"].as_str(),
+                meta["annotations"]["annotation-key"].as_str()
+            ),
+            (Some("label-value"), Some("annotation-value")),
+            "{role}"
+        );
     }
 
     /// The object the plugin builds for `request`.
@@ -536,7 +641,9 @@ pub mod kubeflow {
         )
         .unwrap();
         assert_eq!((info.phase, info.version), (Running, 2));
-        // Equal times: the later condition in the list.
+        // Equal times: the later condition in the list. Our choice, not
+        // parity: Flyte sorts with Go's unstable `sort.Slice`, so which of two
+        // equal conditions it takes is not known.
         let info = look(json!([c("Running", true, 1), c("Succeeded", true, 1)]));
         assert_eq!(info.phase, Success);
 

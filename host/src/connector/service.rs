@@ -7,7 +7,7 @@
 //!   2-only fields are dropped (docs/operations.md lists them:
 //!   `GPUAccelerator.device_class` is the one that changes a pod);
 //! - `inputs` (named literals, v1's literal map on the wire) are read and,
-//!   as on the agent path, not used: plugins build from the template;
+//!   as on the agent path, only render a K8sPod's `{{.Inputs.x}}`;
 //!   `Inputs.context` is dropped;
 //! - `connection` (secrets and config for a connector that calls an outside
 //!   service) is accepted and ignored: plugins reach only the cluster, and

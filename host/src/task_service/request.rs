@@ -11,14 +11,16 @@
 //!   with); `interruptible_failure_threshold` ignored;
 //! - `overrides` ignored: propeller applies node overrides to the template
 //!   it sends, and container args arrive already rendered;
+//! - `inputs` render a K8sPod target's `{{.Inputs.x}}` (propeller leaves
+//!   those to the plugin; `executor::input_args`);
 //! - input and raw-output prefixes empty: inputs travel inline.
 
 use flytewasm_proto::flyteidl::admin::{CreateTaskRequest, TaskExecutionMetadata};
 use flytewasm_proto::flyteidl::core::TaskTemplate;
 use flytewasm_proto::flyteidl::core::task_metadata::InterruptibleValue;
 
-use crate::executor::TaskRequest;
 use crate::executor::metadata::Execution;
+use crate::executor::{TaskRequest, input_args};
 
 /// A request field that is missing or wrong.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -40,9 +42,13 @@ pub fn task_request(
     request: CreateTaskRequest,
     default_namespace: &str,
 ) -> Result<TaskRequest, BadRequest> {
-    let template = request
+    let mut template = request
         .template
         .ok_or_else(|| missing("template", "the TaskTemplate to run"))?;
+    input_args::render(&mut template, request.inputs.as_ref()).map_err(|err| BadRequest {
+        field: "inputs",
+        message: err.to_string(),
+    })?;
     let metadata: TaskExecutionMetadata = request.task_execution_metadata.ok_or_else(|| {
         missing(
             "task_execution_metadata",

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use flytewasm::config::HostConfig;
 use flytewasm::executor::TaskRequest;
 use flytewasm::runtime::{Plugin, wit};
-use flytewasm::testkit::{self, kubeflow};
+use flytewasm::testkit::{self, gpu_accelerator, kubeflow};
 use flytewasm_proto::flyteidl::core::{
     Container, KeyValuePair, Resources, TaskTemplate, resources::ResourceName,
     task_template::Target,
@@ -386,12 +386,7 @@ fn the_base_pod_template_is_under_every_pod() {
 // every pod to its nodes.
 #[test]
 fn a_gpu_accelerator_steers_every_pod() {
-    let config = config(json!({
-        "gpu-device-node-label": "gpu-node-label",
-        "gpu-partition-size-node-label": "gpu-partition-size",
-        "gpu-resource-name": "nvidia.com/gpu",
-        "add-tolerations-for-extended-resources": ["nvidia.com/gpu"],
-    }));
+    let config = config(gpu_accelerator::k8s());
     let with_gpu = |device: &str, partition: Option<&str>| {
         let mut request = task(
             custom("", json!({})),
@@ -399,52 +394,21 @@ fn a_gpu_accelerator_steers_every_pod() {
             &[(Cpu, "2"), (ResourceName::Gpu, "1")],
             false,
         );
-        let mut gpu = json!({ "device": device });
-        if let Some(partition) = partition {
-            gpu["partitionSize"] = json!(partition);
-        }
-        request.template.extended_resources =
-            Some(serde_json::from_value(json!({ "gpuAccelerator": gpu })).unwrap());
+        gpu_accelerator::ask(&mut request, device, partition);
         build(&request, &config)
     };
-    let terms = |spec: &Value| {
-        spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-            ["nodeSelectorTerms"]
-            .clone()
-    };
-
-    let job = with_gpu("nvidia-tesla-t4", None);
-    for spec in [runner(&job), scheduler(&job), workers(&job)] {
-        assert_eq!(
-            terms(spec),
-            json!([{ "matchExpressions": [{ "key": "gpu-node-label", "operator": "In", "values": ["nvidia-tesla-t4"] }] }])
-        );
-        assert_eq!(
-            spec["tolerations"],
-            json!([
-                { "key": "gpu-node-label", "value": "nvidia-tesla-t4", "operator": "Equal", "effect": "NoSchedule" },
-                { "key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule" },
-            ])
-        );
-    }
-
-    let job = with_gpu("nvidia-tesla-a100", Some("1g.5gb"));
-    for spec in [runner(&job), scheduler(&job), workers(&job)] {
-        assert_eq!(
-            terms(spec),
-            json!([{ "matchExpressions": [
-                { "key": "gpu-node-label", "operator": "In", "values": ["nvidia-tesla-a100"] },
-                { "key": "gpu-partition-size", "operator": "In", "values": ["1g.5gb"] },
-            ] }])
-        );
-        assert_eq!(
-            spec["tolerations"],
-            json!([
-                { "key": "gpu-node-label", "value": "nvidia-tesla-a100", "operator": "Equal", "effect": "NoSchedule" },
-                { "key": "gpu-partition-size", "value": "1g.5gb", "operator": "Equal", "effect": "NoSchedule" },
-                { "key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule" },
-            ])
-        );
+    for (device, partition) in [
+        ("nvidia-tesla-t4", None),
+        ("nvidia-tesla-a100", Some("1g.5gb")),
+    ] {
+        let job = with_gpu(device, partition);
+        for (which, spec) in [
+            ("runner", runner(&job)),
+            ("scheduler", scheduler(&job)),
+            ("workers", workers(&job)),
+        ] {
+            gpu_accelerator::assert_steered(spec, device, partition, true, which);
+        }
     }
 }
 

@@ -4,8 +4,17 @@
 //! `HorovodJob` tasks written with `flytekitplugins-kfmpi` run unchanged.
 //!
 //! The launcher runs the task's command line (flytekit's `mpirun …` or
-//! `horovodrun …` prefix, then pyflyte); workers run what their role's
-//! `command` says (as the container's args).
+//! `horovodrun …` prefix, then pyflyte); workers get their role's `command`
+//! as the container's args. The launcher always has one replica (v0 raises
+//! a count below one and passes a larger one to the operator, which refuses
+//! it).
+//!
+//! Left to the operator, as Flyte leaves it: training-operator runs a
+//! worker whose first container has no command as `sleep 365d`, whatever
+//! its args. flytekit sets no command, so its workers only host the
+//! processes the launcher starts through the operator's hostfile and
+//! kubexec; a role's `command` takes effect only with a pod template that
+//! gives the container a command.
 //!
 //! One deliberate difference from Flyte: with task_type_version 1, Flyte
 //! always writes `slotsPerWorker: 1`, whatever the task's `slots` (its v1

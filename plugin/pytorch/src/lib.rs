@@ -10,6 +10,19 @@
 //!   run policy.
 //!
 //! An elastic config makes a worker-only job with an `elasticPolicy`.
+//!
+//! What Flyte's plugin has and this one cannot (the host's contract has no
+//! place for it):
+//! - no `ErrorAggregationStrategy` property: propeller's k8s plugin manager
+//!   uses it to read a distributed job's per-worker error files; on the
+//!   agent path propeller reads outputs itself and the host reads none. With
+//!   `k8s.enable-distributed-error-aggregation` the workers still get
+//!   `_F_DES=Earliest`, as with Flyte;
+//! - no execution image override (Flyte's `container-image-override`
+//!   vector): propeller leaves the agent request's
+//!   `TaskExecutionMetadata.overrides` unset and the host's task has no
+//!   overrides, so every replica runs the template's image unless its role
+//!   names another.
 
 use flytewasm_plugin_sdk::flyteidl::plugins::{self as v0, kubeflow as v1};
 use flytewasm_plugin_sdk::kubeflow::{self, Replica, ReplicaPod, Role};

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use flytewasm::config::HostConfig;
 use flytewasm::executor::TaskRequest;
 use flytewasm::runtime::{CallError, Plugin, wit};
-use flytewasm::testkit::{self, kubeflow};
+use flytewasm::testkit::{self, gpu_accelerator, kubeflow};
 use flytewasm_proto::flyteidl::core::{
     Container, Identifier, TaskTemplate, resources::ResourceName, task_template::Target,
 };
@@ -313,15 +313,7 @@ fn a_group_pod_overlays_tolerations_service_account_and_metadata() {
 // §B.7 6 (as §A.5 PyTorch 4): a GPU accelerator steers head and workers.
 #[test]
 fn a_gpu_accelerator_becomes_node_affinity_and_tolerations() {
-    let config = config(
-        json!({}),
-        json!({
-            "gpu-device-node-label": "gpu-node-label",
-            "gpu-partition-size-node-label": "gpu-partition-size",
-            "gpu-resource-name": "nvidia.com/gpu",
-            "add-tolerations-for-extended-resources": ["nvidia.com/gpu"],
-        }),
-    );
+    let config = config(json!({}), gpu_accelerator::k8s());
     let with_gpu = |device: &str, partition: Option<&str>| {
         let mut request = task(fixture_custom());
         if let Some(Target::Container(c)) = &mut request.template.target {
@@ -330,52 +322,23 @@ fn a_gpu_accelerator_becomes_node_affinity_and_tolerations() {
                 ..Default::default()
             });
         }
-        let mut gpu = json!({ "device": device });
-        if let Some(partition) = partition {
-            gpu["partitionSize"] = json!(partition);
-        }
-        request.template.extended_resources =
-            Some(serde_json::from_value(json!({ "gpuAccelerator": gpu })).unwrap());
+        gpu_accelerator::ask(&mut request, device, partition);
         build_with(&request, &config)
     };
-    let term = |group: &Value| {
-        group["template"]["spec"]["affinity"]["nodeAffinity"]
-            ["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
-            .clone()
-    };
-
-    let job = with_gpu("nvidia-tesla-t4", None);
-    for group in [head(&job), worker(&job)] {
-        assert_eq!(
-            term(group),
-            json!([{ "matchExpressions": [{ "key": "gpu-node-label", "operator": "In", "values": ["nvidia-tesla-t4"] }] }])
-        );
-        assert_eq!(
-            group["template"]["spec"]["tolerations"],
-            json!([
-                { "key": "gpu-node-label", "value": "nvidia-tesla-t4", "operator": "Equal", "effect": "NoSchedule" },
-                { "key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule" },
-            ])
-        );
-    }
-
-    let job = with_gpu("nvidia-tesla-a100", Some("1g.5gb"));
-    for group in [head(&job), worker(&job)] {
-        assert_eq!(
-            term(group),
-            json!([{ "matchExpressions": [
-                { "key": "gpu-node-label", "operator": "In", "values": ["nvidia-tesla-a100"] },
-                { "key": "gpu-partition-size", "operator": "In", "values": ["1g.5gb"] },
-            ] }])
-        );
-        assert_eq!(
-            group["template"]["spec"]["tolerations"],
-            json!([
-                { "key": "gpu-node-label", "value": "nvidia-tesla-a100", "operator": "Equal", "effect": "NoSchedule" },
-                { "key": "gpu-partition-size", "value": "1g.5gb", "operator": "Equal", "effect": "NoSchedule" },
-                { "key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule" },
-            ])
-        );
+    for (device, partition) in [
+        ("nvidia-tesla-t4", None),
+        ("nvidia-tesla-a100", Some("1g.5gb")),
+    ] {
+        let job = with_gpu(device, partition);
+        for (which, group) in [("head", head(&job)), ("worker", worker(&job))] {
+            gpu_accelerator::assert_steered(
+                &group["template"]["spec"],
+                device,
+                partition,
+                true,
+                which,
+            );
+        }
     }
 }
 

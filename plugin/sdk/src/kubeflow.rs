@@ -333,8 +333,12 @@ pub fn job_phase(
 
 /// The newest condition whose status is true; `None` when the job has no
 /// conditions yet. Present conditions none of which is true are an error
-/// (an empty list included, as in Flyte). Of equal times the later in the
-/// list wins.
+/// (an empty list included, as in Flyte).
+///
+/// Of true conditions with equal `lastTransitionTime` the later in the list
+/// wins. That is this SDK's choice, not Flyte's known behaviour: Flyte sorts
+/// with Go's unstable `sort.Slice`, so which one it takes is unspecified.
+/// The operator appends a new condition last, so the later one is the newer.
 fn current_condition(status: &Value) -> Result<Option<&Value>, PluginError> {
     let Some(conditions) = status["conditions"].as_array() else {
         return Ok(None);

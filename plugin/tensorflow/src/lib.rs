@@ -3,7 +3,8 @@
 //! written with `flytekitplugins-kftensorflow` (`TfJob`) run unchanged.
 //!
 //! Four roles — Chief, Worker, PS, Evaluator — each present only with at
-//! least one replica; a job needs workers. task_type_version 0 has only
+//! least one replica, with as many as the task asks (a Chief too: Flyte
+//! does not force it to one); a job needs workers. task_type_version 0 has only
 //! counts; version 1 (what flytekit writes) has an image, resources and
 //! restart policy per role and a run policy.
 

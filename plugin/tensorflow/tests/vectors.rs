@@ -4,7 +4,8 @@
 
 use flytewasm::config::HostConfig;
 use flytewasm::runtime::Plugin;
-use flytewasm::testkit::{self, kubeflow};
+use flytewasm::testkit::{self, gpu_accelerator, kubeflow};
+use flytewasm_proto::flyteidl::core::resources::ResourceName;
 use serde_json::{Value, json};
 
 fn plugin() -> Plugin {
@@ -63,14 +64,7 @@ fn v0_counts_choose_the_roles() {
             container(&job, role)["resources"]["limits"]["nvidia.com/gpu"],
             "1"
         );
-        let meta = &job["spec"]["tfReplicaSpecs"][role]["template"]["metadata"];
-        assert_eq!(
-            (
-                meta["labels"]["label-key"].as_str(),
-                meta["annotations"]["annotation-key"].as_str()
-            ),
-            (Some("label-value"), Some("annotation-value"))
-        );
+        kubeflow::assert_execution_metadata(&job["spec"]["tfReplicaSpecs"][role]["template"], role);
     }
     let err = build(
         0,
@@ -91,14 +85,36 @@ fn v0_counts_choose_the_roles() {
     );
 }
 
+/// What a role's container gets from [`resources`]: `(request, limit)` per
+/// k8s resource name.
+fn k8s(items: &[(&str, (&str, &str))]) -> Value {
+    let side = |limit: bool| -> Value {
+        items
+            .iter()
+            .map(|(name, (request, lim))| {
+                (name.to_string(), json!(if limit { lim } else { request }))
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    json!({ "requests": side(false), "limits": side(true) })
+}
+
 // §A.5 TensorFlow 3 and 4: per-role specs in both encodings, and the run policy.
 #[test]
 fn v1_roles_and_run_policy() {
-    let chief = json!({ "replicas": 1, "image": "chief:1", "restartPolicy": "RESTART_POLICY_ALWAYS", "resources": resources(("250m", "500m"), ("1Gi", "2Gi")) });
-    let worker =
-        json!({ "replicas": 100, "resources": resources(("1024m", "2048m"), ("1Gi", "2Gi")) });
-    let ps = json!({ "replicas": 50, "resources": resources(("250m", "500m"), ("1Gi", "2Gi")) });
-    let evaluator = json!({ "replicas": 1, "image": "evaluator:1", "restartPolicy": "RESTART_POLICY_ALWAYS", "resources": resources(("250m", "500m"), ("1Gi", "2Gi")) });
+    let small = resources(("250m", "500m"), ("1Gi", "2Gi"));
+    let mut gpu = resources(("1024m", "2048m"), ("1Gi", "2Gi"));
+    for side in ["requests", "limits"] {
+        gpu[side]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({ "name": "GPU", "value": "1" }));
+    }
+    let chief = json!({ "replicas": 1, "image": "chief:1", "restartPolicy": "RESTART_POLICY_ALWAYS", "resources": small });
+    let worker = json!({ "replicas": 100, "resources": gpu });
+    let ps = json!({ "replicas": 50, "resources": small });
+    let evaluator = json!({ "replicas": 1, "image": "evaluator:1", "restartPolicy": "RESTART_POLICY_ALWAYS", "resources": small });
     let common = |spec: &Value| json!({ "common": spec });
     for (chief, worker, ps, evaluator) in [
         (chief.clone(), worker.clone(), ps.clone(), evaluator.clone()),
@@ -109,26 +125,37 @@ fn v1_roles_and_run_policy() {
             common(&evaluator),
         ),
     ] {
-        let job = build(1, json!({
-            "chiefReplicas": chief, "workerReplicas": worker, "psReplicas": ps, "evaluatorReplicas": evaluator,
-            "runPolicy": { "cleanPodPolicy": "CLEANPOD_POLICY_ALL", "activeDeadlineSeconds": 100 },
-        }))
-        .unwrap();
+        // Flyte's fixture has the task's resources as execution overrides,
+        // which the roles' replace: a container without any here.
+        let request = kubeflow::with_task_resources(
+            kubeflow::task(
+                "tensorflow",
+                1,
+                json!({
+                    "chiefReplicas": chief, "workerReplicas": worker, "psReplicas": ps, "evaluatorReplicas": evaluator,
+                    "runPolicy": { "cleanPodPolicy": "CLEANPOD_POLICY_ALL", "activeDeadlineSeconds": 100 },
+                }),
+            ),
+            &[],
+            &[],
+        );
+        let job = kubeflow::build(&plugin(), &request, &HostConfig::default()).unwrap();
         assert_eq!(
             counts(&job),
             pairs(&[("Chief", 1), ("Evaluator", 1), ("PS", 50), ("Worker", 100)])
         );
+        // Each `tensorflow` container has exactly its role's resources.
+        let small = k8s(&[("cpu", ("250m", "500m")), ("memory", ("1Gi", "2Gi"))]);
+        for role in ["Chief", "PS", "Evaluator"] {
+            assert_eq!(container(&job, role)["resources"], small, "{role}");
+        }
         assert_eq!(
-            container(&job, "Chief")["resources"]["requests"]["cpu"],
-            "250m"
-        );
-        assert_eq!(
-            container(&job, "Worker")["resources"]["limits"]["cpu"],
-            "2048m"
-        );
-        assert_eq!(
-            container(&job, "PS")["resources"]["limits"]["memory"],
-            "2Gi"
+            container(&job, "Worker")["resources"],
+            k8s(&[
+                ("cpu", ("1024m", "2048m")),
+                ("memory", ("1Gi", "2Gi")),
+                ("nvidia.com/gpu", ("1", "1"))
+            ])
         );
         assert_eq!(
             (
@@ -151,12 +178,112 @@ fn v1_roles_and_run_policy() {
             json!({ "cleanPodPolicy": "All", "activeDeadlineSeconds": 100 })
         );
     }
-    let job = build(1, json!({ "workerReplicas": { "replicas": 100 } })).unwrap();
+    let job = build(
+        1,
+        json!({ "workerReplicas": { "replicas": 100, "resources": gpu } }),
+    )
+    .unwrap();
     assert_eq!(counts(&job), pairs(&[("Worker", 100)]));
     let err = build(1, json!({ "chiefReplicas": { "replicas": 1 } })).unwrap_err();
     assert!(
         err.contains("number of workers must be greater than 0"),
         "{err}"
+    );
+}
+
+// §A.3.5: unlike PyTorch's master and MPI's launcher, a chief is not forced
+// to one replica, in either version: the count passes through (the
+// operator's validation decides).
+#[test]
+fn a_chief_is_not_forced_to_one() {
+    let job = build(0, json!({ "workers": 1, "chiefReplicas": 2 })).unwrap();
+    assert_eq!(counts(&job), pairs(&[("Chief", 2), ("Worker", 1)]));
+    let job = build(
+        1,
+        json!({ "workerReplicas": { "replicas": 1 }, "chiefReplicas": { "replicas": 3 } }),
+    )
+    .unwrap();
+    assert_eq!(counts(&job), pairs(&[("Chief", 3), ("Worker", 1)]));
+    let job = build(
+        1,
+        json!({ "workerReplicas": { "replicas": 1 }, "chiefReplicas": { "common": { "replicas": 2 } } }),
+    )
+    .unwrap();
+    assert_eq!(counts(&job), pairs(&[("Chief", 2), ("Worker", 1)]));
+}
+
+// §A.5 TensorFlow 5: GPU tolerations follow each role's own resources.
+#[test]
+fn v1_resource_tolerations_follow_each_role() {
+    let config: HostConfig = serde_json::from_value(
+        json!({ "k8s": { "resource-tolerations": { "nvidia.com/gpu": [
+        { "key": "nvidia.com/gpu", "value": "present", "operator": "Equal", "effect": "NoSchedule" }
+    ] } } }),
+    )
+    .unwrap();
+    let cpu_only = json!({ "requests": [{ "name": "CPU", "value": "1" }], "limits": [{ "name": "CPU", "value": "1" }] });
+    let gpu = json!({ "requests": [{ "name": "GPU", "value": "1" }], "limits": [{ "name": "GPU", "value": "1" }] });
+    // A task without a GPU of its own: only the worker asks for one.
+    let request = kubeflow::with_task_resources(
+        kubeflow::task(
+            "tensorflow",
+            1,
+            json!({ "chiefReplicas": { "replicas": 1, "resources": cpu_only }, "workerReplicas": { "replicas": 1, "resources": gpu } }),
+        ),
+        &[],
+        &[],
+    );
+    let job = kubeflow::build(&plugin(), &request, &config).unwrap();
+    let tolerations =
+        |role: &str| job["spec"]["tfReplicaSpecs"][role]["template"]["spec"]["tolerations"].clone();
+    assert_eq!(tolerations("Chief"), Value::Null);
+    assert_eq!(
+        tolerations("Worker"),
+        json!([{ "key": "nvidia.com/gpu", "value": "present", "operator": "Equal", "effect": "NoSchedule" }])
+    );
+}
+
+// §A.5 TensorFlow 6 (as PyTorch 4): a GPU accelerator steers every role to
+// its nodes; the task's GPU gets every role the extended-resource toleration.
+#[test]
+fn a_gpu_accelerator_reaches_every_role() {
+    let config = gpu_accelerator::config();
+    let with_gpu = |device: &str, partition: Option<&str>| {
+        let mut request = kubeflow::with_task_resources(
+            kubeflow::task(
+                "tensorflow",
+                1,
+                json!({
+                    "chiefReplicas": { "replicas": 1 }, "workerReplicas": { "replicas": 100 },
+                    "psReplicas": { "replicas": 50 }, "evaluatorReplicas": { "replicas": 1 },
+                }),
+            ),
+            &[],
+            &[(ResourceName::Gpu, "1")],
+        );
+        gpu_accelerator::ask(&mut request, device, partition);
+        kubeflow::build(&plugin(), &request, &config).unwrap()
+    };
+    for (device, partition) in [
+        ("nvidia-tesla-t4", None),
+        ("nvidia-tesla-a100", Some("1g.5gb")),
+    ] {
+        let job = with_gpu(device, partition);
+        for role in ["Chief", "Worker", "PS", "Evaluator"] {
+            let spec = &job["spec"]["tfReplicaSpecs"][role]["template"]["spec"];
+            gpu_accelerator::assert_steered(spec, device, partition, true, role);
+        }
+    }
+}
+
+// §A.5 TensorFlow 9: Flyte's default (empty) properties.
+#[test]
+fn describes_itself_with_flytes_default_properties() {
+    testkit::assert_describes(
+        &plugin(),
+        "tensorflow",
+        &[("tensorflow", 0), ("tensorflow", 1)],
+        ("kubeflow.org/v1", "TFJob", "tfjobs"),
     );
 }
 
