@@ -9,7 +9,9 @@ import sys
 
 from flytekit import Resources, task
 from flytekit.extras.accelerators import A100, T4
+from flytekitplugins.kfmpi import CleanPodPolicy as MPICleanPodPolicy
 from flytekitplugins.kfmpi import HorovodJob, Launcher, MPIJob
+from flytekitplugins.kfmpi import RunPolicy as MPIRunPolicy
 from flytekitplugins.kfmpi import Worker as MPIWorker
 from flytekitplugins.kfpytorch import CleanPodPolicy, Elastic, Master, PyTorch, RestartPolicy, RunPolicy
 from flytekitplugins.kfpytorch import Worker as PyTorchWorker
@@ -182,6 +184,9 @@ def mpi(n: int) -> int:
         worker=MPIWorker(replicas=2, command=["/usr/sbin/sshd", "-De", "-f", "/home/jobuser/.sshd_config"]),
         slots=2,
         elastic_timeout=200,
+        # §E.3 vector 4: NONE is the proto default, so flytekit omits it.
+        run_policy=MPIRunPolicy(clean_pod_policy=MPICleanPodPolicy.NONE, backoff_limit=5,
+                                active_deadline_seconds=100, ttl_seconds_after_finished=100),
     ),
 )
 def horovod(n: int) -> int:

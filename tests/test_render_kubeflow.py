@@ -172,6 +172,7 @@ def test_flytekit_serializes_the_kubeflow_custom_as_section_e_says(tasks, tmp_pa
     template, c = custom("horovod")
     assert c["workerReplicas"]["command"] == ["/usr/sbin/sshd", "-De", "-f", "/home/jobuser/.sshd_config"]
     assert list(template.container.args[:3]) == ["horovodrun", "-np", "4"]
+    assert c["runPolicy"] == {"backoffLimit": 5, "activeDeadlineSeconds": 100, "ttlSecondsAfterFinished": 100}
 
 
 def _json(struct):
@@ -486,6 +487,10 @@ def test_a_horovod_job(rendered):
     assert worker["args"] == ["/usr/sbin/sshd", "-De", "-f", "/home/jobuser/.sshd_config"]
     assert not worker.get("command")
     assert spec["slotsPerWorker"] == 2  # §G.1 fixed deliberately: the task's slots (Flyte's v1 writes 1)
+    # §G.8: the omitted NONE is still written, as Flyte's plugin writes it.
+    assert spec["runPolicy"] == {
+        "cleanPodPolicy": "None", "backoffLimit": 5, "activeDeadlineSeconds": 100, "ttlSecondsAfterFinished": 100
+    }
 
 
 # ---------------------------------------------------------------------------

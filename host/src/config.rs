@@ -109,7 +109,8 @@ pub struct TasksConfig {
     /// How deletes treat the object's dependents (a Job's pods).
     pub delete_propagation: Propagation,
     /// Plugin id → its own propagation (e.g. `Foreground` to delete an
-    /// operator's children before the object).
+    /// operator's children before the object); wins over what the plugin
+    /// asks for (its `delete-propagation` property).
     pub plugin_delete_propagation: BTreeMap<String, Propagation>,
     /// How long `run` waits for an aborted object to be gone (finalizers,
     /// a garbage collector that is slow or absent) before it says so.
@@ -165,10 +166,13 @@ impl TasksConfig {
         Ok(())
     }
 
-    pub fn propagation(&self, plugin_id: &str) -> Propagation {
+    /// The propagation for a plugin's deletes: this host's setting for the
+    /// plugin, else what the plugin `asked` for, else the default.
+    pub fn propagation(&self, plugin_id: &str, asked: Option<Propagation>) -> Propagation {
         self.plugin_delete_propagation
             .get(plugin_id)
             .copied()
+            .or(asked)
             .unwrap_or(self.delete_propagation)
     }
 }

@@ -92,6 +92,7 @@ pub fn assert_describes(
             && !p.disable_delete_resource_on_finalize
     );
     assert_eq!(p.generated_name_max_length, None);
+    assert_eq!(p.delete_propagation, None);
 }
 
 /// A fixed clock for deterministic outputs: 2024-01-02T03:04:05Z.
@@ -503,12 +504,26 @@ pub mod kubeflow {
         request: &TaskRequest,
         namespace: &str,
     ) -> Vec<(String, String)> {
-        let config: HostConfig = serde_json::from_value(json!({ "plugins": { plugin.id(): {
-            "logs": { "kubernetes-enabled": true, "kubernetes-url": "k8s.com" } } } }))
-        .unwrap();
+        let logs = json!({ "kubernetes-enabled": true, "kubernetes-url": "k8s.com" });
+        log_links_with(plugin, request, logs, |job| {
+            job["metadata"]["namespace"] = json!(namespace)
+        })
+    }
+
+    /// The (name, URI) links with the plugin's `logs` config, for its job as
+    /// [`observed`] running, then changed by `adjust` (its name, times...).
+    pub fn log_links_with(
+        plugin: &Plugin,
+        request: &TaskRequest,
+        logs: Value,
+        adjust: impl FnOnce(&mut Value),
+    ) -> Vec<(String, String)> {
+        let config: HostConfig =
+            serde_json::from_value(json!({ "plugins": { plugin.id(): { "logs": logs } } }))
+                .unwrap();
         let job = build(plugin, request, &config).unwrap();
         let mut job = observed(&job, json!([condition("Running", true, 0)]));
-        job["metadata"]["namespace"] = json!(namespace);
+        adjust(&mut job);
         let info = phase(plugin, request, &config, &job, (wit::Phase::Queued, 0, "")).unwrap();
         info.logs.into_iter().map(|l| (l.name, l.uri)).collect()
     }
@@ -652,12 +667,15 @@ pub mod kubeflow {
         fresh["status"] = json!({ "startTime": at(0) });
         let info = phase(plugin, request, &config, &fresh, (Queued, 0, "")).unwrap();
         assert_eq!((info.phase, info.reason.as_str()), (Queued, "JobCreated"));
-        let none_true = observed(job, json!([{ "type": "unknown" }]));
-        let err = phase(plugin, request, &config, &none_true, (Queued, 0, "")).unwrap_err();
-        assert!(
-            err.to_string().contains("found no current condition"),
-            "{err}"
-        );
+        // §G.9: an empty list counts as present.
+        for conditions in [json!([{ "type": "unknown" }]), json!([])] {
+            let none_true = observed(job, conditions);
+            let err = phase(plugin, request, &config, &none_true, (Queued, 0, "")).unwrap_err();
+            assert!(
+                err.to_string().contains("found no current condition"),
+                "{err}"
+            );
+        }
 
         // An operator that never started the job within the timeout: an error;
         // a suspended job is left waiting.

@@ -237,6 +237,60 @@ async fn an_aborted_object_that_does_not_go_is_reported_not_gone() {
     assert!(app.metadata.deletion_timestamp.is_some());
 }
 
+fn batch_request(name: &str, outcome: &str) -> TaskRequest {
+    let mut request = spark_request(name, outcome);
+    request.template.r#type = "batch_job".into();
+    request.template.custom = Some(serde_json::from_value(json!({})).unwrap());
+    request
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_job_is_deleted_in_the_foreground_its_plugin_asks_for() {
+    // Without a garbage collector a foreground delete leaves the Job held
+    // by `foregroundDeletion` (its pods would go first): the plugin's
+    // `delete-propagation` reached the API server. A platform's per-plugin
+    // setting wins over the plugin's.
+    let no_gc = || SandboxConfig {
+        step: Duration::from_millis(100),
+        garbage_collector: false,
+        ..Default::default()
+    };
+    let jobs = |env: &Env| api(env, "batch/v1", "Job", "jobs");
+    let plugin = testkit::plugin("batch-job");
+    let env = env_on(no_gc(), json!({ "tasks": { "abort-wait-seconds": 2 } })).await;
+    let (outcome, _) = run(
+        &env,
+        &plugin,
+        &batch_request("asks", "run-forever"),
+        Some(Duration::from_millis(800)),
+    )
+    .await;
+    let Outcome::AbortedNotGone(why) = outcome else {
+        panic!("{outcome:?}");
+    };
+    assert!(why.contains("foregroundDeletion"), "{why}");
+    let job = jobs(&env).get("asks").await.unwrap();
+    assert!(job.metadata.deletion_timestamp.is_some());
+
+    let env = env_on(
+        no_gc(),
+        json!({ "tasks": { "abort-wait-seconds": 2, "plugin-delete-propagation": { "batch-job": "Background" } } }),
+    )
+    .await;
+    let (outcome, _) = run(
+        &env,
+        &plugin,
+        &batch_request("overridden", "run-forever"),
+        Some(Duration::from_millis(800)),
+    )
+    .await;
+    assert!(
+        matches!(outcome, Outcome::Aborted(Aborted::Deleted)),
+        "{outcome:?}"
+    );
+    assert!(jobs(&env).get_opt("overridden").await.unwrap().is_none());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn abort_deletes_the_object_and_it_is_gone() {
     let env = env(json!({})).await;

@@ -50,6 +50,12 @@ pub fn inspect(args: Args) -> anyhow::Result<()> {
             .generated_name_max_length
             .map_or("50 (default)".to_owned(), |n| n.to_string())
     );
+    println!(
+        "  delete propagation:        {}",
+        props
+            .delete_propagation
+            .map_or("the host's (default)".to_owned(), |p| format!("{p:?}"))
+    );
     println!("imports:");
     for import in plugin.imports() {
         println!("  - {import}");

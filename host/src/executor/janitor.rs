@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::carried;
-use super::lifecycle::plugin_kind;
+use super::lifecycle::{plugin_kind, plugin_propagation};
 use super::records::Records;
 use super::tasks::Tasks;
 use crate::cluster::{MANAGED_LABEL, Propagation, ResourceKind};
@@ -50,7 +50,7 @@ impl Tasks {
             let kind = plugin_kind(plugin);
             let keeps = plugin.info().properties.disable_delete_resource_on_finalize;
             if !keeps && !kinds.iter().any(|(k, _)| *k == kind) {
-                kinds.push((kind, config.propagation(plugin.id())));
+                kinds.push((kind, plugin_propagation(config, plugin)));
             }
         }
         let retention = chrono::Duration::seconds(config.retention_seconds as i64);

@@ -15,8 +15,8 @@ use super::carried;
 use super::metadata::{Execution, FINALIZER};
 use super::object::{PrepareError, TaskRequest, prepare};
 use super::pod_templates::{self, PodTemplateError};
-use crate::cluster::{Cluster, ClusterError, Created, Refusal, ResourceKind};
-use crate::config::HostConfig;
+use crate::cluster::{Cluster, ClusterError, Created, Propagation, Refusal, ResourceKind};
+use crate::config::{HostConfig, TasksConfig};
 use crate::runtime::{CallError, Plugin, wit};
 
 /// Where a task stands: which plugin build made which object, and the last
@@ -631,7 +631,7 @@ impl Executor {
 
     /// Delete the object with the plugin's propagation policy.
     pub async fn delete(&self, plugin: &Plugin, state: &TaskState) -> Result<(), ClusterError> {
-        let propagation = self.config.tasks.propagation(plugin.id());
+        let propagation = plugin_propagation(&self.config.tasks, plugin);
         self.cluster
             .delete(&state.kind, &state.namespace, &state.name, propagation)
             .await
@@ -791,6 +791,21 @@ fn still_there(state: &TaskState, object: Option<&Value>, waited: Duration) -> S
         "{what}: held by finalizers [{}]; {hint}",
         finalizers.join(", ")
     )
+}
+
+/// How deletes of `plugin`'s objects treat their dependents: the
+/// platform's per-plugin setting, else what the plugin asks, else the
+/// host's default.
+pub fn plugin_propagation(tasks: &TasksConfig, plugin: &Plugin) -> Propagation {
+    let asked = plugin
+        .info()
+        .properties
+        .delete_propagation
+        .map(|asked| match asked {
+            wit::DeletePropagation::Background => Propagation::Background,
+            wit::DeletePropagation::Foreground => Propagation::Foreground,
+        });
+    tasks.propagation(plugin.id(), asked)
 }
 
 pub fn plugin_kind(plugin: &Plugin) -> ResourceKind {

@@ -123,7 +123,12 @@ fn state(shared: &Shared) -> Value {
         .pending()
         .into_iter()
         .map(|(verb, resource, code, times)| {
-            json!({ "verb": verb, "resource": resource, "code": code, "times": times })
+            // As it was asked: `resource` only when the fault has one.
+            let mut fault = json!({ "verb": verb, "code": code, "times": times });
+            if let Some(resource) = resource {
+                fault["resource"] = json!(resource);
+            }
+            fault
         })
         .collect();
     json!({

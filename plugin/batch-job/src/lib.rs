@@ -2,6 +2,11 @@
 //! runs as the Job's pods, and a Kueue queue, when named, holds the Job
 //! until Kueue admits it. The custom config is our own schema,
 //! `flytewasm.batchjob.v1.BatchJob` (`proto/flytewasm/batchjob/v1/`).
+//!
+//! The plugin asks for foreground deletes: a Job's pods are what costs, and
+//! with `Foreground` the Job is gone only once its pods are, so an abort
+//! that reports the object gone has stopped them (`batch/v1` would orphan
+//! them if a delete said nothing).
 
 pub mod job;
 pub mod status;
@@ -24,7 +29,10 @@ impl Plugin for BatchJobPlugin {
                 kind: "Job".into(),
                 plural: "jobs".into(),
             },
-            properties: PluginProperties::default(),
+            properties: PluginProperties {
+                delete_propagation: Some(DeletePropagation::Foreground),
+                ..Default::default()
+            },
         }
     }
 

@@ -180,6 +180,11 @@ fn v1_roles_commands_and_resources() {
         json!(["test-args"]),
         "the launcher runs the task's command line"
     );
+    // §A.5 MPI 5: the worker still runs its own command.
+    assert_eq!(
+        container(&job, "Worker")["args"],
+        json!(["/usr/sbin/sshd", "/.sshd_config"])
+    );
     assert!(
         build(1, json!({ "launcherReplicas": { "replicas": 1 } }))
             .unwrap_err()

@@ -387,6 +387,30 @@ fn v1_run_policy_and_a_worker_only_spec() {
             .iter()
             .all(|e| e["name"] != "_F_DES")
     );
+
+    // §A.5 PyTorch 13 with the worker's own resources: the master keeps the
+    // task's, the worker has its own.
+    let job = build(
+        1,
+        json!({ "workerReplicas": { "replicas": 100, "resources": {
+            "requests": [{ "name": "CPU", "value": "1024m" }, { "name": "MEMORY", "value": "1Gi" }],
+            "limits": [{ "name": "CPU", "value": "2048m" }, { "name": "MEMORY", "value": "2Gi" }] } } }),
+    );
+    assert_eq!(
+        container(&job, "Master")["resources"],
+        resources(
+            json!({ "cpu": "100m", "memory": "512Mi", "nvidia.com/gpu": "1" }),
+            json!({ "cpu": "1000m", "memory": "1Gi", "nvidia.com/gpu": "1" })
+        )
+    );
+    let worker = &container(&job, "Worker")["resources"];
+    for (side, cpu, memory) in [("requests", "1024m", "1Gi"), ("limits", "2048m", "2Gi")] {
+        assert_eq!(
+            (&worker[side]["cpu"], &worker[side]["memory"]),
+            (&json!(cpu), &json!(memory)),
+            "{side}"
+        );
+    }
 }
 
 // §A.5 PyTorch 14: GPU tolerations follow each role's own resources.
@@ -548,7 +572,45 @@ fn log_links_for_the_master_and_each_worker() {
     // An elastic job has no master link.
     let elastic = json!({ "workers": 2, "elasticConfig": { "minReplicas": 1, "maxReplicas": 2 } });
     let links = kubeflow::log_links(&plugin(), &kubeflow::task("pytorch", 0, elastic), "ns");
-    assert_eq!(links.len(), 2);
+    assert_eq!(
+        links,
+        [
+            (
+                "Kubernetes Logs".to_owned(),
+                kubeflow::dashboard_link("ns", "the-job-worker-0")
+            ),
+            (
+                "Kubernetes Logs".to_owned(),
+                kubeflow::dashboard_link("ns", "the-job-worker-1")
+            ),
+        ]
+    );
+}
+
+// §A.5 Common 4: a Stackdriver template gets each pod's name and the job's
+// creation time as its start.
+#[test]
+fn a_log_template_gets_the_pod_and_the_job_s_start() {
+    let request = kubeflow::task("pytorch", 0, json!({ "workers": 1 }));
+    let template = "https://console.cloud.google.com/logs/query;query=resource.labels.pod_name={{.podName}}&timestamp>{{.podRFC3339StartTime}}";
+    let links = kubeflow::log_links_with(
+        &plugin(),
+        &request,
+        json!({ "templates": [{ "displayName": "Stackdriver", "templateUris": [template] }] }),
+        |job| {
+            job["metadata"]["name"] = json!("test");
+            job["metadata"]["creationTimestamp"] = json!("2022-01-01T12:00:00Z");
+        },
+    );
+    let uri = |pod: &str| {
+        format!(
+            "https://console.cloud.google.com/logs/query;query=resource.labels.pod_name={pod}&timestamp>2022-01-01T12:00:00Z"
+        )
+    };
+    assert_eq!(
+        links.into_iter().map(|(_, uri)| uri).collect::<Vec<_>>(),
+        [uri("test-master-0"), uri("test-worker-0")]
+    );
 }
 
 // The whole object for a v1 task with every role field set.

@@ -66,18 +66,18 @@ pub mod bindings {
 
 use bindings::flytewasm::plugin::types as wit;
 pub use wit::{
-    AbortAction, ErrorKind, ExecutionError, Phase, PhaseInfo, PluginError, PluginInfo,
-    PluginProperties, ResourceKind, TaskExecutionId, TaskExecutionMetadata, TaskLog, TaskType,
-    Timestamp,
+    AbortAction, DeletePropagation, ErrorKind, ExecutionError, Phase, PhaseInfo, PluginError,
+    PluginInfo, PluginProperties, ResourceKind, TaskExecutionId, TaskExecutionMetadata, TaskLog,
+    TaskType, Timestamp,
 };
 
 /// Everything a plugin file usually needs.
 pub mod prelude {
     pub use crate::phase::PhaseInfoExt;
     pub use crate::{
-        AbortAction, ErrorKind, ExecutionError, Phase, PhaseContext, PhaseInfo, Plugin,
-        PluginError, PluginInfo, PluginProperties, ResourceKind, TaskContext, TaskLog, TaskType,
-        Value, export_plugin, json,
+        AbortAction, DeletePropagation, ErrorKind, ExecutionError, Phase, PhaseContext, PhaseInfo,
+        Plugin, PluginError, PluginInfo, PluginProperties, ResourceKind, TaskContext, TaskLog,
+        TaskType, Value, export_plugin, json,
     };
 }
 
@@ -166,8 +166,8 @@ pub fn log(level: bindings::flytewasm::plugin::host::Level, message: &str) {
 pub use bindings::flytewasm::plugin::host::Level as LogLevel;
 
 /// Flyte's defaults: the host injects owner references and (when
-/// configured) the finalizer, deletes on finalize when configured, and
-/// generates 50-character names.
+/// configured) the finalizer, deletes on finalize when configured,
+/// generates 50-character names, and deletes with its own propagation.
 impl Default for PluginProperties {
     fn default() -> Self {
         PluginProperties {
@@ -175,6 +175,7 @@ impl Default for PluginProperties {
             disable_inject_finalizer: false,
             disable_delete_resource_on_finalize: false,
             generated_name_max_length: None,
+            delete_propagation: None,
         }
     }
 }

@@ -34,6 +34,10 @@ impl Plugin for Plugin{{Message}} {
                 kind: "{{Message}}".into(),
                 plural: "{{plural}}".into(),
             },
+            // Flyte's defaults. An operator whose children cost money
+            // while they run may ask for foreground deletes, so an aborted
+            // object is gone only once they are:
+            // `PluginProperties { delete_propagation: Some(DeletePropagation::Foreground), ..Default::default() }`.
             properties: PluginProperties::default(),
         }
     }

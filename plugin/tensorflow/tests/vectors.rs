@@ -60,9 +60,15 @@ fn v0_counts_choose_the_roles() {
         pairs(&[("Chief", 1), ("Evaluator", 1), ("PS", 50), ("Worker", 100)])
     );
     for role in ["Chief", "Evaluator", "PS", "Worker"] {
+        // Exactly the task's resources.
         assert_eq!(
-            container(&job, role)["resources"]["limits"]["nvidia.com/gpu"],
-            "1"
+            container(&job, role)["resources"],
+            k8s(&[
+                ("cpu", ("100m", "1000m")),
+                ("memory", ("512Mi", "1Gi")),
+                ("nvidia.com/gpu", ("1", "1"))
+            ]),
+            "{role}"
         );
         kubeflow::assert_execution_metadata(&job["spec"]["tfReplicaSpecs"][role]["template"], role);
     }
@@ -307,7 +313,7 @@ fn log_links_keep_flytes_role_pod_names() {
         json!({ "workers": 2, "psReplicas": 1, "chiefReplicas": 1, "evaluatorReplicas": 1 });
     let links = kubeflow::log_links(
         &plugin(),
-        &kubeflow::task("tensorflow", 0, custom),
+        &kubeflow::task("tensorflow", 0, custom.clone()),
         "tensorflow-namespace",
     );
     let uris: Vec<String> = links.into_iter().map(|(_, uri)| uri).collect();
@@ -321,6 +327,26 @@ fn log_links_keep_flytes_role_pod_names() {
     assert_eq!(
         uris,
         pods.map(|pod| kubeflow::dashboard_link("tensorflow-namespace", pod))
+    );
+    // Through a template: workers name their container and start (the
+    // job's creation, 2024-01-02T03:04:05Z); the other roles' links neither
+    // (an empty variable stays as written, as in Flyte; no time is 0).
+    let links = kubeflow::log_links_with(
+        &plugin(),
+        &kubeflow::task("tensorflow", 0, custom),
+        json!({ "templates": [{ "displayName": "T", "templateUris": ["{{.podName}}/{{.containerName}}/{{.podUnixStartTime}}"] }] }),
+        |_| {},
+    );
+    let uris: Vec<String> = links.into_iter().map(|(_, uri)| uri).collect();
+    assert_eq!(
+        uris,
+        [
+            "the-job-worker-0/tensorflow/1704164645",
+            "the-job-worker-1/tensorflow/1704164645",
+            "the-job-psReplica-0/{{.containerName}}/0",
+            "the-job-chiefReplica-0/{{.containerName}}/0",
+            "the-job-evaluatorReplica-0/{{.containerName}}/0",
+        ]
     );
 }
 
