@@ -735,7 +735,153 @@ def test_aborting_a_batch_job_removes_the_job_and_its_pods(cluster, batch_templa
 
 
 # ---------------------------------------------------------------------------
-# 7. Memory stays bounded amid many foreign objects
+# 7. Everything at once: a kill, slow writes, a quota, 5xx, dropped watches
+#    and lost answers, on Spark and batch_job tasks, then retention
+
+
+def test_everything_at_once(cluster, template, batch_template):
+    """The faults of the scenarios above together, as a bad day brings
+    them: every node still ends as its fate says, one object per node lives
+    at a time, aborted Jobs take their pods, and after retention nothing of
+    ours is left in the cluster."""
+    checks = Checks("everything at once")
+    retention = 3
+    settings = dict(retention_seconds=retention, janitor_interval_seconds=1)
+    quota = checks.attempt(
+        lambda: cluster.api.create_quota(NAMESPACE, {"count/sparkapplications.sparkoperator.k8s.io": "6"}),
+        "the sandbox takes a ResourceQuota of 6 SparkApplications",
+    )
+    slow = checks.attempt(lambda: cluster.api.faults(writeLatencyMs=4000), "the sandbox takes writeLatencyMs=4000")
+    a, b = cluster.serve(**settings), cluster.serve(**settings)
+    sampler = LiveObjectSampler(cluster.api, namespace=NAMESPACE).start()
+
+    lost = []
+
+    def lose(rpc, record, attempt, response):
+        node = int(record.spec.node_id[1:])
+        first = not any(k == record.key and r == rpc for k, r in lost)
+        if rpc == "CreateTask":
+            gone = attempt.retry_attempt == 0 and node % 4 == 1
+        elif rpc == "GetTask":
+            gone = first and PHASE.Name(response.resource.phase) in TERMINAL and node % 2 == 0
+        else:  # DeleteTask: the abort was done, propeller did not hear it
+            gone = first
+        if gone:
+            lost.append((record.key, rpc))
+        return gone
+
+    nodes, expected, batch_nodes = [], {}, []
+    for i in range(20):
+        fate = i % 10
+        spec = NodeSpec(f"mix-{i // 10}", f"n{fate}", template, start_after=i * 0.15)
+        if fate <= 4:
+            spec.annotations = {OUTCOME: "succeed", STEP: "500"}
+            expected[spec.key] = "SUCCEEDED"
+        elif fate <= 6:
+            spec.annotations = {OUTCOME: "fail", STEP: "300"}
+            expected[spec.key] = "FAILED"
+        elif fate == 7:
+            spec.annotations = {OUTCOME: "run-forever", STEP: "300"}
+            spec.abort_after = 9.0
+            expected[spec.key] = "ABORTED"
+        else:
+            spec.template = batch_template
+            spec.annotations = {OUTCOME: "succeed" if fate == 8 else "run-forever", STEP: "300"}
+            if fate == 9:
+                spec.abort_after = 9.0
+            expected[spec.key] = "SUCCEEDED" if fate == 8 else "ABORTED"
+            batch_nodes.append(spec.key)
+        nodes.append(spec)
+
+    emulator = Emulator([a.address, b.address], resync=RESYNC, max_attempts=4, lose=lose)
+    emulator.start(nodes)
+    time.sleep(4)  # the first creates meet 4 s writes
+    bursts = [{"verb": verb, "code": 503, "times": 4} for verb in ("get", "create", "patch", "delete")]
+    if slow:
+        cluster.api.faults(writeLatencyMs=0, dropWatches=True, failNext=bursts)
+    time.sleep(1)
+    b.kill()
+    time.sleep(0.6)
+    emulator.set_replicas([a.address])
+    replacement = cluster.serve(**settings)
+    emulator.set_replicas([a.address, replacement.address])
+    time.sleep(2)
+    if slow:
+        cluster.api.faults(dropWatches=True, failNext=[{"verb": "get", "code": 500, "times": 5}])
+    # Batch Jobs' pods, by the Job's name, while they run.
+    job_names = {}
+
+    def jobs_seen():
+        for key in batch_nodes:
+            for job in objects_of(cluster.api, key, ("jobs",)):
+                job_names.setdefault(key, set()).add(job["metadata"]["name"])
+        return len(job_names) == len(batch_nodes)
+
+    wait_until(jobs_seen, 20)
+    emulator.wait(timeout=120)
+    sampler.stop()
+
+    state = cluster.api.fault_state() if slow else {}
+    lost_kinds = {rpc: sum(1 for _, r in lost if r == rpc) for rpc in ("CreateTask", "GetTask", "DeleteTask")}
+    checks(slow and faults_served(state), f"the sandbox served injected errors ({faults_served(state)})")
+    checks(
+        all(lost_kinds.values()),
+        f"answers of every call were lost ({lost_kinds})",
+    )
+    waited = [r.key for r in emulator.records.values() if "WAITING_FOR_RESOURCES" in r.phases]
+    checks(quota, f"the quota was in force ({len(waited)} nodes waited for resources)")
+    check_outcomes(checks, emulator, expected)
+    check_one_live(checks, sampler)
+    check_objects_seen(checks, sampler, emulator)
+    check_labels(checks, sampler, emulator)
+    check_no_delete_after_success(checks, emulator)
+    check_aborted_gone(checks, emulator, cluster.api, expected, timeout=30)
+    killed_calls = sum(1 for c in emulator.calls if c.replica == b.address and c.code != "OK")
+    checks(killed_calls > 0, f"the kill was felt: {killed_calls} calls to the killed replica failed")
+    checks(not emulator.callback_errors, "the emulator ran cleanly", emulator.callback_errors)
+
+    aborted_jobs = sorted(
+        name for key in batch_nodes if expected[key] == "ABORTED" for name in job_names.get(key, ())
+    )
+    orphans = {}
+
+    def no_orphans():
+        orphans.clear()
+        for name in aborted_jobs:
+            pods = [o["metadata"]["name"] for o in cluster.api.list("pods", NAMESPACE, f"job-name={name}")]
+            if pods:
+                orphans[name] = pods
+        return not orphans
+
+    checks(
+        aborted_jobs and wait_until(no_orphans, 30),
+        f"no pod of the {len(aborted_jobs)} aborted Jobs is left",
+        orphans,
+    )
+    remaining = {}
+
+    def none_left():
+        remaining.clear()
+        for plural in ("sparkapplications", "jobs", "pods"):
+            names = [o["metadata"]["name"] for o in cluster.api.list(plural, NAMESPACE, f"{MANAGED_BY}=flytewasm")]
+            ours = [o["metadata"]["name"] for o in cluster.api.list(plural, NAMESPACE) if node_of_mix(o)]
+            if names or ours:
+                remaining[plural] = sorted(set(names + ours))
+        return not remaining
+
+    checks(wait_until(none_left, retention + 20), f"nothing of ours is left after retention ({retention}s)", remaining)
+    summary("everything at once", emulator, cluster.api if slow else None, extra=f", lost {lost_kinds}")
+    checks.done()
+
+
+def node_of_mix(obj):
+    """Objects of `test_everything_at_once`'s nodes (pods by their labels)."""
+    labels = obj["metadata"].get("labels") or {}
+    return labels.get("execution-id", "").startswith("mix-")
+
+
+# ---------------------------------------------------------------------------
+# 8. Memory stays bounded amid many foreign objects
 
 FOREIGN = int(os.environ.get("FLYTEWASM_PROPELLER_FOREIGN", "10000"))
 FOREIGN_NAMESPACES = 1_000

@@ -23,12 +23,19 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::cluster::Propagation;
 use crate::runtime::RuntimeConfig;
+
+/// What one GetTask may take: propeller's 3 s deadline, less a margin for
+/// the way back. Its cluster reads (`tasks.status-reads-within-ms`) and the
+/// plugin's call (`runtime.call-timeout`) fit in it (checked at start-up);
+/// the call's wait for a slot gets what they leave.
+pub const GET_TASK_WITHIN: Duration = Duration::from_millis(2800);
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -285,10 +292,25 @@ impl HostConfig {
         let config: HostConfig = serde_yaml::from_str(&text)
             .map_err(|err| anyhow::anyhow!("invalid config file {}: {err}", path.display()))?;
         config
-            .tasks
             .check()
             .map_err(|err| anyhow::anyhow!("invalid config file {}: {err}", path.display()))?;
         Ok(config)
+    }
+
+    /// Settings that would break what the host promises propeller.
+    pub fn check(&self) -> Result<(), String> {
+        self.tasks.check()?;
+        let get_task =
+            Duration::from_millis(self.tasks.status_reads_within_ms) + self.runtime.call_timeout;
+        if get_task > GET_TASK_WITHIN {
+            return Err(format!(
+                "tasks.status-reads-within-ms ({}) and runtime.call-timeout ({} ms) add up to more than the {} ms a GetTask has within propeller's 3000 ms deadline",
+                self.tasks.status_reads_within_ms,
+                self.runtime.call_timeout.as_millis(),
+                GET_TASK_WITHIN.as_millis()
+            ));
+        }
+        Ok(())
     }
 
     /// The `k8s-defaults` JSON plugins receive. Environment taken from the
@@ -333,6 +355,20 @@ impl HostConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn get_task_bounds_must_fit_propellers_deadline() {
+        let config = |yaml: &str| serde_yaml::from_str::<HostConfig>(yaml).unwrap().check();
+        assert!(config("{}").is_ok(), "the defaults fit");
+        let err = config("runtime: { call-timeout: 2500 }").unwrap_err();
+        assert!(err.contains("runtime.call-timeout (2500 ms)"), "{err}");
+        let err = config("tasks: { status-reads-within-ms: 1000 }").unwrap_err();
+        assert!(err.contains("status-reads-within-ms (1000)"), "{err}");
+        assert!(
+            config("tasks: { status-reads-within-ms: 300 }\nruntime: { call-timeout: 2500 }")
+                .is_ok()
+        );
+    }
 
     #[test]
     fn namespace_patterns_are_filled_from_the_execution() {

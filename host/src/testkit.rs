@@ -528,6 +528,26 @@ pub mod kubeflow {
         info.logs.into_iter().map(|l| (l.name, l.uri)).collect()
     }
 
+    /// §0.3.6's Kubeflow common vector: the URIs of the links for a task
+    /// whose config asks for the dynamic link `test-dynamic-link`
+    /// (`https://some-service.com/{{.taskConfig.dynamicParam}}`) with
+    /// `dynamicParam: dynamic-value`.
+    pub fn dynamic_link_uris(plugin: &Plugin, mut request: TaskRequest) -> Vec<String> {
+        request.template.config = [
+            ("link_type", "test-dynamic-link"),
+            ("dynamicParam", "dynamic-value"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .into();
+        let logs = json!({ "dynamic-log-links": { "test-dynamic-link": {
+            "templateUris": ["https://some-service.com/{{.taskConfig.dynamicParam}}"]
+        } } });
+        log_links_with(plugin, &request, logs, |_| {})
+            .into_iter()
+            .map(|(_, uri)| uri)
+            .collect()
+    }
+
     /// The Kubernetes dashboard link to `pod` that [`log_links`] configures.
     pub fn dashboard_link(namespace: &str, pod: &str) -> String {
         format!("k8s.com/#!/log/{namespace}/{pod}/pod?namespace={namespace}")
@@ -560,7 +580,8 @@ pub mod kubeflow {
     }
 
     /// The condition → phase table every Kubeflow plugin follows
-    /// (reference/flyte-operators.md §A.4, §A.5 PyTorch 5–7), checked for the
+    /// (reference/flyte-operators.md §A.4, §A.5 PyTorch 5–7 and Common 2; the
+    /// SDK's own tests hold Common 1, the current condition), checked for the
     /// plugin `plugin` on its object `job`.
     pub fn assert_phase_table(plugin: &Plugin, request: &TaskRequest, job: &Value, operator: &str) {
         use wit::Phase::*;

@@ -603,3 +603,156 @@ async fn a_launch_whose_replica_died_is_carried_on_by_another() {
     let (done, phases) = until(&env, &meta, phase(Phase::Succeeded)).await;
     assert_eq!(done.phase, Phase::Succeeded as i32, "{phases:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_never_saw_the_object_knows_it_was_deleted() {
+    let env = env(json!({})).await;
+    let meta = launch(&env.replicas[0], create(spark(), "lost", 0, "run-forever")).await;
+    until(&env, &meta, phase(Phase::Running)).await;
+    let apps = testkit::spark_apps(&env.sandbox, NS);
+    apps.delete("lost-n0-0", &Default::default()).await.unwrap();
+    while apps.get_opt("lost-n0-0").await.unwrap().is_some() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A third replica, which never looked at the task: the object existed
+    // when CreateTask answered, so it is gone, not still to be created.
+    let fresh = replica(&env.sandbox, &env.config, &env.keys);
+    let answer = get(&fresh, &meta).await;
+    assert_eq!(
+        answer.phase,
+        Phase::RetryableFailed as i32,
+        "{}",
+        answer.message
+    );
+    assert_eq!(
+        answer.agent_error.unwrap().code,
+        "ResourceDeletedExternally"
+    );
+    let seen = get(&env.replicas[0], &meta).await;
+    assert_eq!(seen.message, answer.message);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_the_object_goes_every_replica_answers_from_the_outcome_record() {
+    let env = env(json!({ "tasks": { "max-consecutive-failures": 2 } })).await;
+    let meta = launch(
+        &env.replicas[0],
+        create(testing("phase-panic"), "held", 0, ""),
+    )
+    .await;
+    // Someone else's finalizer keeps the object while it is deleted.
+    let configmaps = testkit::objects(&env.sandbox, NS, "v1", "ConfigMap", "configmaps");
+    let hold = json!({ "metadata": { "finalizers": ["example.com/hold"] } });
+    configmaps
+        .patch(
+            "held-n0-0",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&hold),
+        )
+        .await
+        .unwrap();
+    // Two failed looks on one replica fail the task, which is cleaned up.
+    get(&env.replicas[0], &meta).await;
+    let failed = get(&env.replicas[0], &meta).await;
+    assert_eq!(
+        failed.phase,
+        Phase::RetryableFailed as i32,
+        "{}",
+        failed.message
+    );
+    let mut deleting = false;
+    for _ in 0..200 {
+        let object = configmaps.get("held-n0-0").await.unwrap();
+        if object.metadata.deletion_timestamp.is_some() {
+            deleting = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(deleting, "the cleanup deleted the object");
+    // The other replica has not counted a failed look of its own: it
+    // answers what the first did, not the last phase it knows.
+    let elsewhere = get(&env.replicas[1], &meta).await;
+    assert_eq!(elsewhere.phase, failed.phase, "{}", elsewhere.message);
+    assert_eq!(elsewhere.message, failed.message);
+    assert_eq!(elsewhere.agent_error.unwrap().code, "SystemFailure");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_that_cannot_land_by_its_deadline_fails_retryable() {
+    let env = env(json!({ "tasks": { "launch-deadline-seconds": 2 } })).await;
+    room_for_one_app(&env).await;
+    let holder = launch(&env.replicas[0], create(spark(), "first", 0, "run-forever")).await;
+    until(&env, &holder, phase(Phase::Running)).await;
+    let meta = launch(&env.replicas[0], create(spark(), "second", 0, "succeed")).await;
+    let (failed, phases) = until(&env, &meta, phase(Phase::RetryableFailed)).await;
+    assert!(
+        phases.contains(&(Phase::WaitingForResources as i32)),
+        "{phases:?}"
+    );
+    assert_eq!(failed.agent_error.unwrap().code, "LaunchDeadlineExceeded");
+    assert!(
+        failed.message.contains("exceeded quota"),
+        "{}",
+        failed.message
+    );
+    let apps = testkit::spark_apps(&env.sandbox, NS);
+    assert!(apps.get_opt("second-n0-0").await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_janitor_removes_the_host_s_records_and_idle_watches() {
+    let env = env(json!({
+        "tasks": { "retention-seconds": 0, "launch-deadline-seconds": 1 }
+    }))
+    .await;
+    let meta = launch(
+        &env.replicas[0],
+        create(testing("fail-with-cleanup"), "recorded", 0, ""),
+    )
+    .await;
+    until(&env, &meta, phase(Phase::RetryableFailed)).await;
+    let tasks = env.replicas[0].service().tasks();
+    let records = testkit::objects(
+        &env.sandbox,
+        tasks.records().namespace(),
+        "v1",
+        "ConfigMap",
+        "configmaps",
+    );
+    let ours = kube::api::ListParams::default().labels("flytewasm.io/record");
+    let mut kept = 0;
+    for _ in 0..100 {
+        kept = records.list(&ours).await.unwrap().items.len();
+        if kept > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(kept, 1, "the outcome record");
+    // A launch record whose drop failed, from an earlier run.
+    let stale = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {
+            "name": "launch-stale",
+            "labels": { "app.kubernetes.io/managed-by": "flytewasm", "flytewasm.io/record": "launch" },
+            "annotations": { "flytewasm.io/finished-at": "2020-01-01T00:00:00Z" },
+        },
+    });
+    records
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(stale).unwrap(),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let plugins = [testkit::plugin("testing")];
+    tasks.sweep(&plugins).await;
+    assert!(records.list(&ours).await.unwrap().items.is_empty());
+
+    let cluster = tasks.executor().cluster();
+    assert!(cluster.open_watches() > 0);
+    cluster.stop_idle_watches(Duration::ZERO);
+    assert_eq!(cluster.open_watches(), 0);
+}

@@ -409,7 +409,7 @@ async fn a_stuck_plugin_keeps_to_its_share_of_slots() {
     let spark = runtime.load(&testkit::component_path("spark")).unwrap();
     let mut stuck = Vec::new();
     for _ in 0..2 {
-        let slot = testing.call_slot("build-resource").await.unwrap();
+        let slot = testing.call_slot("build-resource", None).await.unwrap();
         let plugin = testing.clone();
         stuck.push(tokio::task::spawn_blocking(move || {
             let _slot = slot;
@@ -417,13 +417,29 @@ async fn a_stuck_plugin_keeps_to_its_share_of_slots() {
         }));
     }
     assert!(!testing.saturated(), "a full share alone is not saturation");
-    let err = testing.call_slot("build-resource").await.err().unwrap();
+    // A caller with a nearer deadline (GetTask) waits only that long, and
+    // its refusal is not saturation either.
+    let err = testing
+        .call_slot("get-task-phase", Some(Duration::from_millis(10)))
+        .await
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("within 10 ms"), "{err}");
+    assert!(
+        !testing.saturated(),
+        "a short wait's refusal is not saturation"
+    );
+    let err = testing
+        .call_slot("build-resource", None)
+        .await
+        .err()
+        .unwrap();
     assert!(err.is_busy(), "{err:?}");
     assert!(err.to_string().contains("busy"), "{err}");
     assert!(testing.saturated(), "calls are being refused");
 
     let slot = spark
-        .call_slot("build-resource")
+        .call_slot("build-resource", None)
         .await
         .expect("spark has its own share");
     assert!(!spark.saturated());
@@ -443,7 +459,7 @@ async fn a_stuck_plugin_keeps_to_its_share_of_slots() {
         ));
     }
     // The timed-out calls gave their slots back.
-    let again = testing.call_slot("build-resource").await;
+    let again = testing.call_slot("build-resource", None).await;
     assert!(again.is_ok(), "{:?}", again.err());
 }
 

@@ -61,7 +61,8 @@ impl Tasks {
                 .await;
         }
         // Records outlive the launch deadline: a launch still retrying must
-        // find the abort that stops it.
+        // find the abort that stops it (and a launch record is not needed
+        // past it).
         let record_retention = retention.max(chrono::Duration::seconds(
             config.launch_deadline_seconds as i64,
         ));
@@ -71,7 +72,7 @@ impl Tasks {
             .list(
                 &Records::kind(),
                 Some(self.records().namespace()),
-                &Records::finished_selector(),
+                &Records::selector(),
             )
             .await
             .unwrap_or_else(|err| {

@@ -386,7 +386,7 @@ impl Executor {
         let request = &request;
         let prepared = {
             let (config, request) = (self.config.clone(), request.clone());
-            off_the_runtime(plugin, "build-resource", move |plugin| {
+            off_the_runtime(plugin, "build-resource", None, move |plugin| {
                 prepare(plugin, &config, &request, SystemTime::now())
             })
             .await?
@@ -480,26 +480,30 @@ impl Executor {
                     state.namespace, state.name
                 ),
             ),
-            Some(object) => self.phase_of(plugin, request, state, &object).await?,
+            Some(object) => self.phase_of(plugin, request, state, &object, None).await?,
         })
     }
 
     /// What the plugin makes of the object, as [`Executor::observe`] reports it.
+    /// `slot_within`: the longest the call may wait for a slot, when the
+    /// caller's deadline is nearer than `slot-wait`.
     pub async fn phase_of(
         &self,
         plugin: &Plugin,
         request: &TaskRequest,
         state: &TaskState,
         object: &Value,
+        slot_within: Option<Duration>,
     ) -> Result<PhaseEvent, ExecutorError> {
         Ok({
             {
                 let ctx = self.phase_context(plugin, request, state);
                 let observed = without_context(object).to_string();
-                let answer = off_the_runtime(plugin, "get-task-phase", move |plugin| {
-                    plugin.get_task_phase(&ctx, &observed)
-                })
-                .await?;
+                let answer =
+                    off_the_runtime(plugin, "get-task-phase", slot_within, move |plugin| {
+                        plugin.get_task_phase(&ctx, &observed)
+                    })
+                    .await?;
                 let event = match answer {
                     Ok(info) => PhaseEvent::from_wit(info),
                     Err(err) if err.is_bad_task() => plugin_failure(&err),
@@ -553,7 +557,7 @@ impl Executor {
         };
         let ctx = self.phase_context(plugin, request, state);
         let observed = without_context(&object).to_string();
-        let action = off_the_runtime(plugin, "on-abort", move |plugin| {
+        let action = off_the_runtime(plugin, "on-abort", None, move |plugin| {
             plugin.on_abort(&ctx, &observed)
         })
         .await?;
@@ -731,9 +735,10 @@ impl TaskState {
 async fn off_the_runtime<R: Send + 'static>(
     plugin: &Plugin,
     name: &'static str,
+    slot_within: Option<Duration>,
     call: impl FnOnce(&Plugin) -> R + Send + 'static,
 ) -> Result<R, ExecutorError> {
-    let slot = plugin.call_slot(name).await?;
+    let slot = plugin.call_slot(name, slot_within).await?;
     let plugin_id = plugin.id().to_owned();
     let plugin = plugin.clone();
     tokio::task::spawn_blocking(move || {

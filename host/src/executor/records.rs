@@ -80,12 +80,11 @@ impl Records {
         }
     }
 
-    /// The selector of records that may be deleted once old enough.
-    pub fn finished_selector() -> String {
-        format!(
-            "{}={},{RECORD_LABEL},{FINISHED_LABEL}",
-            MANAGED_LABEL.0, MANAGED_LABEL.1
-        )
+    /// The selector of every record: each may be deleted once old enough
+    /// (a launch record too, when dropping it failed: past the launch
+    /// deadline no launch carries on).
+    pub fn selector() -> String {
+        format!("{}={},{RECORD_LABEL}", MANAGED_LABEL.0, MANAGED_LABEL.1)
     }
 
     /// The outcome kept for `object`, if any.

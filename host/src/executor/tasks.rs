@@ -42,6 +42,7 @@ use super::metadata::Execution;
 use super::object::TaskRequest;
 use super::records::{Records, TaskObject};
 use crate::cluster::{ClusterError, ResourceKind};
+use crate::config::GET_TASK_WITHIN;
 use crate::metrics::Metrics;
 use crate::runtime::Plugin;
 
@@ -61,6 +62,10 @@ pub struct TaskTicket {
     pub accepted_at: i64,
     /// Set when the task failed before any object was made.
     pub failure: Option<LaunchFailure>,
+    /// The object existed when CreateTask answered: a replica that finds
+    /// it missing knows it was deleted, not still to be created.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub launched: bool,
     /// The task itself, when an older `resource_meta` carried it (objects
     /// made before the task travelled with the object).
     #[serde(skip)]
@@ -113,7 +118,11 @@ impl TaskTicket {
     }
 
     fn past_launch_deadline(&self, deadline_seconds: u64) -> bool {
-        chrono::Utc::now().timestamp() > self.accepted_at + deadline_seconds as i64
+        self.accepted_for_over(deadline_seconds)
+    }
+
+    fn accepted_for_over(&self, seconds: u64) -> bool {
+        chrono::Utc::now().timestamp() > self.accepted_at + seconds as i64
     }
 }
 
@@ -155,6 +164,14 @@ impl Local {
 /// Back-off between launch tries.
 const LAUNCH_RETRY_MIN: Duration = Duration::from_millis(200);
 const LAUNCH_RETRY_MAX: Duration = Duration::from_secs(10);
+/// A launch still going when CreateTask answered records itself as the
+/// answer is given; past this, a replica that finds neither the object nor
+/// a launch record takes the object as created and gone (the launch drops
+/// its record only once the object exists, and keeps an outcome if it
+/// fails). Within it, the record may still be on its way.
+const LAUNCH_RECORD_GRACE_SECONDS: u64 = 60;
+/// What GetTask reads of the host's records, in errors.
+const RECORDS: &str = "reading the records of";
 /// Forget a task this replica has not been asked about for this long.
 const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
 /// How long the writes after a task's end are tried again: in the
@@ -166,11 +183,28 @@ const END_WRITES_INLINE_WITHIN: Duration = Duration::from_secs(60);
 /// The time one GetTask's cluster reads have, together.
 #[derive(Debug, Clone, Copy)]
 struct Reads {
+    started: Instant,
     by: Instant,
     within: Duration,
 }
 
 impl Reads {
+    fn new(within: Duration) -> Self {
+        let started = Instant::now();
+        Reads {
+            started,
+            by: started + within,
+            within,
+        }
+    }
+
+    /// How long the plugin's call may wait for a slot, so that GetTask
+    /// answers within [`GET_TASK_WITHIN`] even when the call takes all of
+    /// `call_timeout`.
+    fn slot_within(&self, call_timeout: Duration) -> Duration {
+        (self.started + GET_TASK_WITHIN).saturating_duration_since(Instant::now() + call_timeout)
+    }
+
     async fn read<T>(
         self,
         action: &'static str,
@@ -283,6 +317,7 @@ impl Tasks {
             execution: request.execution.clone(),
             accepted_at: chrono::Utc::now().timestamp(),
             failure: None,
+            launched: false,
             task: None,
         };
         let bound = Duration::from_millis(self.executor.config().tasks.create_answer_within_ms);
@@ -292,11 +327,15 @@ impl Tasks {
         };
         let settled = |launch: &Launch| !matches!(launch, Launch::Pending(_));
         let _ = tokio::time::timeout_at(answer_by.into(), rx.wait_for(settled)).await;
-        if let Launch::Failed(event) = &*rx.borrow() {
-            ticket.failure = event.error.clone().map(|error| LaunchFailure {
-                phase: event.phase,
-                error,
-            });
+        match &*rx.borrow() {
+            Launch::Failed(event) => {
+                ticket.failure = event.error.clone().map(|error| LaunchFailure {
+                    phase: event.phase,
+                    error,
+                });
+            }
+            Launch::Created => ticket.launched = true,
+            Launch::Pending(_) => {}
         }
         ticket
     }
@@ -611,10 +650,7 @@ impl Tasks {
         let kind = plugin_kind(plugin);
         self.seen_namespace(&ticket.namespace);
         let within = Duration::from_millis(self.executor.config().tasks.status_reads_within_ms);
-        let reads = Reads {
-            by: Instant::now() + within,
-            within,
-        };
+        let reads = Reads::new(within);
         match self.look(plugin, &kind, ticket, reads).await {
             Ok(event) => {
                 self.with_local(ticket, |local| {
@@ -666,6 +702,14 @@ impl Tasks {
         if let Some(event) = carried::outcome_of(&object) {
             return Ok(event);
         }
+        // Going after its end on another replica (cleaned up on failure,
+        // failed too many looks): that replica kept the answer first.
+        if !object["metadata"]["deletionTimestamp"].is_null() {
+            let outcome = self.records.outcome(cluster, ticket.object(kind));
+            if let Some(event) = reads.read(RECORDS, &ticket.name, outcome).await? {
+                return Ok(event);
+            }
+        }
         let task = match &ticket.task {
             Some(task) => task.clone(),
             None => match carried::task_of(&object) {
@@ -682,11 +726,12 @@ impl Tasks {
         };
         let last = self.last(ticket);
         let state = ticket.state(kind.clone(), last.as_ref());
+        let slot_within = reads.slot_within(self.executor.config().runtime.call_timeout);
         // A plugin that fails (trap, deadline, bad answer) is a look that
         // went wrong, not the task's end: an error here.
         let event = self
             .executor
-            .phase_of(plugin, &task, &state, &object)
+            .phase_of(plugin, &task, &state, &object, Some(slot_within))
             .await?;
         if event.phase.is_terminal() && !carried::is_finished(&object) {
             let deleting = !object["metadata"]["deletionTimestamp"].is_null();
@@ -786,33 +831,39 @@ impl Tasks {
             return Ok(event);
         }
         let cluster = self.executor.cluster();
-        const RECORDS: &str = "reading the records of";
         let outcome = self.records.outcome(cluster, ticket.object(kind));
         if let Some(event) = reads.read(RECORDS, &ticket.name, outcome).await? {
             return Ok(event);
         }
         let deadline = self.executor.config().tasks.launch_deadline_seconds;
         let gone = gone(ticket);
-        if seen {
-            // Deleted behind our back: keep the answer for the other replicas.
-            self.keep_outcome_after(ticket, kind, &gone).await;
-            return Ok(gone);
-        }
-        if !ticket.past_launch_deadline(deadline) {
+        // Seen by this replica, or created before CreateTask answered: it
+        // was deleted behind our back.
+        let mut created = seen || ticket.launched;
+        if !created && !ticket.past_launch_deadline(deadline) {
             // A launch recorded by the replica that accepted it: carry it on.
             let recorded = self.records.launch(cluster, ticket.object(kind));
-            if let Some(request) = reads.read(RECORDS, &ticket.name, recorded).await?
-                && let Some(rx) = self.start_launch(plugin, request, ticket, Instant::now())
-            {
-                let now = rx.borrow().clone();
-                if let Launch::Pending(event) | Launch::Failed(event) = now {
-                    return Ok(event);
+            if let Some(request) = reads.read(RECORDS, &ticket.name, recorded).await? {
+                if let Some(rx) = self.start_launch(plugin, request, ticket, Instant::now()) {
+                    let now = rx.borrow().clone();
+                    if let Launch::Pending(event) | Launch::Failed(event) = now {
+                        return Ok(event);
+                    }
                 }
+            } else {
+                created = ticket.accepted_for_over(LAUNCH_RECORD_GRACE_SECONDS);
             }
-            return Ok(PhaseEvent::new(
-                Phase::Queued,
-                "waiting for the launch to complete",
-            ));
+            if !created {
+                return Ok(PhaseEvent::new(
+                    Phase::Queued,
+                    "waiting for the launch to complete",
+                ));
+            }
+        }
+        if created {
+            // Keep the answer for the other replicas.
+            self.keep_outcome_after(ticket, kind, &gone).await;
+            return Ok(gone);
         }
         let never = PhaseEvent {
             reason: format!(

@@ -396,8 +396,17 @@ impl Plugin {
     /// Wait (up to `slot-wait`) for one of this plugin's slots and one of
     /// the pool's, to be held for the call. Past the wait the call is
     /// refused with [`CallError::Busy`], which is retryable.
-    pub async fn call_slot(&self, call: &'static str) -> Result<CallSlot, CallError> {
-        self.inner.runtime.slots.acquire(self.id(), call).await
+    /// `within` shortens the wait for a caller with a deadline of its own.
+    pub async fn call_slot(
+        &self,
+        call: &'static str,
+        within: Option<Duration>,
+    ) -> Result<CallSlot, CallError> {
+        self.inner
+            .runtime
+            .slots
+            .acquire(self.id(), call, within)
+            .await
     }
 
     /// Calls of this plugin are being refused: its share was full for a

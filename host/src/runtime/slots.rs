@@ -61,11 +61,14 @@ impl Slots {
             .clone()
     }
 
+    /// Wait up to `slot-wait`, or `within` when that is shorter.
     pub(super) async fn acquire(
         &self,
         plugin: &str,
         call: &'static str,
+        within: Option<Duration>,
     ) -> Result<CallSlot, CallError> {
+        let wait = within.map_or(self.wait, |within| within.min(self.wait));
         let share = self.share(plugin);
         let both = async {
             // The plugin's share first: a saturated plugin's callers queue
@@ -74,18 +77,22 @@ impl Slots {
             let pool = self.pool.clone().acquire_owned().await;
             (share, pool)
         };
-        match tokio::time::timeout(self.wait, both).await {
+        match tokio::time::timeout(wait, both).await {
             Ok((Ok(share), Ok(pool))) => Ok(CallSlot {
                 _share: share,
                 _pool: pool,
             }),
             // The semaphores are never closed; a timeout is the only way here.
             _ => {
-                *share.refused_at.lock().unwrap() = Some(Instant::now());
+                // Saturated means full for a whole `slot-wait`, not for a
+                // caller's shorter deadline.
+                if wait == self.wait {
+                    *share.refused_at.lock().unwrap() = Some(Instant::now());
+                }
                 Err(CallError::Busy {
                     plugin: plugin.into(),
                     call,
-                    waited_ms: self.wait.as_millis(),
+                    waited_ms: wait.as_millis(),
                 })
             }
         }
@@ -97,7 +104,7 @@ impl Slots {
         plugin: &str,
         call: &'static str,
     ) -> Result<CallSlot, CallError> {
-        blocking(|| block_on(async { self.acquire(plugin, call).await }))
+        blocking(|| block_on(async { self.acquire(plugin, call, None).await }))
     }
 
     pub(super) fn saturated(&self, plugin: &str) -> bool {

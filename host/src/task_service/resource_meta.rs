@@ -125,6 +125,7 @@ fn from_v1(old: LayoutV1) -> TaskTicket {
         name: old.state.name,
         execution: old.task.execution.clone(),
         accepted_at: 0,
+        launched: false,
         failure: old.launch_failure.and_then(|event| {
             event.error.map(|error| LaunchFailure {
                 phase: event.phase,
@@ -167,6 +168,7 @@ mod tests {
             },
             accepted_at: 1_790_000_000,
             failure: None,
+            launched: false,
             task: None,
         }
     }

@@ -331,6 +331,30 @@ fn log_links_are_the_workers_only() {
     );
 }
 
+// §A.5 Common 3, MPI: workers 1 and a launcher give one link, worker-0's.
+#[test]
+fn one_worker_one_link() {
+    let custom = json!({ "numWorkers": 1, "numLauncherReplicas": 1 });
+    let links = kubeflow::log_links(&plugin(), &kubeflow::task("mpi", 0, custom), "ns");
+    let uris: Vec<String> = links.into_iter().map(|(_, uri)| uri).collect();
+    assert_eq!(uris, [kubeflow::dashboard_link("ns", "the-job-worker-0")]);
+}
+
+// §0.3.6, Kubeflow common: a dynamic link from the task's config.
+#[test]
+fn a_dynamic_log_link_takes_its_value_from_the_task_config() {
+    let request = kubeflow::task(
+        "mpi",
+        0,
+        json!({ "numWorkers": 1, "numLauncherReplicas": 1 }),
+    );
+    let uris = kubeflow::dynamic_link_uris(&plugin(), request);
+    assert_eq!(
+        uris.first().map(String::as_str),
+        Some("https://some-service.com/dynamic-value")
+    );
+}
+
 #[test]
 fn golden_v1_job() {
     // The common fixture (with its GPU), as the golden file was made.

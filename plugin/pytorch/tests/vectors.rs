@@ -613,6 +613,17 @@ fn a_log_template_gets_the_pod_and_the_job_s_start() {
     );
 }
 
+// §0.3.6, Kubeflow common: a dynamic link from the task's config.
+#[test]
+fn a_dynamic_log_link_takes_its_value_from_the_task_config() {
+    let request = kubeflow::task("pytorch", 0, json!({ "workers": 1 }));
+    let uris = kubeflow::dynamic_link_uris(&plugin(), request);
+    assert_eq!(
+        uris.first().map(String::as_str),
+        Some("https://some-service.com/dynamic-value")
+    );
+}
+
 // The whole object for a v1 task with every role field set.
 #[test]
 fn golden_v1_job() {

@@ -350,6 +350,31 @@ fn log_links_keep_flytes_role_pod_names() {
     );
 }
 
+// §A.5 Common 3: without an evaluator there is no evaluator link.
+#[test]
+fn no_evaluator_no_evaluator_link() {
+    let custom = json!({ "workers": 1, "psReplicas": 1, "chiefReplicas": 1 });
+    let links = kubeflow::log_links(&plugin(), &kubeflow::task("tensorflow", 0, custom), "ns");
+    let uris: Vec<String> = links.into_iter().map(|(_, uri)| uri).collect();
+    let pods = [
+        "the-job-worker-0",
+        "the-job-psReplica-0",
+        "the-job-chiefReplica-0",
+    ];
+    assert_eq!(uris, pods.map(|pod| kubeflow::dashboard_link("ns", pod)));
+}
+
+// §0.3.6, Kubeflow common: a dynamic link from the task's config.
+#[test]
+fn a_dynamic_log_link_takes_its_value_from_the_task_config() {
+    let request = kubeflow::task("tensorflow", 0, json!({ "workers": 1 }));
+    let uris = kubeflow::dynamic_link_uris(&plugin(), request);
+    assert_eq!(
+        uris.first().map(String::as_str),
+        Some("https://some-service.com/dynamic-value")
+    );
+}
+
 #[test]
 fn golden_v1_job() {
     let job = build(1, json!({
