@@ -124,6 +124,11 @@ pub struct TasksConfig {
     pub abort_wait_seconds: u64,
     /// A namespace's watch stops after this long without a read.
     pub watch_idle_seconds: u64,
+    /// An object no GetTask has asked about this long after its creation
+    /// is aborted by the janitor: propeller never got its CreateTask
+    /// answer, and an abort of its node sends no DeleteTask without one.
+    /// Well above propeller's resync interval (30 s).
+    pub unconfirmed_abort_seconds: u64,
     /// Where the host keeps outcomes and launches in progress (ConfigMaps;
     /// `executor::records`): its own namespace. Default: the cluster
     /// client's namespace (in a pod, the service account's).
@@ -144,6 +149,7 @@ impl Default for TasksConfig {
             plugin_delete_propagation: BTreeMap::new(),
             abort_wait_seconds: 60,
             watch_idle_seconds: 300,
+            unconfirmed_abort_seconds: 600,
             records_namespace: None,
         }
     }

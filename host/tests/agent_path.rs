@@ -756,3 +756,60 @@ async fn the_janitor_removes_the_host_s_records_and_idle_watches() {
     cluster.stop_idle_watches(Duration::ZERO);
     assert_eq!(cluster.open_watches(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_nobody_asks_about_is_aborted_by_the_janitor() {
+    let env = env(json!({ "tasks": { "unconfirmed-abort-seconds": 1 } })).await;
+    // Propeller lost this CreateTask's answer and then aborted the node:
+    // no GetTask or DeleteTask will ever come for it.
+    let lost = launch(&env.replicas[0], create(spark(), "lost", 0, "run-forever")).await;
+    // This one propeller has: it asks.
+    let kept = launch(&env.replicas[0], create(spark(), "kept", 0, "run-forever")).await;
+    until(&env, &kept, phase(Phase::Running)).await;
+    let apps = testkit::spark_apps(&env.sandbox, NS);
+    let mut confirmed = false;
+    for _ in 0..100 {
+        let labels = apps
+            .get("kept-n0-0")
+            .await
+            .unwrap()
+            .metadata
+            .labels
+            .unwrap();
+        if !labels.contains_key("flytewasm.io/unconfirmed") {
+            confirmed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(confirmed, "the first GetTask confirms the launch");
+    let unasked = apps.get("lost-n0-0").await.unwrap();
+    assert_eq!(
+        unasked.metadata.labels.unwrap()["flytewasm.io/unconfirmed"],
+        "true"
+    );
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let tasks = env.replicas[1].service().tasks();
+    let swept = tasks.sweep(&[testkit::plugin("spark")]).await;
+    assert_eq!(swept, 1, "only the object nobody asked about");
+    let left = apps.get_opt("lost-n0-0").await.unwrap();
+    assert!(
+        left.is_none_or(|o| o.metadata.deletion_timestamp.is_some()),
+        "aborted"
+    );
+    let running = apps.get("kept-n0-0").await.unwrap();
+    assert!(
+        running.metadata.deletion_timestamp.is_none(),
+        "the asked-about one runs on"
+    );
+    // A GetTask that comes after all gets a clear, retryable answer.
+    let late = get(&env.replicas[0], &lost).await;
+    assert_eq!(
+        late.phase,
+        Phase::RetryableFailed as i32,
+        "{}",
+        late.message
+    );
+    assert_eq!(late.agent_error.unwrap().code, "UnconfirmedLaunch");
+}

@@ -27,6 +27,11 @@ pub const FINISHED_LABEL: &str = "flytewasm.io/finished";
 /// A hash of the node execution: finds the objects of its other attempts.
 pub const NODE_LABEL: &str = "flytewasm.io/node-execution";
 pub const ATTEMPT_LABEL: &str = "flytewasm.io/attempt";
+/// Set at creation, removed by the first GetTask. An object that keeps it
+/// was made for a CreateTask whose answer propeller never got: if the node
+/// is then aborted, no DeleteTask comes for it, so the janitor aborts it
+/// (`tasks.unconfirmed-abort-seconds`).
+pub const UNCONFIRMED_LABEL: &str = "flytewasm.io/unconfirmed";
 
 /// The largest compressed task context put on an object: Kubernetes allows
 /// 256 KiB of annotations in all.
@@ -65,6 +70,7 @@ pub fn identity(
             ATTEMPT_LABEL.to_owned(),
             request.execution.retry_attempt.to_string(),
         ),
+        (UNCONFIRMED_LABEL.to_owned(), "true".to_owned()),
     ]);
     let context = encode_context(request);
     if context.len() > MAX_CONTEXT_BYTES {
@@ -114,6 +120,11 @@ pub fn attempt_of(object: &Value) -> Option<u32> {
 /// The terminal answer recorded on an object, if any.
 pub fn outcome_of(object: &Value) -> Option<PhaseEvent> {
     annotation(object, OUTCOME_ANNOTATION).and_then(|text| serde_json::from_str(text).ok())
+}
+
+/// No GetTask has asked about the object's task yet.
+pub fn is_unconfirmed(object: &Value) -> bool {
+    !object["metadata"]["labels"][UNCONFIRMED_LABEL].is_null()
 }
 
 pub fn is_finished(object: &Value) -> bool {

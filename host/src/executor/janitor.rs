@@ -2,7 +2,9 @@
 //! been kept long enough that no propeller retry still asks about it
 //! (`tasks.retention-seconds`): finished objects of the plugins' kinds and
 //! the host's records, all carrying our labels. Every replica runs it;
-//! deletes of what another replica deleted first are fine.
+//! deletes of what another replica deleted first are fine. It also aborts
+//! objects nobody ever asked about (`tasks.unconfirmed-abort-seconds`):
+//! their CreateTask answer never reached propeller.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,9 +12,10 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::carried;
-use super::lifecycle::{plugin_kind, plugin_propagation};
-use super::records::Records;
-use super::tasks::Tasks;
+use super::lifecycle::{ErrorKind, Phase, PhaseEvent, codes, plugin_kind, plugin_propagation};
+use super::metadata::PLUGIN_ANNOTATION;
+use super::records::{Records, TaskObject};
+use super::tasks::{Tasks, object_state};
 use crate::cluster::{MANAGED_LABEL, Propagation, ResourceKind};
 use crate::runtime::Plugin;
 
@@ -32,11 +35,13 @@ impl Tasks {
         }
     }
 
-    /// One round; returns how many objects and records it deleted.
+    /// One round; returns how many objects and records it deleted (or
+    /// aborted).
     pub async fn sweep(&self, plugins: &[Plugin]) -> usize {
         let config = &self.executor().config().tasks;
+        let aborted = self.abort_unconfirmed(plugins).await;
         if config.keep_finished {
-            return 0;
+            return aborted;
         }
         let selector = format!(
             "{}={},{}",
@@ -55,7 +60,7 @@ impl Tasks {
         }
         let retention = chrono::Duration::seconds(config.retention_seconds as i64);
         for (kind, propagation) in &kinds {
-            let objects = self.finished(kind, &selector).await;
+            let objects = self.listed(kind, &selector).await;
             deleted += self
                 .delete_expired(kind, objects, retention, *propagation)
                 .await;
@@ -90,7 +95,92 @@ impl Tasks {
         if deleted > 0 {
             tracing::info!(deleted, "janitor: deleted what was kept past retention");
         }
-        deleted
+        deleted + aborted
+    }
+
+    /// Abort, the plugin's way, live objects no GetTask has asked about
+    /// within `unconfirmed-abort-seconds` of their creation, keeping an
+    /// outcome for a GetTask that may still come.
+    async fn abort_unconfirmed(&self, plugins: &[Plugin]) -> usize {
+        let config = &self.executor().config().tasks;
+        let selector = format!(
+            "{}={},{}",
+            MANAGED_LABEL.0,
+            MANAGED_LABEL.1,
+            carried::UNCONFIRMED_LABEL
+        );
+        let within = chrono::Duration::seconds(config.unconfirmed_abort_seconds as i64);
+        let mut kinds: Vec<ResourceKind> = Vec::new();
+        let mut aborted = 0;
+        for plugin in plugins {
+            let kind = plugin_kind(plugin);
+            if kinds.contains(&kind) {
+                continue;
+            }
+            kinds.push(kind.clone());
+            for object in self.listed(&kind, &selector).await {
+                let meta = &object["metadata"];
+                let created = meta["creationTimestamp"]
+                    .as_str()
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+                let stale = created.is_some_and(|at| chrono::Utc::now() - at.to_utc() >= within);
+                if !stale || !meta["deletionTimestamp"].is_null() || carried::is_finished(&object) {
+                    continue;
+                }
+                // The plugin that made it, where several serve the kind.
+                let maker = meta["annotations"][PLUGIN_ANNOTATION].as_str();
+                let plugin = plugins
+                    .iter()
+                    .find(|p| Some(p.id()) == maker && plugin_kind(p) == kind)
+                    .unwrap_or(plugin);
+                if self.abort_unasked(plugin, &kind, &object, within).await {
+                    aborted += 1;
+                }
+            }
+        }
+        aborted
+    }
+
+    async fn abort_unasked(
+        &self,
+        plugin: &Plugin,
+        kind: &ResourceKind,
+        object: &Value,
+        within: chrono::Duration,
+    ) -> bool {
+        let state = object_state(plugin, kind, object);
+        let Some(owner) = carried::owner_of(object) else {
+            return false; // not made by this host's agent path
+        };
+        let event = PhaseEvent::failure(
+            Phase::RetryableFailure,
+            ErrorKind::System,
+            codes::UNCONFIRMED_LAUNCH,
+            format!(
+                "no GetTask asked about {}/{} within {}s of its creation: its CreateTask answer never reached propeller, so it was aborted",
+                state.namespace,
+                state.name,
+                within.num_seconds()
+            ),
+        );
+        let record = TaskObject {
+            namespace: &state.namespace,
+            plural: &kind.plural,
+            name: &state.name,
+        };
+        let cluster = self.executor().cluster();
+        if let Err(err) = self
+            .records()
+            .keep_outcome(cluster, record, owner, &event)
+            .await
+        {
+            tracing::warn!(task = %state.name, "janitor: cannot keep the outcome of an unconfirmed launch: {err}");
+            return false;
+        }
+        tracing::warn!(task = %state.name, "janitor: aborting an object no GetTask asked about");
+        let task = carried::task_of(object).unwrap_or_default();
+        self.abort_and_release(plugin, &task, &state).await;
+        true
     }
 
     async fn delete_expired(
@@ -118,17 +208,18 @@ impl Tasks {
         deleted
     }
 
-    /// Finished objects of `kind`, in every namespace; where the host may
-    /// not list cluster-wide (namespaced RBAC), in the namespaces it knows:
-    /// those it has seen tasks in and those its policy names.
-    async fn finished(&self, kind: &ResourceKind, selector: &str) -> Vec<Value> {
+    /// Objects of `kind` that `selector` selects, in every namespace; where
+    /// the host may not list cluster-wide (namespaced RBAC), in the
+    /// namespaces it knows: those it has seen tasks in and those its policy
+    /// names.
+    async fn listed(&self, kind: &ResourceKind, selector: &str) -> Vec<Value> {
         let cluster = self.executor().cluster();
         let err = match cluster.list(kind, None, selector).await {
             Ok(objects) => return objects,
             Err(err) => err,
         };
         if err.code != 403 {
-            tracing::warn!(kind = %kind.kind, "janitor: cannot list finished objects: {err}");
+            tracing::warn!(kind = %kind.kind, "janitor: cannot list objects ({selector}): {err}");
             return Vec::new();
         }
         let mut namespaces = self.namespaces();
@@ -147,7 +238,7 @@ impl Tasks {
             match cluster.list(kind, Some(&namespace), selector).await {
                 Ok(found) => objects.extend(found),
                 Err(err) => {
-                    tracing::warn!(kind = %kind.kind, %namespace, "janitor: cannot list finished objects: {err}")
+                    tracing::warn!(kind = %kind.kind, %namespace, "janitor: cannot list objects ({selector}): {err}")
                 }
             }
         }

@@ -141,6 +141,7 @@ pub mod codes {
     pub const SYSTEM_FAILURE: &str = "SystemFailure";
     pub const ABORTED: &str = "Aborted";
     pub const TASK_CONTEXT_MISSING: &str = "TaskContextMissing";
+    pub const UNCONFIRMED_LAUNCH: &str = "UnconfirmedLaunch";
 }
 
 /// One phase change, as reported to Flyte (or printed by `run`).

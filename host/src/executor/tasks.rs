@@ -145,6 +145,8 @@ struct Local {
     seen_object: bool,
     /// The writes after its end are under way.
     ending: bool,
+    /// Removing the object's unconfirmed label is under way.
+    confirming: bool,
     touched: Instant,
 }
 
@@ -156,6 +158,7 @@ impl Local {
             launch: None,
             seen_object: false,
             ending: false,
+            confirming: false,
             touched: Instant::now(),
         }
     }
@@ -423,6 +426,14 @@ impl Tasks {
             if late && let Some(event) = self.kept_outcome(&ticket, &kind).await {
                 break Launch::Failed(event);
             }
+            // Another replica carried the launch through meanwhile (its
+            // record goes once the object exists): the object may have
+            // run, ended and been collected since, and must not be made
+            // again.
+            if recorded && self.launch_carried_elsewhere(&ticket, &kind).await {
+                tracing::info!(task = %ticket.name, "launched by another replica");
+                break Launch::Created;
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             let attempt = tokio::time::timeout(left, self.executor.launch(&plugin, &request));
             let tried = if recorded {
@@ -540,6 +551,16 @@ impl Tasks {
         });
     }
 
+    /// This launch's record is gone: another replica's launch landed (or
+    /// ended) and dropped it. A failed read says no.
+    async fn launch_carried_elsewhere(&self, ticket: &TaskTicket, kind: &ResourceKind) -> bool {
+        let recorded = self
+            .records
+            .launch(self.executor.cluster(), ticket.object(kind))
+            .await;
+        matches!(recorded, Ok(None))
+    }
+
     /// Record the launch so another replica carries it on; false if that
     /// failed (it is tried again on the next round).
     async fn record_launch(
@@ -624,7 +645,12 @@ impl Tasks {
     }
 
     /// Abort and release an object, the plugin's way; failures are logged.
-    async fn abort_and_release(&self, plugin: &Plugin, task: &TaskRequest, state: &TaskState) {
+    pub(super) async fn abort_and_release(
+        &self,
+        plugin: &Plugin,
+        task: &TaskRequest,
+        state: &TaskState,
+    ) {
         if let Err(err) = self.abort_then_release(plugin, task, state).await {
             tracing::warn!(task = %state.name, "could not abort it: {err}");
         }
@@ -702,6 +728,9 @@ impl Tasks {
         if let Some(event) = carried::outcome_of(&object) {
             return Ok(event);
         }
+        if carried::is_unconfirmed(&object) {
+            self.confirm(kind, ticket);
+        }
         // Going after its end on another replica (cleaned up on failure,
         // failed too many looks): that replica kept the answer first.
         if !object["metadata"]["deletionTimestamp"].is_null() {
@@ -755,6 +784,30 @@ impl Tasks {
         Ok(event)
     }
 
+    /// Propeller asks about the task, so it has its resource_meta: the
+    /// janitor must not take the object for one whose CreateTask answer was
+    /// lost. In the background, one at a time; a failure is tried again on
+    /// the next look.
+    fn confirm(self: &Arc<Self>, kind: &ResourceKind, ticket: &TaskTicket) {
+        if self.with_local(ticket, |local| {
+            std::mem::replace(&mut local.confirming, true)
+        }) {
+            return;
+        }
+        let (this, kind, ticket) = (self.clone(), kind.clone(), ticket.clone());
+        tokio::spawn(async move {
+            let patch = serde_json::json!({ "metadata": { "labels": { carried::UNCONFIRMED_LABEL: null } } });
+            let cluster = this.executor.cluster();
+            let confirmed = cluster
+                .merge_patch(&kind, &ticket.namespace, &ticket.name, &patch)
+                .await;
+            if let Err(err) = confirmed {
+                tracing::debug!(task = %ticket.name, "could not confirm the launch: {err}");
+            }
+            this.with_local(&ticket, |local| local.confirming = false);
+        });
+    }
+
     /// Run the writes that follow a task's end, now or in the background
     /// ([`EndWrites`]), once per task at a time. A transient failure is
     /// tried again with back-off: propeller asks nothing more after a
@@ -766,8 +819,10 @@ impl Tasks {
         F: Future<Output = Result<(), ExecutorError>> + Send + 'static,
     {
         if self.with_local(ticket, |local| std::mem::replace(&mut local.ending, true)) {
+            tracing::debug!(task = %ticket.name, "after the task's end: already under way");
             return; // already under way
         }
+        tracing::debug!(task = %ticket.name, "after the task's end: writing");
         let within = match self.end_writes {
             EndWrites::Background => END_WRITES_WITHIN,
             EndWrites::Inline => END_WRITES_INLINE_WITHIN,
@@ -787,8 +842,11 @@ impl Tasks {
                     tracing::warn!(task = %ticket.name, "after the task's end: {err}; trying again in {after:?}")
                 })
                 .await;
-            if let Err(err) = result {
-                tracing::error!(task = %ticket.name, "after the task's end, gave up: {err}");
+            match result {
+                Ok(()) => tracing::debug!(task = %ticket.name, "after the task's end: written"),
+                Err(err) => {
+                    tracing::error!(task = %ticket.name, "after the task's end, gave up: {err}")
+                }
             }
             this.with_local(&ticket, |local| local.ending = false);
         };
@@ -1147,7 +1205,7 @@ fn gone(ticket: &TaskTicket) -> PhaseEvent {
 }
 
 /// The state of an object found in the cluster (not through a ticket).
-fn object_state(plugin: &Plugin, kind: &ResourceKind, object: &Value) -> TaskState {
+pub(super) fn object_state(plugin: &Plugin, kind: &ResourceKind, object: &Value) -> TaskState {
     TaskState {
         plugin_id: plugin.id().into(),
         plugin_digest: plugin.digest().into(),
