@@ -127,7 +127,9 @@ pub struct TasksConfig {
     /// An object no GetTask has asked about this long after its creation
     /// is aborted by the janitor: propeller never got its CreateTask
     /// answer, and an abort of its node sends no DeleteTask without one.
-    /// Well above propeller's resync interval (30 s).
+    /// It must exceed the longest propeller may take to first ask about a
+    /// task (its resync, and tasks in flight over its GetTask rate limit);
+    /// 0: never.
     pub unconfirmed_abort_seconds: u64,
     /// Where the host keeps outcomes and launches in progress (ConfigMaps;
     /// `executor::records`): its own namespace. Default: the cluster
@@ -149,7 +151,7 @@ impl Default for TasksConfig {
             plugin_delete_propagation: BTreeMap::new(),
             abort_wait_seconds: 60,
             watch_idle_seconds: 300,
-            unconfirmed_abort_seconds: 600,
+            unconfirmed_abort_seconds: 3600,
             records_namespace: None,
         }
     }

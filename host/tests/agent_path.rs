@@ -813,3 +813,64 @@ async fn an_object_nobody_asks_about_is_aborted_by_the_janitor() {
     );
     assert_eq!(late.agent_error.unwrap().code, "UnconfirmedLaunch");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_with_no_record_left_is_over_a_minute_on() {
+    let env = env(json!({})).await;
+    // A task whose launch was still going when CreateTask answered (so its
+    // meta does not say the object existed), and whose object is gone.
+    let meta = launch(
+        &env.replicas[0],
+        create(spark(), "unsure", 0, "run-forever"),
+    )
+    .await;
+    until(&env, &meta, phase(Phase::Running)).await;
+    let apps = testkit::spark_apps(&env.sandbox, NS);
+    apps.delete("unsure-n0-0", &Default::default())
+        .await
+        .unwrap();
+    while apps.get_opt("unsure-n0-0").await.unwrap().is_some() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ticket = |accepted_ago: i64| {
+        let mut ticket = flytewasm::task_service::decode_meta(&meta, &env.keys).unwrap();
+        ticket.launched = false;
+        ticket.accepted_at = chrono::Utc::now().timestamp() - accepted_ago;
+        flytewasm::task_service::encode_meta(&ticket, &env.keys).unwrap()
+    };
+    // Within a minute of CreateTask, a launch record may still be on its way.
+    let fresh = replica(&env.sandbox, &env.config, &env.keys);
+    let early = get(&fresh, &ticket(5)).await;
+    assert_eq!(early.phase, Phase::Queued as i32, "{}", early.message);
+    // Past it, no record means the launch is over: the object was made and is gone.
+    let other = replica(&env.sandbox, &env.config, &env.keys);
+    let late = get(&other, &ticket(120)).await;
+    assert_eq!(
+        late.phase,
+        Phase::RetryableFailed as i32,
+        "{}",
+        late.message
+    );
+    assert_eq!(late.agent_error.unwrap().code, "ResourceDeletedExternally");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_janitor_finishes_an_unconfirmed_object_its_plugin_patches() {
+    let env = env(json!({ "tasks": { "unconfirmed-abort-seconds": 1 } })).await;
+    launch(
+        &env.replicas[0],
+        create(testing("patch-on-abort"), "patched", 0, ""),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let tasks = env.replicas[1].service().tasks();
+    let plugins = [testkit::plugin("testing")];
+    assert_eq!(tasks.sweep(&plugins).await, 1);
+    let configmaps = testkit::objects(&env.sandbox, NS, "v1", "ConfigMap", "configmaps");
+    let object = configmaps.get("patched-n0-0").await.unwrap();
+    let labels = object.metadata.labels.unwrap();
+    assert_eq!(labels["flytewasm.io/finished"], "true", "marked ended");
+    assert_eq!(labels["flytewasm.io/unconfirmed"], "true");
+    // Not aborted again on the next round.
+    assert_eq!(tasks.sweep(&plugins).await, 0);
+}

@@ -131,6 +131,15 @@ pub fn is_finished(object: &Value) -> bool {
     !object["metadata"]["labels"][FINISHED_LABEL].is_null()
 }
 
+pub fn is_deleting(object: &Value) -> bool {
+    !object["metadata"]["deletionTimestamp"].is_null()
+}
+
+/// Neither ended (as recorded by the host) nor being deleted.
+pub fn is_live(object: &Value) -> bool {
+    !is_finished(object) && !is_deleting(object)
+}
+
 /// When a finished object (or tombstone) ended.
 pub fn finished_at(object: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
     annotation(object, FINISHED_AT_ANNOTATION)

@@ -15,7 +15,7 @@ use super::carried;
 use super::lifecycle::{ErrorKind, Phase, PhaseEvent, codes, plugin_kind, plugin_propagation};
 use super::metadata::PLUGIN_ANNOTATION;
 use super::records::{Records, TaskObject};
-use super::tasks::{Tasks, object_state};
+use super::tasks::Tasks;
 use crate::cluster::{MANAGED_LABEL, Propagation, ResourceKind};
 use crate::runtime::Plugin;
 
@@ -43,12 +43,7 @@ impl Tasks {
         if config.keep_finished {
             return aborted;
         }
-        let selector = format!(
-            "{}={},{}",
-            MANAGED_LABEL.0,
-            MANAGED_LABEL.1,
-            carried::FINISHED_LABEL
-        );
+        let selector = managed_with(carried::FINISHED_LABEL);
         let mut deleted = 0;
         let mut kinds: Vec<(ResourceKind, Propagation)> = Vec::new();
         for plugin in plugins {
@@ -99,17 +94,15 @@ impl Tasks {
     }
 
     /// Abort, the plugin's way, live objects no GetTask has asked about
-    /// within `unconfirmed-abort-seconds` of their creation, keeping an
-    /// outcome for a GetTask that may still come.
+    /// within `unconfirmed-abort-seconds` of their creation (0: never),
+    /// keeping an outcome for a GetTask that may still come.
     async fn abort_unconfirmed(&self, plugins: &[Plugin]) -> usize {
-        let config = &self.executor().config().tasks;
-        let selector = format!(
-            "{}={},{}",
-            MANAGED_LABEL.0,
-            MANAGED_LABEL.1,
-            carried::UNCONFIRMED_LABEL
-        );
-        let within = chrono::Duration::seconds(config.unconfirmed_abort_seconds as i64);
+        let seconds = self.executor().config().tasks.unconfirmed_abort_seconds;
+        if seconds == 0 {
+            return 0;
+        }
+        let within = chrono::Duration::seconds(seconds as i64);
+        let selector = managed_with(carried::UNCONFIRMED_LABEL);
         let mut kinds: Vec<ResourceKind> = Vec::new();
         let mut aborted = 0;
         for plugin in plugins {
@@ -118,17 +111,27 @@ impl Tasks {
                 continue;
             }
             kinds.push(kind.clone());
-            for object in self.listed(&kind, &selector).await {
-                let meta = &object["metadata"];
-                let created = meta["creationTimestamp"]
+            for listed in self.listed(&kind, &selector).await {
+                let created = listed["metadata"]["creationTimestamp"]
                     .as_str()
                     .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
                 let stale = created.is_some_and(|at| chrono::Utc::now() - at.to_utc() >= within);
-                if !stale || !meta["deletionTimestamp"].is_null() || carried::is_finished(&object) {
+                if !stale {
+                    continue;
+                }
+                // As it is now: a GetTask (or another janitor) may have
+                // come since the list.
+                let namespace = listed["metadata"]["namespace"].as_str().unwrap_or_default();
+                let name = listed["metadata"]["name"].as_str().unwrap_or_default();
+                let cluster = self.executor().cluster();
+                let Ok(Some(object)) = cluster.get_from_api(&kind, namespace, name).await else {
+                    continue;
+                };
+                if !carried::is_unconfirmed(&object) || !carried::is_live(&object) {
                     continue;
                 }
                 // The plugin that made it, where several serve the kind.
-                let maker = meta["annotations"][PLUGIN_ANNOTATION].as_str();
+                let maker = object["metadata"]["annotations"][PLUGIN_ANNOTATION].as_str();
                 let plugin = plugins
                     .iter()
                     .find(|p| Some(p.id()) == maker && plugin_kind(p) == kind)
@@ -148,25 +151,24 @@ impl Tasks {
         object: &Value,
         within: chrono::Duration,
     ) -> bool {
-        let state = object_state(plugin, kind, object);
         let Some(owner) = carried::owner_of(object) else {
             return false; // not made by this host's agent path
         };
+        let namespace = object["metadata"]["namespace"].as_str().unwrap_or_default();
+        let name = object["metadata"]["name"].as_str().unwrap_or_default();
         let event = PhaseEvent::failure(
             Phase::RetryableFailure,
             ErrorKind::System,
             codes::UNCONFIRMED_LAUNCH,
             format!(
-                "no GetTask asked about {}/{} within {}s of its creation: its CreateTask answer never reached propeller, so it was aborted",
-                state.namespace,
-                state.name,
+                "no GetTask asked about {namespace}/{name} within {}s of its creation: its CreateTask answer never reached propeller, so it was aborted",
                 within.num_seconds()
             ),
         );
         let record = TaskObject {
-            namespace: &state.namespace,
+            namespace,
             plural: &kind.plural,
-            name: &state.name,
+            name,
         };
         let cluster = self.executor().cluster();
         if let Err(err) = self
@@ -174,12 +176,11 @@ impl Tasks {
             .keep_outcome(cluster, record, owner, &event)
             .await
         {
-            tracing::warn!(task = %state.name, "janitor: cannot keep the outcome of an unconfirmed launch: {err}");
+            tracing::warn!(task = %name, "janitor: cannot keep the outcome of an unconfirmed launch: {err}");
             return false;
         }
-        tracing::warn!(task = %state.name, "janitor: aborting an object no GetTask asked about");
-        let task = carried::task_of(object).unwrap_or_default();
-        self.abort_and_release(plugin, &task, &state).await;
+        tracing::warn!(task = %name, "janitor: aborting an object no GetTask asked about");
+        self.abort_found(plugin, kind, object, &event).await;
         true
     }
 
@@ -244,4 +245,9 @@ impl Tasks {
         }
         objects
     }
+}
+
+/// The selector of the host's objects that carry `label`.
+fn managed_with(label: &str) -> String {
+    format!("{}={},{label}", MANAGED_LABEL.0, MANAGED_LABEL.1)
 }

@@ -472,7 +472,8 @@ impl Tasks {
                         if Instant::now() >= answer_by
                             && let Some(aborted) = self.kept_outcome(&ticket, &kind).await
                         {
-                            self.abort_and_release(&plugin, &request, &state).await;
+                            self.abort_and_release(&plugin, &request, &state, &aborted)
+                                .await;
                             break Launch::Failed(aborted);
                         }
                         break Launch::Created;
@@ -627,14 +628,11 @@ impl Tasks {
                 .await;
             match found {
                 Ok(Some(object))
-                    if object["metadata"]["deletionTimestamp"].is_null()
-                        && !carried::is_finished(&object)
+                    if carried::is_live(&object)
                         && carried::owner_of(&object) == Some(earlier.execution.key().as_str()) =>
                 {
                     tracing::info!(task = %name, "aborting: a later attempt of its node started");
-                    let state = object_state(plugin, kind, &object);
-                    let task = carried::task_of(&object).unwrap_or_default();
-                    self.abort_and_release(plugin, &task, &state).await;
+                    self.abort_found(plugin, kind, &object, &superseded).await;
                 }
                 Ok(_) => {}
                 Err(err) => {
@@ -644,14 +642,36 @@ impl Tasks {
         }
     }
 
-    /// Abort and release an object, the plugin's way; failures are logged.
-    pub(super) async fn abort_and_release(
+    /// Abort an object found in the cluster (not through a ticket) as
+    /// [`Tasks::abort_and_release`] does.
+    pub(super) async fn abort_found(
+        &self,
+        plugin: &Plugin,
+        kind: &ResourceKind,
+        object: &Value,
+        ended: &PhaseEvent,
+    ) {
+        let state = object_state(plugin, kind, object);
+        let task = carried::task_of(object).unwrap_or_default();
+        self.abort_and_release(plugin, &task, &state, ended).await;
+    }
+
+    /// Abort and release an object, the plugin's way, as `ended`: one the
+    /// plugin patched instead of deleting stays, marked ended, so the
+    /// janitor collects it. Failures are logged.
+    async fn abort_and_release(
         &self,
         plugin: &Plugin,
         task: &TaskRequest,
         state: &TaskState,
+        ended: &PhaseEvent,
     ) {
-        if let Err(err) = self.abort_then_release(plugin, task, state).await {
+        let aborted = match self.abort_then_release(plugin, task, state).await {
+            Ok(Aborted::Patched) => self.executor.finish(state, ended).await,
+            Ok(Aborted::Deleted) => Ok(()),
+            Err(err) => Err(err),
+        };
+        if let Err(err) = aborted {
             tracing::warn!(task = %state.name, "could not abort it: {err}");
         }
     }
@@ -733,7 +753,7 @@ impl Tasks {
         }
         // Going after its end on another replica (cleaned up on failure,
         // failed too many looks): that replica kept the answer first.
-        if !object["metadata"]["deletionTimestamp"].is_null() {
+        if carried::is_deleting(&object) {
             let outcome = self.records.outcome(cluster, ticket.object(kind));
             if let Some(event) = reads.read(RECORDS, &ticket.name, outcome).await? {
                 return Ok(event);
@@ -763,7 +783,7 @@ impl Tasks {
             .phase_of(plugin, &task, &state, &object, Some(slot_within))
             .await?;
         if event.phase.is_terminal() && !carried::is_finished(&object) {
-            let deleting = !object["metadata"]["deletionTimestamp"].is_null();
+            let deleting = carried::is_deleting(&object);
             let end = Arc::new((
                 self.clone(),
                 plugin.clone(),
@@ -802,7 +822,9 @@ impl Tasks {
                 .merge_patch(&kind, &ticket.namespace, &ticket.name, &patch)
                 .await;
             if let Err(err) = confirmed {
-                tracing::debug!(task = %ticket.name, "could not confirm the launch: {err}");
+                // Worth seeing: an object never confirmed is aborted by
+                // the janitor after `tasks.unconfirmed-abort-seconds`.
+                tracing::warn!(task = %ticket.name, "could not confirm the launch (tried again on the next look): {err}");
             }
             this.with_local(&ticket, |local| local.confirming = false);
         });
@@ -908,8 +930,14 @@ impl Tasks {
                         return Ok(event);
                     }
                 }
-            } else {
-                created = ticket.accepted_for_over(LAUNCH_RECORD_GRACE_SECONDS);
+            } else if ticket.accepted_for_over(LAUNCH_RECORD_GRACE_SECONDS) {
+                // A launch elsewhere may have landed (and dropped its
+                // record) since the object was read: read it again.
+                let again = cluster.get_from_api(kind, &ticket.namespace, &ticket.name);
+                if reads.read("reading", &ticket.name, again).await?.is_some() {
+                    return Ok(PhaseEvent::new(Phase::Queued, "task submitted to K8s"));
+                }
+                created = true;
             }
             if !created {
                 return Ok(PhaseEvent::new(
@@ -1205,7 +1233,7 @@ fn gone(ticket: &TaskTicket) -> PhaseEvent {
 }
 
 /// The state of an object found in the cluster (not through a ticket).
-pub(super) fn object_state(plugin: &Plugin, kind: &ResourceKind, object: &Value) -> TaskState {
+fn object_state(plugin: &Plugin, kind: &ResourceKind, object: &Value) -> TaskState {
     TaskState {
         plugin_id: plugin.id().into(),
         plugin_digest: plugin.digest().into(),

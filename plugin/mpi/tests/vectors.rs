@@ -349,10 +349,8 @@ fn a_dynamic_log_link_takes_its_value_from_the_task_config() {
         json!({ "numWorkers": 1, "numLauncherReplicas": 1 }),
     );
     let uris = kubeflow::dynamic_link_uris(&plugin(), request);
-    assert_eq!(
-        uris.first().map(String::as_str),
-        Some("https://some-service.com/dynamic-value")
-    );
+    // One link a pod.
+    assert_eq!(uris, ["https://some-service.com/dynamic-value"; 1]);
 }
 
 #[test]
