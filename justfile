@@ -50,8 +50,10 @@ test-cluster: build-plugins
     echo "test-cluster: against $(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}' 2>/dev/null || echo "${KUBECONFIG:-~/.kube/config}")"
     FLYTEWASM_TEST_CLUSTER=1 cargo test -p flytewasm --test cluster
 
-# The main job: a Spark task written with flytekit runs to SUCCEEDED on the embedded sandbox
-demo: build examples
+# The main job: a Spark task written with flytekit runs to SUCCEEDED on the embedded sandbox (builds only what it runs: the host and the Spark plugin)
+demo: examples
+    cargo build -p flytewasm
+    {{python}} scripts/build_plugins.py flytewasm-spark
     @echo "== the SparkApplication the Spark plugin builds for examples/spark_tasks.py:spark_pi"
     target/debug/flytewasm render --plugins {{plugins}} examples/spark_pi.pb | head -40
     @echo "== running it on the embedded sandbox cluster (a test double)"
