@@ -167,6 +167,20 @@ async fn room_for_one_app(env: &Env) {
     quotas.create(&PostParams::default(), &quota).await.unwrap();
 }
 
+/// Poll `check` every 25 ms until it holds; fail naming `what` after 5 s.
+async fn eventually<F: std::future::Future<Output = bool>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) {
+    for _ in 0..200 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("not within 5 s: {what}");
+}
+
 fn phase(p: Phase) -> impl Fn(&Resource) -> bool {
     move |r| r.phase == p as i32
 }
@@ -611,9 +625,10 @@ async fn a_replica_that_never_saw_the_object_knows_it_was_deleted() {
     until(&env, &meta, phase(Phase::Running)).await;
     let apps = testkit::spark_apps(&env.sandbox, NS);
     apps.delete("lost-n0-0", &Default::default()).await.unwrap();
-    while apps.get_opt("lost-n0-0").await.unwrap().is_some() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the object is gone", || async {
+        apps.get_opt("lost-n0-0").await.unwrap().is_none()
+    })
+    .await;
     // A third replica, which never looked at the task: the object existed
     // when CreateTask answered, so it is gone, not still to be created.
     let fresh = replica(&env.sandbox, &env.config, &env.keys);
@@ -660,16 +675,11 @@ async fn while_the_object_goes_every_replica_answers_from_the_outcome_record() {
         "{}",
         failed.message
     );
-    let mut deleting = false;
-    for _ in 0..200 {
+    eventually("the cleanup deleted the object", || async {
         let object = configmaps.get("held-n0-0").await.unwrap();
-        if object.metadata.deletion_timestamp.is_some() {
-            deleting = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(deleting, "the cleanup deleted the object");
+        object.metadata.deletion_timestamp.is_some()
+    })
+    .await;
     // The other replica has not counted a failed look of its own: it
     // answers what the first did, not the last phase it knows.
     let elsewhere = get(&env.replicas[1], &meta).await;
@@ -721,14 +731,11 @@ async fn the_janitor_removes_the_host_s_records_and_idle_watches() {
         "configmaps",
     );
     let ours = kube::api::ListParams::default().labels("flytewasm.io/record");
-    let mut kept = 0;
-    for _ in 0..100 {
-        kept = records.list(&ours).await.unwrap().items.len();
-        if kept > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("an outcome record is kept", || async {
+        !records.list(&ours).await.unwrap().items.is_empty()
+    })
+    .await;
+    let kept = records.list(&ours).await.unwrap().items.len();
     assert_eq!(kept, 1, "the outcome record");
     // A launch record whose drop failed, from an earlier run.
     let stale = json!({
@@ -767,8 +774,7 @@ async fn an_object_nobody_asks_about_is_aborted_by_the_janitor() {
     let kept = launch(&env.replicas[0], create(spark(), "kept", 0, "run-forever")).await;
     until(&env, &kept, phase(Phase::Running)).await;
     let apps = testkit::spark_apps(&env.sandbox, NS);
-    let mut confirmed = false;
-    for _ in 0..100 {
+    eventually("the first GetTask confirms the launch", || async {
         let labels = apps
             .get("kept-n0-0")
             .await
@@ -776,13 +782,9 @@ async fn an_object_nobody_asks_about_is_aborted_by_the_janitor() {
             .metadata
             .labels
             .unwrap();
-        if !labels.contains_key("flytewasm.io/unconfirmed") {
-            confirmed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(confirmed, "the first GetTask confirms the launch");
+        !labels.contains_key("flytewasm.io/unconfirmed")
+    })
+    .await;
     let unasked = apps.get("lost-n0-0").await.unwrap();
     assert_eq!(
         unasked.metadata.labels.unwrap()["flytewasm.io/unconfirmed"],
@@ -829,9 +831,10 @@ async fn a_launch_with_no_record_left_is_over_a_minute_on() {
     apps.delete("unsure-n0-0", &Default::default())
         .await
         .unwrap();
-    while apps.get_opt("unsure-n0-0").await.unwrap().is_some() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the object is gone", || async {
+        apps.get_opt("unsure-n0-0").await.unwrap().is_none()
+    })
+    .await;
     let ticket = |accepted_ago: i64| {
         let mut ticket = flytewasm::task_service::decode_meta(&meta, &env.keys).unwrap();
         ticket.launched = false;
