@@ -9,7 +9,8 @@ plugin serves too, so the two cannot share one plugin directory), and
 plugin reporting another version). `just new-plugin` makes crates that are picked up here with no
 other wiring.
 
-Usage: build_plugins.py [PACKAGE ...]   (default: every plugin crate)"""
+Usage: build_plugins.py [PACKAGE ...]   (default: every plugin crate and its
+variants; named packages are built without their test-only variants)"""
 
 import os
 import pathlib
@@ -69,7 +70,7 @@ def main():
     if unknown:
         sys.exit(f"build_plugins: not plugin crates: {', '.join(sorted(unknown))}")
     if wanted:
-        found = [(name, meta) for name, meta in found if name in wanted]
+        found = [(name, {**meta, "variants": []}) for name, meta in found if name in wanted]
     if not found:
         sys.exit("build_plugins: no plugin crates under plugin/")
     cargo_build([name for name, _ in found])

@@ -1,11 +1,12 @@
 //! `just bench`: hot swap. The time from a new plugin file landing in the
 //! watched directory (renamed into place) to the first call served by the
-//! new version — for a sealed `.cwasm` (deserialized) and a `.wasm`
-//! (compiled by Cranelift, no cache). Under load, two threads call the
-//! plugin's get-task-phase in a loop, each call on the snapshot current at
-//! its start.
-//! Then 100 swaps under that load, counting failed calls (goal: 0).
-//! Latencies are measured with no other load, then with two threads calling.
+//! new version — for a sealed `.cwasm` (deserialized), a `.wasm` compiled
+//! by Winch first (then the time until Cranelift's build serves), and a
+//! `.wasm` compiled by Cranelift only; no artifact cache. Under load, two
+//! threads call the plugin's get-task-phase in a loop, each call on the
+//! snapshot current at its start.
+//! Then 100 swaps under that load, counting failed calls (goal: 0), and 3
+//! tiered `.wasm` swaps under it. Last, what a call costs on each tier's code.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use flytewasm::config::HostConfig;
 use flytewasm::registry::{LivePlugins, Options};
-use flytewasm::runtime::{Runtime, RuntimeConfig, wit};
+use flytewasm::runtime::{Runtime, RuntimeConfig, Tier, wit};
 use flytewasm::testkit;
 
 const OBSERVED: &str = r#"{"apiVersion":"sparkoperator.k8s.io/v1beta2","kind":"SparkApplication",
@@ -26,6 +27,12 @@ fn main() {
     // No artifact cache: every `.wasm` swap really compiles.
     let runtime = Runtime::new(RuntimeConfig {
         precompile_key_file: Some(scratch.path().join("precompile.key")),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let cranelift_only = Runtime::new(RuntimeConfig {
+        precompile_key_file: Some(scratch.path().join("precompile.key")),
+        baseline_tier: false,
         ..RuntimeConfig::default()
     })
     .unwrap();
@@ -53,34 +60,106 @@ fn main() {
         })
         .collect();
 
-    let swaps = |name: &str, versions: &[Vec<u8>], count: usize, callers: usize| {
-        let dir = tempfile::tempdir_in(scratch.path()).unwrap();
-        publish(dir.path(), name, &versions[0]);
-        let live =
-            LivePlugins::load(runtime.clone(), dir.path(), Options::default(), None).unwrap();
-        let _watching = live.watch().unwrap();
-        let load = Load::start(&live, callers);
-        let latencies: Vec<Duration> = (0..count)
-            .map(|i| {
-                let next = (i + 1) % 2;
-                let landed = publish(dir.path(), name, &versions[next]);
-                wait_for(&live, &digests[next], landed)
-            })
-            .collect();
-        (latencies, load.stop())
-    };
-    let (quiet_cwasm, _) = swaps("spark.cwasm", &cwasm, 20, 0);
-    let (quiet_wasm, _) = swaps("spark.wasm", &wasm, 3, 0);
-    let (loaded_cwasm, (calls, failed)) = swaps("spark.cwasm", &cwasm, 100, 2);
+    // Each swap: (to the first call on the new version, to Cranelift's code serving it).
+    let swaps =
+        |runtime: &Runtime, name: &str, versions: &[Vec<u8>], count: usize, callers: usize| {
+            let dir = tempfile::tempdir_in(scratch.path()).unwrap();
+            publish(dir.path(), name, &versions[0]);
+            let live =
+                LivePlugins::load(runtime.clone(), dir.path(), Options::default(), None).unwrap();
+            wait_for(&live, &digests[0], Tier::Optimized, Instant::now());
+            let _watching = live.watch().unwrap();
+            let load = Load::start(&live, callers);
+            let latencies: Vec<(Duration, Duration)> = (0..count)
+                .map(|i| {
+                    let next = (i + 1) % 2;
+                    let landed = publish(dir.path(), name, &versions[next]);
+                    let serving = wait_for(&live, &digests[next], Tier::Baseline, landed);
+                    let optimized = wait_for(&live, &digests[next], Tier::Optimized, landed);
+                    (serving, optimized)
+                })
+                .collect();
+            (latencies, load.stop())
+        };
+    let first =
+        |samples: Vec<(Duration, Duration)>| samples.iter().map(|s| s.0).collect::<Vec<_>>();
+    let (quiet_cwasm, _) = swaps(&runtime, "spark.cwasm", &cwasm, 20, 0);
+    let (quiet_tiered, _) = swaps(&runtime, "spark.wasm", &wasm, 3, 0);
+    let (quiet_wasm, _) = swaps(&cranelift_only, "spark.wasm", &wasm, 3, 0);
+    let (loaded_cwasm, (calls, failed)) = swaps(&runtime, "spark.cwasm", &cwasm, 100, 2);
+    let (loaded_tiered, (tiered_calls, tiered_failed)) = swaps(&runtime, "spark.wasm", &wasm, 3, 2);
 
     println!(
         "Hot swap: a file renamed into the watched directory → the first call on the new version"
     );
     report("load step alone (.cwasm)", &alone, "");
-    report(".cwasm (sealed, deserialized)", &quiet_cwasm, "goal ≤ 5 ms");
-    report(".wasm (Cranelift, no cache)", &quiet_wasm, "goal ≤ 300 ms");
-    report(".cwasm, 2 threads calling", &loaded_cwasm, "");
+    report(
+        ".cwasm (sealed, deserialized)",
+        &first(quiet_cwasm),
+        "goal ≤ 5 ms",
+    );
+    report(
+        ".wasm, Winch first (no cache)",
+        &first(quiet_tiered.clone()),
+        "goal ≤ 300 ms",
+    );
+    let optimized: Vec<Duration> = quiet_tiered.iter().map(|s| s.1).collect();
+    report(
+        "  … then Cranelift's build",
+        &optimized,
+        "(in the background)",
+    );
+    report(".wasm, Cranelift only (no cache)", &first(quiet_wasm), "");
+    report(".cwasm, 2 threads calling", &first(loaded_cwasm), "");
     println!("  during those 100 swaps: {calls} get-task-phase calls, {failed} failed (goal: 0)");
+    report(".wasm Winch first, 2 calling", &first(loaded_tiered), "");
+    println!(
+        "  during those 3 swaps (each to Winch, then Cranelift): {tiered_calls} calls, {tiered_failed} failed (goal: 0)"
+    );
+
+    // A call's cost on each tier's code: a fresh instance per call, as served.
+    let spark = &wasm[0];
+    let path = Path::new("spark.wasm");
+    let winch = runtime.load_bytes_tiered(spark, path, &|_| Ok(())).unwrap();
+    let cranelift = cranelift_only.load_bytes(spark, path, &|_| Ok(())).unwrap();
+    assert_eq!(
+        (winch.tier(), cranelift.tier()),
+        (Tier::Baseline, Tier::Optimized)
+    );
+    println!("Call cost by tier (spark, mean of 300 calls, fresh instance each):");
+    let request = testkit::spark_task("bench", "bench");
+    let config = HostConfig::default();
+    let mut means = Vec::new();
+    for plugin in [&cranelift, &winch] {
+        let task = request.task_context(plugin, &config, SystemTime::now());
+        let ctx = testkit::phase_context(task.clone(), wit::Phase::Queued, 0, "");
+        let build = mean_of(300, || drop(plugin.build_resource(&task).unwrap()));
+        let phase = mean_of(300, || drop(plugin.get_task_phase(&ctx, OBSERVED).unwrap()));
+        means.push((build, phase));
+    }
+    for ((name, (build, phase)), base) in
+        ["Cranelift", "Winch"].iter().zip(&means).zip([means[0]; 2])
+    {
+        println!(
+            "  {name:<10} build-resource {:>8.1} µs ({:.2}×)   get-task-phase {:>8.1} µs ({:.2}×)",
+            build * 1e6,
+            build / base.0,
+            phase * 1e6,
+            phase / base.1
+        );
+    }
+}
+
+/// Mean seconds per run of `f`, after a few warm-up runs.
+fn mean_of(runs: u32, mut f: impl FnMut()) -> f64 {
+    for _ in 0..10 {
+        f();
+    }
+    let started = Instant::now();
+    for _ in 0..runs {
+        f();
+    }
+    started.elapsed().as_secs_f64() / f64::from(runs)
 }
 
 fn report(what: &str, samples: &[Duration], goal: &str) {
@@ -102,13 +181,14 @@ fn publish(dir: &Path, name: &str, bytes: &[u8]) -> Instant {
     Instant::now()
 }
 
-/// Poll until a call would be served by `digest`.
-fn wait_for(live: &LivePlugins, digest: &str, since: Instant) -> Duration {
+/// Poll until a call would be served by `digest`, on `tier`'s code or
+/// (for the baseline) any.
+fn wait_for(live: &LivePlugins, digest: &str, tier: Tier, since: Instant) -> Duration {
     loop {
         if live
             .current()
             .find("spark", 0)
-            .is_some_and(|p| p.digest() == digest)
+            .is_some_and(|p| p.digest() == digest && (tier == Tier::Baseline || p.tier() == tier))
         {
             return since.elapsed();
         }

@@ -7,9 +7,12 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use flytewasm::config::HostConfig;
 use flytewasm::registry::{LivePlugins, Options, PluginState, PluginStatus};
+use flytewasm::runtime::Tier;
 use flytewasm::testkit;
 
 fn component(name: &str) -> Vec<u8> {
@@ -29,7 +32,8 @@ fn live(dir: &Path, options: Options) -> Arc<LivePlugins> {
 
 /// Wait (bounded) until the current snapshot satisfies `done`.
 fn eventually(live: &LivePlugins, what: &str, done: impl Fn(&[PluginStatus]) -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Generous: a Cranelift compile in a debug build beside other tests takes a while.
+    let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let status = live.current().status();
         if done(&status) {
@@ -288,4 +292,79 @@ fn a_plugin_that_fails_at_start_up_does_not_stop_the_others() {
             .count(),
         2
     );
+}
+
+/// A component no Cranelift build is cached for serves at once on Winch's
+/// code; the optimizing thread then swaps Cranelift's build in while two
+/// threads call the plugin, and no call fails. The next version comes in
+/// the same way, and tasks pinned to the old one keep its Cranelift build.
+#[test]
+fn a_new_component_serves_on_winch_then_on_cranelift_without_a_failed_call() {
+    let (cache, keys) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let runtime = flytewasm::runtime::Runtime::new(flytewasm::runtime::RuntimeConfig {
+        cache_dir: Some(cache.path().into()),
+        precompile_key_file: Some(keys.path().join("precompile.key")),
+        ..flytewasm::runtime::RuntimeConfig::default()
+    })
+    .unwrap();
+    let (_dir, dir) = dir_with_spark();
+    let live = LivePlugins::load(runtime, &dir, Options::default(), None).unwrap();
+    let first = live.current().find("spark", 0).unwrap().clone();
+    assert_eq!(first.tier(), Tier::Baseline);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let callers: Vec<_> = (0..2)
+        .map(|_| {
+            let (live, stop) = (live.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let request = testkit::spark_task("tiers", "tiers");
+                let (mut calls, mut tiers) = (0, Vec::new());
+                while !stop.load(Ordering::Relaxed) {
+                    let plugin = live.current().find("spark", 0).unwrap().clone();
+                    let task =
+                        request.task_context(&plugin, &HostConfig::default(), testkit::fixed_now());
+                    plugin.build_resource(&task).unwrap_or_else(|err| {
+                        panic!("a call failed on {:?}: {err}", plugin.tier())
+                    });
+                    calls += 1;
+                    if tiers.last() != Some(&plugin.tier()) {
+                        tiers.push(plugin.tier());
+                    }
+                }
+                (calls, tiers)
+            })
+        })
+        .collect();
+    eventually(&live, "Cranelift's build serves", |status| {
+        status.iter().any(|s| s.tier == Some(Tier::Optimized))
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    stop.store(true, Ordering::Relaxed);
+    for caller in callers {
+        let (calls, tiers) = caller.join().unwrap();
+        assert!(calls > 0);
+        assert_eq!(tiers.last(), Some(&Tier::Optimized), "{tiers:?}");
+    }
+    let optimized = live.current().find("spark", 0).unwrap().clone();
+    assert_eq!(
+        (optimized.digest(), optimized.path()),
+        (first.digest(), first.path())
+    );
+
+    let _watching = live.watch().unwrap();
+    publish(&dir, "spark.wasm", &component("spark-next"));
+    eventually(
+        &live,
+        "the new version serves on Cranelift's code",
+        |status| {
+            status.iter().any(|s| {
+                s.state == PluginState::Serving
+                    && s.version.as_deref() == Some("0.1.0-next")
+                    && s.tier == Some(Tier::Optimized)
+            })
+        },
+    );
+    let current = live.current();
+    let pinned = current.for_task("spark", first.digest(), true).unwrap();
+    assert_eq!(pinned.tier(), Tier::Optimized);
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use flytewasm::config::HostConfig;
 use flytewasm::executor::{TaskRequest, prepare};
-use flytewasm::runtime::{CallError, LoadError, Plugin, Runtime, RuntimeConfig, wit};
+use flytewasm::runtime::{CallError, LoadError, Plugin, Runtime, RuntimeConfig, Tier, wit};
 use flytewasm::testkit;
 use flytewasm_proto::flyteidl::core::TaskTemplate;
 use serde_json::json;
@@ -257,6 +257,109 @@ fn plugins_see_no_files_environment_or_clock() {
             .iter()
             .any(|i| i == "flytewasm:plugin/types@0.1.0")
     );
+}
+
+/// A runtime with the strict limits and an empty artifact cache of its
+/// own, so nothing compiled by Cranelift is at hand.
+fn strict_runtime_without_artifacts() -> (Runtime, [tempfile::TempDir; 2]) {
+    let (cache, keys) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let runtime = Runtime::new(RuntimeConfig {
+        call_timeout: Duration::from_millis(200),
+        memory_limit_bytes: 16 << 20,
+        cache_dir: Some(cache.path().into()),
+        precompile_key_file: Some(keys.path().join("precompile.key")),
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    (runtime, [cache, keys])
+}
+
+fn artifacts_in(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".cwasm"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Winch's code is held to the same limits as Cranelift's: the epoch
+/// deadline stops an endless loop, the memory cap an allocation, a panic is
+/// a trap with its message; then the plugin is recompiled by Cranelift and
+/// both builds are in the cache, one per engine.
+#[test]
+fn the_baseline_tier_contains_misbehaving_plugins_too() {
+    let (runtime, [cache, _keys]) = strict_runtime_without_artifacts();
+    let path = testkit::component_path("testing");
+    let bytes = std::fs::read(&path).unwrap();
+    let plugin = runtime
+        .load_bytes_tiered(&bytes, &path, &|_| Ok(()))
+        .unwrap();
+    assert_eq!(plugin.tier(), Tier::Baseline);
+
+    let err = build(&plugin, "loop").unwrap_err();
+    assert!(
+        matches!(err, CallError::Timeout { limit_ms: 200, .. }),
+        "{err:?}"
+    );
+    let err = build(&plugin, "allocate").unwrap_err();
+    assert!(matches!(err, CallError::OutOfMemory { .. }), "{err:?}");
+    let err = build(&plugin, "panic").unwrap_err();
+    assert!(
+        matches!(&err, CallError::Trap { message, .. } if message.contains("asked to panic")),
+        "{err:?}"
+    );
+    assert_still_serves(&plugin);
+    assert_eq!(
+        artifacts_in(cache.path()).len(),
+        1,
+        "Winch's build is cached"
+    );
+
+    let optimized = runtime
+        .optimize(&plugin)
+        .unwrap()
+        .expect("a Cranelift build");
+    assert_eq!(optimized.tier(), Tier::Optimized);
+    assert_eq!(
+        (optimized.id(), optimized.digest()),
+        (plugin.id(), plugin.digest())
+    );
+    assert!(
+        runtime.optimize(&optimized).unwrap().is_none(),
+        "nothing left to do"
+    );
+    assert_still_serves(&optimized);
+    let artifacts = artifacts_in(cache.path());
+    let digest = plugin.digest().trim_start_matches("sha256:");
+    assert!(
+        artifacts.len() == 2 && artifacts.iter().all(|name| name.starts_with(digest)),
+        "one artifact per engine: {artifacts:?}"
+    );
+    // Once Cranelift's build is cached, a tiered load goes straight to it.
+    let again = runtime
+        .load_bytes_tiered(&bytes, &path, &|_| Ok(()))
+        .unwrap();
+    assert_eq!(again.tier(), Tier::Optimized);
+}
+
+#[test]
+fn without_the_baseline_tier_every_load_is_cranelift() {
+    let (cache, keys) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let runtime = Runtime::new(RuntimeConfig {
+        cache_dir: Some(cache.path().into()),
+        precompile_key_file: Some(keys.path().join("precompile.key")),
+        baseline_tier: false,
+        ..RuntimeConfig::default()
+    })
+    .unwrap();
+    let path = testkit::component_path("testing");
+    let bytes = std::fs::read(&path).unwrap();
+    let plugin = runtime
+        .load_bytes_tiered(&bytes, &path, &|_| Ok(()))
+        .unwrap();
+    assert_eq!(plugin.tier(), Tier::Optimized);
 }
 
 #[test]

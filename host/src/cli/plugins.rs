@@ -40,18 +40,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let plugins: Vec<PluginStatus> = serde_json::from_slice(&body)
         .map_err(|err| anyhow::anyhow!("{url} did not answer a plugin list: {err}"))?;
     println!(
-        "{:<8} {:<12} {:<10} {:<19} {:<24} {:<24} FILE / LAST ERROR",
-        "STATE", "ID", "VERSION", "DIGEST", "TASK TYPES", "LOADED AT"
+        "{:<8} {:<12} {:<10} {:<19} {:<9} {:<24} {:<24} FILE / LAST ERROR",
+        "STATE", "ID", "VERSION", "DIGEST", "TIER", "TASK TYPES", "LOADED AT"
     );
     for p in plugins {
         let state = serde_json::to_value(p.state).unwrap();
         let digest = p.digest.unwrap_or_default();
+        let tier = p.tier.map(|t| serde_json::to_value(t).unwrap());
         println!(
-            "{:<8} {:<12} {:<10} {:<19} {:<24} {:<24} {}",
+            "{:<8} {:<12} {:<10} {:<19} {:<9} {:<24} {:<24} {}",
             state.as_str().unwrap_or_default(),
             p.id.unwrap_or_else(|| "-".into()),
             p.version.unwrap_or_else(|| "-".into()),
             digest.get(..19).unwrap_or(&digest),
+            tier.as_ref().and_then(|t| t.as_str()).unwrap_or("-"),
             p.task_types.join(", "),
             p.loaded_at.unwrap_or_else(|| "-".into()),
             p.file.display()

@@ -3,6 +3,11 @@
 //! file is loaded off the serving path and swapped in whole; calls in
 //! flight finish on the snapshot they started with.
 //!
+//! A new component is served first on Winch's code, which compiles in a
+//! fraction of Cranelift's time; one background thread then compiles it
+//! with Cranelift and swaps that in the same way (calls in flight finish
+//! on the code they started on).
+//!
 //! A file is read only once it is complete: when its writer closes it, when
 //! it is renamed into place (the safe way to publish), or when nothing has
 //! written to it for [`QUIET`]. A rescan every [`RESCAN`] catches volumes
@@ -10,7 +15,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{RecvTimeoutError, channel};
+use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -20,7 +25,7 @@ use notify::{RecursiveMode, Watcher};
 
 use super::{AllowList, Change, Registry};
 use crate::metrics::Metrics;
-use crate::runtime::{Plugin, Runtime};
+use crate::runtime::{Plugin, Runtime, Tier};
 
 /// How long a file must go unwritten before a half-finished write is ruled out.
 pub const QUIET: Duration = Duration::from_millis(300);
@@ -87,6 +92,8 @@ pub struct LivePlugins {
     reloading: Mutex<()>,
     /// Bumped after each swap that changed something.
     swaps: tokio::sync::watch::Sender<u64>,
+    /// Plugins serving on the baseline tier, to be compiled by Cranelift.
+    to_optimize: Option<Mutex<Sender<Plugin>>>,
 }
 
 impl LivePlugins {
@@ -97,14 +104,20 @@ impl LivePlugins {
         options: Options,
         metrics: Option<Arc<Metrics>>,
     ) -> anyhow::Result<Arc<Self>> {
+        let (to_optimize, queue) = channel();
         let live = Arc::new(LivePlugins {
             current: ArcSwap::from_pointee(Registry::empty(dir)),
-            runtime: Some(runtime),
+            runtime: Some(runtime.clone()),
             options,
             metrics,
             reloading: Mutex::new(()),
             swaps: tokio::sync::watch::Sender::new(0),
+            to_optimize: Some(Mutex::new(to_optimize)),
         });
+        let weak = Arc::downgrade(&live);
+        std::thread::Builder::new()
+            .name("flytewasm-optimize".into())
+            .spawn(move || optimize(weak, runtime, queue))?;
         live.reload_with(&|_| true)?;
         Ok(live)
     }
@@ -118,6 +131,7 @@ impl LivePlugins {
             metrics: None,
             reloading: Mutex::new(()),
             swaps: tokio::sync::watch::Sender::new(0),
+            to_optimize: None,
         })
     }
 
@@ -142,9 +156,23 @@ impl LivePlugins {
             return Ok(Vec::new());
         };
         let _one_at_a_time = self.reloading.lock().unwrap();
-        let (next, changes) = self.current.load().reload(runtime, &self.options, ready)?;
+        let tiered = self.to_optimize.is_some();
+        let (next, changes) = self
+            .current
+            .load()
+            .reload(runtime, &self.options, ready, tiered)?;
         if let Some(metrics) = self.metrics.as_ref().filter(|_| !changes.is_empty()) {
             record(metrics, &next, &changes);
+        }
+        if let Some(queue) = &self.to_optimize {
+            let queue = queue.lock().unwrap();
+            for change in &changes {
+                if let Change::Loaded { plugin, .. } | Change::Replaced { new: plugin, .. } = change
+                    && plugin.tier() == Tier::Baseline
+                {
+                    let _ = queue.send(plugin.clone());
+                }
+            }
         }
         // Swapped even when nothing changed: the snapshot remembers what was looked at.
         self.current.store(Arc::new(next));
@@ -165,6 +193,47 @@ impl LivePlugins {
             .name("flytewasm-plugins".into())
             .spawn(move || follow(live, receiver))?;
         Ok(DirWatcher { _watcher: watcher })
+    }
+
+    /// Swap `from` (serving on the baseline tier) for `to`, its Cranelift
+    /// build, in whichever snapshot serves it now.
+    fn upgrade(&self, from: &Plugin, to: &Plugin) -> bool {
+        let _one_at_a_time = self.reloading.lock().unwrap();
+        match self.current.load().upgraded(from, to) {
+            Some(next) => {
+                self.current.store(Arc::new(next));
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// The optimizing thread: one Cranelift compile at a time, so a burst of
+/// new files does not take every core from the calls being served.
+fn optimize(live: Weak<LivePlugins>, runtime: Runtime, queue: std::sync::mpsc::Receiver<Plugin>) {
+    for plugin in queue {
+        let started = Instant::now();
+        let optimized = runtime.optimize(&plugin);
+        let Some(live) = live.upgrade() else { return };
+        match optimized {
+            Ok(Some(optimized)) => {
+                if live.upgrade(&plugin, &optimized) {
+                    tracing::info!(
+                        plugin = plugin.id(),
+                        digest = plugin.digest(),
+                        took_ms = started.elapsed().as_millis() as u64,
+                        "plugin now runs Cranelift's code"
+                    );
+                }
+            }
+            Ok(None) => {}
+            // It serves on Winch's code, which is correct, only slower.
+            Err(err) => tracing::warn!(
+                plugin = plugin.id(),
+                "plugin stays on the baseline tier: {err}"
+            ),
+        }
     }
 }
 

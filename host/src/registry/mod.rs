@@ -94,7 +94,7 @@ impl Registry {
     /// recorded ([`Registry::status`]) and the others still serve.
     pub fn load_dir(runtime: &Runtime, dir: &Path) -> anyhow::Result<Self> {
         Ok(Registry::empty(dir)
-            .reload(runtime, &Options::default(), &|_| true)?
+            .reload(runtime, &Options::default(), &|_| true, false)?
             .0)
     }
 
@@ -166,12 +166,15 @@ impl Registry {
     }
 
     /// Look at the directory again and return the next snapshot. Files
-    /// `ready` says are still being written are left as they were.
+    /// `ready` says are still being written are left as they were. When
+    /// `tiered`, new components may come in on the baseline tier
+    /// ([`Runtime::load_bytes_tiered`]).
     pub fn reload(
         &self,
         runtime: &Runtime,
         options: &Options,
         ready: &dyn Fn(&Path) -> bool,
+        tiered: bool,
     ) -> anyhow::Result<(Registry, Vec<Change>)> {
         let entries = std::fs::read_dir(&self.dir).map_err(|err| {
             anyhow::anyhow!("cannot read plugin directory {}: {err}", self.dir.display())
@@ -225,9 +228,13 @@ impl Registry {
                 })
                 .and_then(|bytes| {
                     // The allow-list is checked on the digest before anything is compiled.
-                    runtime
-                        .load_bytes(&bytes, path, &|digest| options.admit_digest(digest))
-                        .map_err(|err| (err.to_string(), err.is_transient()))
+                    let admit = |digest: &str| options.admit_digest(digest);
+                    let loaded = if tiered {
+                        runtime.load_bytes_tiered(&bytes, path, &admit)
+                    } else {
+                        runtime.load_bytes(&bytes, path, &admit)
+                    };
+                    loaded.map_err(|err| (err.to_string(), err.is_transient()))
                 })
                 .and_then(|plugin| {
                     options
@@ -413,6 +420,20 @@ impl Registry {
                 )
             })
         })
+    }
+
+    /// This snapshot with `from` (one loaded version) replaced by `to`
+    /// wherever it serves; None when it no longer does.
+    pub fn upgraded(&self, from: &Plugin, to: &Plugin) -> Option<Registry> {
+        let mut next = self.clone();
+        let mut found = false;
+        for plugin in next.active.iter_mut().chain(next.retired.iter_mut()) {
+            if plugin.same(from) {
+                *plugin = to.clone();
+                found = true;
+            }
+        }
+        found.then_some(next)
     }
 
     fn retire(&mut self, plugin: Plugin) {

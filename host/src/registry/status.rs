@@ -6,6 +6,7 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use super::Registry;
+use crate::runtime::Tier;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -26,6 +27,8 @@ pub struct PluginStatus {
     pub id: Option<String>,
     pub version: Option<String>,
     pub digest: Option<String>,
+    /// The compiler whose code serves its calls (baseline until Cranelift's is ready).
+    pub tier: Option<Tier>,
     /// `name vN`.
     pub task_types: Vec<String>,
     /// RFC 3339.
@@ -51,6 +54,7 @@ pub(super) fn of(registry: &Registry) -> Vec<PluginStatus> {
             id: Some(plugin.id().to_owned()),
             version: Some(plugin.info().version.clone()),
             digest: Some(plugin.digest().to_owned()),
+            tier: Some(plugin.tier()),
             task_types: plugin
                 .info()
                 .task_types
@@ -81,6 +85,7 @@ pub(super) fn of(registry: &Registry) -> Vec<PluginStatus> {
                 id: None,
                 version: None,
                 digest: None,
+                tier: None,
                 task_types: Vec::new(),
                 loaded_at: None,
                 last_error: Some(hide_dir(reason)),

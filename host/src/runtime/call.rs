@@ -197,7 +197,7 @@ fn run<R>(
             memory_exceeded: false,
         },
     };
-    let mut store = Store::new(&runtime.engine, state);
+    let mut store = Store::new(pre.engine(), state);
     store.limiter(|state| &mut state.limits);
     // What the host copies out of the guest in one go (an answer, a log
     // line) is bounded too: without it, a list whose entries all point at

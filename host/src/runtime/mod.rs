@@ -1,9 +1,12 @@
-//! The wasm runtime: one wasmtime `Engine` for the process, plugins compiled
-//! once (and cached precompiled), a fresh `Store` per call under a deadline
-//! and a memory cap, with no ambient capabilities.
+//! The wasm runtime: one wasmtime `Engine` per compiler tier for the
+//! process, plugins compiled once (and cached precompiled), a fresh `Store`
+//! per call under a deadline and a memory cap, with no ambient capabilities.
 //!
-//! - [`Runtime`] owns the engine and linker; [`Runtime::load`] turns a
-//!   component file into a [`Plugin`].
+//! - [`Runtime`] owns the engines and linkers; [`Runtime::load`] turns a
+//!   component file into a [`Plugin`] compiled by Cranelift.
+//! - [`Runtime::load_bytes_tiered`] serves a new component on Winch's code
+//!   (the baseline tier, compiled in a fraction of the time) until
+//!   [`Runtime::optimize`] has it compiled by Cranelift.
 //! - [`Plugin`] calls the four contract functions. Every failure is a
 //!   [`CallError`] naming the plugin and the call.
 //! - [`slots`] shares the instance pool fairly between plugins.
@@ -18,7 +21,7 @@ pub mod precompiled;
 mod slots;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use wasmtime::component::{Component, Linker, types::ComponentItem};
@@ -77,6 +80,11 @@ pub struct RuntimeConfig {
     /// the cache; created on first use. It must not be in the cache dir:
     /// whoever can write artifacts there must not be able to read the key.
     pub precompile_key_file: Option<PathBuf>,
+    /// Where plugins are hot-swapped (`serve`), compile a new component
+    /// with Winch first and serve on that code while Cranelift compiles it
+    /// in the background: a swap in a fraction of a second instead of
+    /// seconds, then full-speed calls.
+    pub baseline_tier: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -92,6 +100,7 @@ impl Default for RuntimeConfig {
             max_log_lines_per_call: 200,
             cache_dir: None,
             precompile_key_file: None,
+            baseline_tier: true,
         }
     }
 }
@@ -118,14 +127,83 @@ mod millis {
 /// How often the epoch advances: the resolution of call deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 
-/// The engine and linker shared by every plugin.
+/// Which compiler made a plugin's code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// Winch: a single-pass compiler, many times faster to compile with
+    /// than Cranelift; its code runs slower.
+    Baseline,
+    /// Cranelift.
+    Optimized,
+}
+
+/// One engine and the linker for it: code from one compiler. A component
+/// runs only on the engine that compiled it.
 #[derive(Clone)]
-pub struct Runtime {
+struct Codegen {
+    tier: Tier,
     engine: Engine,
     linker: Arc<Linker<CallState>>,
+}
+
+impl Codegen {
+    fn new(tier: Tier, config: &RuntimeConfig) -> anyhow::Result<Self> {
+        let mut pool = PoolingAllocationConfig::new();
+        let slots = config.max_concurrent_calls.max(1);
+        pool.total_component_instances(slots)
+            .total_core_instances(slots * CORE_INSTANCES_PER_COMPONENT)
+            .total_memories(slots * MEMORIES_PER_COMPONENT)
+            .total_tables(slots * TABLES_PER_COMPONENT)
+            .total_stacks(slots)
+            .max_memories_per_component(MEMORIES_PER_COMPONENT)
+            .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
+            .max_tables_per_component(TABLES_PER_COMPONENT)
+            .max_memory_size(config.memory_limit_bytes)
+            .pagemap_scan(wasmtime::Enabled::Auto);
+        if tier == Tier::Optimized {
+            // Reset a finished call's memory by zeroing it in place rather
+            // than unmapping it: fresh instances start warm (wasm-host.md
+            // §4). The baseline pool serves only until Cranelift's code is
+            // ready, so its slots give their memory back instead of
+            // doubling what idle slots keep.
+            pool.linear_memory_keep_resident(16 << 20)
+                .table_keep_resident(64 << 10);
+        }
+        let mut wasm = Config::new();
+        // Linear memories keep wasmtime's default 4 GiB reservation with guard
+        // pages, so compiled code needs no bounds checks; the pool reserves
+        // (but does not commit) that address space per slot.
+        wasm.wasm_component_model(true)
+            .epoch_interruption(true)
+            .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool))
+            .strategy(match tier {
+                Tier::Baseline => wasmtime::Strategy::Winch,
+                Tier::Optimized => wasmtime::Strategy::Cranelift,
+            });
+        let engine = Engine::new(&wasm)?;
+        start_epoch_ticker(&engine);
+        let mut linker = Linker::new(&engine);
+        capabilities::add_to_linker(&mut linker)?;
+        Ok(Codegen {
+            tier,
+            engine,
+            linker: Arc::new(linker),
+        })
+    }
+}
+
+/// The engines and linkers shared by every plugin.
+#[derive(Clone)]
+pub struct Runtime {
+    optimized: Codegen,
+    /// Made on first use (only hot swaps use it); None if this platform's
+    /// Winch cannot make one, and then everything is compiled by Cranelift.
+    baseline: Arc<OnceLock<Option<Codegen>>>,
     config: Arc<RuntimeConfig>,
     precompile_key: Option<precompiled::PrecompileKey>,
-    /// The pool's instance slots and each plugin's share of them.
+    /// The pool's instance slots and each plugin's share of them: one
+    /// budget for both tiers' pools.
     slots: Arc<slots::Slots>,
 }
 
@@ -138,34 +216,7 @@ const TABLES_PER_COMPONENT: u32 = 8;
 
 impl Runtime {
     pub fn new(config: RuntimeConfig) -> anyhow::Result<Self> {
-        let mut pool = PoolingAllocationConfig::new();
-        let slots = config.max_concurrent_calls.max(1);
-        pool.total_component_instances(slots)
-            .total_core_instances(slots * CORE_INSTANCES_PER_COMPONENT)
-            .total_memories(slots * MEMORIES_PER_COMPONENT)
-            .total_tables(slots * TABLES_PER_COMPONENT)
-            .total_stacks(slots)
-            .max_memories_per_component(MEMORIES_PER_COMPONENT)
-            .max_core_instances_per_component(CORE_INSTANCES_PER_COMPONENT)
-            .max_tables_per_component(TABLES_PER_COMPONENT)
-            .max_memory_size(config.memory_limit_bytes)
-            // Reset a finished call's memory by zeroing it in place rather
-            // than unmapping it: fresh instances start warm (wasm-host.md §4).
-            .linear_memory_keep_resident(16 << 20)
-            .table_keep_resident(64 << 10)
-            .pagemap_scan(wasmtime::Enabled::Auto);
-        let mut wasm = Config::new();
-        // Linear memories keep wasmtime's default 4 GiB reservation with guard
-        // pages, so compiled code needs no bounds checks; the pool reserves
-        // (but does not commit) that address space per slot.
-        wasm.wasm_component_model(true)
-            .epoch_interruption(true)
-            .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&wasm)?;
-        start_epoch_ticker(&engine);
-
-        let mut linker = Linker::new(&engine);
-        capabilities::add_to_linker(&mut linker)?;
+        let optimized = Codegen::new(Tier::Optimized, &config)?;
         if let (Some(dir), None) = (&config.cache_dir, &config.precompile_key_file) {
             anyhow::bail!(
                 "runtime.cache-dir {} needs runtime.precompile-key-file: cached artifacts are native code and are sealed with it",
@@ -183,10 +234,10 @@ impl Runtime {
             })
             .transpose()?;
         Ok(Runtime {
-            engine,
-            linker: Arc::new(linker),
+            optimized,
+            baseline: Arc::new(OnceLock::new()),
             slots: Arc::new(slots::Slots::new(
-                slots,
+                config.max_concurrent_calls.max(1),
                 config.calls_per_plugin(),
                 config.slot_wait,
             )),
@@ -195,13 +246,31 @@ impl Runtime {
         })
     }
 
+    /// The Winch engine, when configured and available here.
+    fn baseline(&self) -> Option<&Codegen> {
+        if !self.config.baseline_tier {
+            return None;
+        }
+        self.baseline
+            .get_or_init(|| {
+                Codegen::new(Tier::Baseline, &self.config)
+                    .inspect_err(|err| {
+                        tracing::warn!(
+                            "no baseline (Winch) tier, compiling with Cranelift only: {err:#}"
+                        )
+                    })
+                    .ok()
+            })
+            .as_ref()
+    }
+
     /// Compile a component for this engine, sealed with this host's key
     /// (a `.cwasm` that loads without Cranelift).
     pub fn precompile(&self, wasm: &[u8]) -> anyhow::Result<Vec<u8>> {
         let key = self.precompile_key.as_ref().ok_or_else(|| {
             anyhow::anyhow!("no precompile key: set runtime.precompile-key-file or a cache dir")
         })?;
-        precompiled::compile(self, key, wasm)
+        precompiled::compile(&self.optimized.engine, key, wasm)
     }
 
     /// Load a component file: digest, compile (or reuse the precompiled
@@ -215,51 +284,139 @@ impl Runtime {
     }
 
     /// Load a component, or a `.cwasm` this host sealed (its digest is the
-    /// digest of the component it was compiled from). `admit` sees the
-    /// digest before anything is compiled or deserialized, and may refuse it.
+    /// digest of the component it was compiled from), compiled by
+    /// Cranelift. `admit` sees the digest before anything is compiled or
+    /// deserialized, and may refuse it.
     pub fn load_bytes(
         &self,
         bytes: &[u8],
         path: &Path,
         admit: &dyn Fn(&str) -> Result<(), String>,
     ) -> Result<Plugin, LoadError> {
+        self.load_as(bytes, path, admit, false)
+    }
+
+    /// [`Runtime::load_bytes`], but a component with no Cranelift artifact
+    /// in the cache is compiled by Winch (when `baseline-tier` is on):
+    /// serve on it, and hand it to [`Runtime::optimize`] off the serving path.
+    pub fn load_bytes_tiered(
+        &self,
+        bytes: &[u8],
+        path: &Path,
+        admit: &dyn Fn(&str) -> Result<(), String>,
+    ) -> Result<Plugin, LoadError> {
+        self.load_as(bytes, path, admit, true)
+    }
+
+    fn load_as(
+        &self,
+        bytes: &[u8],
+        path: &Path,
+        admit: &dyn Fn(&str) -> Result<(), String>,
+        tiered: bool,
+    ) -> Result<Plugin, LoadError> {
         let refused = |reason| LoadError::Refused {
             path: path.into(),
             reason,
         };
-        let (component, digest) = if precompiled::is_sealed(bytes) {
+        if precompiled::is_sealed(bytes) {
             let precompiled_error = |reason| LoadError::Precompiled {
                 path: path.into(),
                 reason,
             };
-            let sealed = precompiled::verify(self, self.precompile_key.as_ref(), bytes)
+            let engine = &self.optimized.engine;
+            let sealed = precompiled::verify(engine, self.precompile_key.as_ref(), bytes)
                 .map_err(precompiled_error)?;
             admit(sealed.source_digest()).map_err(refused)?;
             let digest = sealed.source_digest().to_owned();
-            (sealed.open(self).map_err(precompiled_error)?, digest)
-        } else {
-            let digest = precompiled::digest_of(bytes);
-            admit(&digest).map_err(refused)?;
-            let component =
-                cache::compile(self, bytes, &digest).map_err(|cause| LoadError::Compile {
-                    path: path.into(),
-                    cause,
-                })?;
-            (component, digest)
-        };
-        let imports = imports_of(&self.engine, &component);
-        check_wit_version(&imports).map_err(|found| LoadError::WitVersion {
+            let component = sealed.open(engine).map_err(precompiled_error)?;
+            return self.link(component, &self.optimized, digest, path, None);
+        }
+        let digest = precompiled::digest_of(bytes);
+        admit(&digest).map_err(refused)?;
+        let compile_error = |cause| LoadError::Compile {
             path: path.into(),
-            found,
-        })?;
-        let pre = self
+            cause,
+        };
+        let baseline = tiered
+            .then(|| self.baseline())
+            .flatten()
+            .filter(|_| cache::cached(self, &self.optimized.engine, &digest).is_none());
+        match baseline {
+            Some(codegen) => {
+                let component =
+                    cache::compile(self, &codegen.engine, bytes, &digest).map_err(compile_error)?;
+                let source = Some(Arc::<[u8]>::from(bytes));
+                self.link(component, codegen, digest, path, source)
+            }
+            None => {
+                let component = cache::compile(self, &self.optimized.engine, bytes, &digest)
+                    .map_err(compile_error)?;
+                self.link(component, &self.optimized, digest, path, None)
+            }
+        }
+    }
+
+    /// The same plugin compiled by Cranelift (None: it already is). Its
+    /// identity is the one the baseline load established: the plugin is
+    /// not asked again. Meant to run off the serving path; it takes no
+    /// call slot.
+    pub fn optimize(&self, plugin: &Plugin) -> Result<Option<Plugin>, LoadError> {
+        let loaded = &plugin.inner;
+        let Some(source) = &loaded.source else {
+            return Ok(None);
+        };
+        let component = cache::compile(self, &self.optimized.engine, source, &loaded.digest)
+            .map_err(|cause| LoadError::Compile {
+                path: loaded.path.clone(),
+                cause,
+            })?;
+        let pre = self.pre(&component, &self.optimized, &loaded.path)?;
+        Ok(Some(Plugin {
+            inner: Arc::new(Loaded {
+                info: loaded.info.clone(),
+                digest: loaded.digest.clone(),
+                path: loaded.path.clone(),
+                imports: loaded.imports.clone(),
+                tier: Tier::Optimized,
+                source: None,
+                pre,
+                runtime: self.clone(),
+            }),
+        }))
+    }
+
+    fn pre(
+        &self,
+        component: &Component,
+        codegen: &Codegen,
+        path: &Path,
+    ) -> Result<wit::PluginPre<CallState>, LoadError> {
+        codegen
             .linker
-            .instantiate_pre(&component)
+            .instantiate_pre(component)
             .and_then(wit::PluginPre::new)
             .map_err(|cause| LoadError::Link {
                 path: path.into(),
                 cause,
-            })?;
+            })
+    }
+
+    /// Type-check a compiled component against the contract and ask who it is.
+    fn link(
+        &self,
+        component: Component,
+        codegen: &Codegen,
+        digest: String,
+        path: &Path,
+        source: Option<Arc<[u8]>>,
+    ) -> Result<Plugin, LoadError> {
+        let imports = imports_of(&codegen.engine, &component);
+        check_wit_version(&imports).map_err(|found| LoadError::WitVersion {
+            path: path.into(),
+            found,
+        })?;
+        let pre = self.pre(&component, codegen, path)?;
         // Ask who it is in a throwaway instance, named after its file until it says.
         let file_name = path
             .file_stem()
@@ -295,6 +452,8 @@ impl Runtime {
                 digest,
                 path: path.into(),
                 imports,
+                tier: codegen.tier,
+                source,
                 pre,
                 runtime: self.clone(),
             }),
@@ -377,6 +536,9 @@ struct Loaded {
     digest: String,
     path: PathBuf,
     imports: Vec<String>,
+    tier: Tier,
+    /// The component, kept while its code is Winch's, for Cranelift.
+    source: Option<Arc<[u8]>>,
     pre: wit::PluginPre<CallState>,
     runtime: Runtime,
 }
@@ -387,6 +549,7 @@ impl std::fmt::Debug for Plugin {
             .field("id", &self.id())
             .field("version", &self.info().version)
             .field("digest", &self.digest())
+            .field("tier", &self.tier())
             .field("path", &self.path())
             .finish()
     }
@@ -434,6 +597,16 @@ impl Plugin {
 
     pub fn imports(&self) -> &[String] {
         &self.inner.imports
+    }
+
+    /// Which compiler made the code calls run.
+    pub fn tier(&self) -> Tier {
+        self.inner.tier
+    }
+
+    /// The same loaded version (not merely the same digest).
+    pub fn same(&self, other: &Plugin) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
     }
 
     pub fn serves(&self, task_type: &str, version: i32) -> bool {

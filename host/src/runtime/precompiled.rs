@@ -13,9 +13,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use super::{Runtime, cache};
+use super::cache;
 
 const MAGIC: &[u8; 16] = b"flytewasm-cwasm1";
 const MAC_LEN: usize = 32;
@@ -129,15 +130,19 @@ fn publish_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Compile `wasm` for this engine and seal it.
-pub fn compile(runtime: &Runtime, key: &PrecompileKey, wasm: &[u8]) -> anyhow::Result<Vec<u8>> {
+pub(super) fn compile(
+    engine: &Engine,
+    key: &PrecompileKey,
+    wasm: &[u8],
+) -> anyhow::Result<Vec<u8>> {
     wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all()).validate_all(wasm)?;
-    let artifact = runtime.engine.precompile_component(wasm)?;
-    seal(runtime, key, &digest_of(wasm), &artifact)
+    let artifact = engine.precompile_component(wasm)?;
+    seal(engine, key, &digest_of(wasm), &artifact)
 }
 
 /// Seal a compiled artifact of the component with digest `source_digest`.
 pub(super) fn seal(
-    runtime: &Runtime,
+    engine: &Engine,
     key: &PrecompileKey,
     source_digest: &str,
     artifact: &[u8],
@@ -145,7 +150,7 @@ pub(super) fn seal(
     let header = serde_json::to_vec(&Header {
         source_digest: source_digest.into(),
         flytewasm: env!("CARGO_PKG_VERSION").into(),
-        engine: cache::engine_fingerprint(&runtime.engine),
+        engine: cache::engine_fingerprint(engine),
     })?;
     let mut out = Vec::with_capacity(MAGIC.len() + 4 + header.len() + artifact.len() + MAC_LEN);
     out.extend_from_slice(MAGIC);
@@ -168,9 +173,9 @@ pub struct Sealed<'a> {
     artifact: &'a [u8],
 }
 
-/// Check the seal and the engine; nothing is deserialized yet.
-pub fn verify<'a>(
-    runtime: &Runtime,
+/// Check the seal, and that `engine` made it; nothing is deserialized yet.
+pub(super) fn verify<'a>(
+    engine: &Engine,
     key: Option<&PrecompileKey>,
     bytes: &'a [u8],
 ) -> Result<Sealed<'a>, String> {
@@ -198,7 +203,7 @@ pub fn verify<'a>(
         .get(MAGIC.len() + 4..header_end)
         .and_then(|h| serde_json::from_slice(h).ok())
         .ok_or("unreadable precompiled plugin header")?;
-    let engine = cache::engine_fingerprint(&runtime.engine);
+    let engine = cache::engine_fingerprint(engine);
     if header.engine != engine || header.flytewasm != env!("CARGO_PKG_VERSION") {
         return Err(format!(
             "compiled by flytewasm {} for engine {}, this is flytewasm {} with engine {engine}: recompile it with `flytewasm plugin compile`",
@@ -219,11 +224,11 @@ impl Sealed<'_> {
         &self.header.source_digest
     }
 
-    pub fn open(self, runtime: &Runtime) -> Result<Component, String> {
+    pub fn open(self, engine: &Engine) -> Result<Component, String> {
         // SAFETY: the bytes carry this host's seal, so this host (or one
         // holding its key) produced them with `precompile_component`;
         // wasmtime checks the engine compatibility again before using them.
-        unsafe { Component::deserialize(&runtime.engine, self.artifact) }
+        unsafe { Component::deserialize(engine, self.artifact) }
             .map_err(|err| format!("cannot use the precompiled plugin: {err:#}"))
     }
 }
