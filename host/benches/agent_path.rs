@@ -9,6 +9,8 @@
 //! 3. `flytewasm serve`'s resident memory with 10,000 foreign objects of the
 //!    kind in 1,000 watched namespaces, beside the same with none (a
 //!    `flytewasm sandbox` process holds them, so the figure is the host's).
+//! 4. `serve`'s resident memory with `FLYTEWASM_BENCH_LIVE_TASKS` (10,000)
+//!    Spark tasks in flight beside 1,000: the bytes each live task costs.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -27,6 +29,7 @@ use flytewasm_proto::flyteidl::admin::{CreateTaskRequest, GetTaskRequest};
 use flytewasm_proto::flyteidl::core::{K8sPod, TaskTemplate, task_template::Target};
 use flytewasm_proto::flyteidl::service::async_agent_service_client::AsyncAgentServiceClient;
 use flytewasm_proto::flyteidl::service::async_agent_service_server::AsyncAgentService;
+use futures::StreamExt;
 use kube::api::{DynamicObject, PostParams};
 use serde_json::json;
 use tonic::Request;
@@ -153,9 +156,9 @@ fn main() {
     // 3. RSS with foreign objects.
     // A first run seals the plugins' compiled form in the cache (compiling
     // costs memory the runs compared below must not carry).
-    serve_rss_with_foreign(0);
-    let baseline = serve_rss_with_foreign(0);
-    let crowded = serve_rss_with_foreign(10_000);
+    serve_rss(1_000, 0);
+    let baseline = serve_rss(1_000, 0);
+    let crowded = serve_rss(1_000, 10_000);
     println!(
         "flytewasm serve RSS, 1,000 namespaces watched (one task each), sandbox in another process"
     );
@@ -173,12 +176,41 @@ fn main() {
         "  ratio                          {:>6.2}x",
         crowded.0 as f64 / baseline.0 as f64
     );
+
+    // 4. RSS per live task.
+    let live: usize = std::env::var("FLYTEWASM_BENCH_LIVE_TASKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let many = serve_rss(live, 0);
+    let per_task = (many.0 - baseline.0) as f64 * 1024.0 / (live - 1_000) as f64;
+    println!(
+        "flytewasm serve RSS with Spark tasks in flight over 1,000 namespaces, sandbox in another process"
+    );
+    println!(
+        "  1,000 tasks                    {:>6} MiB  cached objects {}",
+        baseline.0 / 1024,
+        baseline.1
+    );
+    println!(
+        "  {live:>6} tasks                  {:>6} MiB  cached objects {}  ({:.2}x; peak {} MiB)",
+        many.0 / 1024,
+        many.1,
+        many.0 as f64 / baseline.0 as f64,
+        many.2 / 1024
+    );
+    println!(
+        "  per live task                  {:>6.0} bytes  (100,000 tasks at this rate: {:.0} MiB)",
+        per_task,
+        (baseline.0 as f64 * 1024.0 + per_task * 99_000.0) / (1 << 20) as f64
+    );
 }
 
 /// Start a sandbox process with `foreign` SparkApplications not ours spread
-/// over 1,000 namespaces, run one task in each namespace through a `serve`
-/// process, and report serve's RSS (KiB) and its cached objects.
-fn serve_rss_with_foreign(foreign: usize) -> (u64, u64) {
+/// over 1,000 namespaces, run `tasks` tasks spread over those namespaces
+/// through a `serve` process, and report serve's RSS (KiB), its cached
+/// objects and its peak RSS (KiB).
+fn serve_rss(tasks: usize, foreign: usize) -> (u64, u64, u64) {
     let root = testkit::workspace_dir();
     let bin = env!("CARGO_BIN_EXE_flytewasm");
     let dir = tempfile::tempdir().unwrap();
@@ -281,41 +313,56 @@ fn serve_rss_with_foreign(foreign: usize) -> (u64, u64) {
         address("metrics on http://", ' '),
     );
     let cached = runtime.block_on(async {
-        let mut agent = AsyncAgentServiceClient::connect(format!("http://{grpc}"))
+        let agent = AsyncAgentServiceClient::connect(format!("http://{grpc}"))
             .await
             .unwrap();
         let template = testkit::spark_task("bench", "unused").template;
-        let mut metas = Vec::new();
-        for i in 0..namespaces {
-            let created = agent
-                .create_task(create(
+        // 32 calls in flight at a time, as propeller's workers make them.
+        let metas: Vec<Vec<u8>> = futures::stream::iter(0..tasks)
+            .map(|i| {
+                let mut agent = agent.clone();
+                let request = create(
                     template.clone(),
-                    &format!("ns-{i}"),
+                    &format!("ns-{}", i % namespaces),
                     &format!("rss-{i}"),
-                ))
-                .await
-                .unwrap();
-            metas.push(created.into_inner().resource_meta);
-        }
+                );
+                async move {
+                    agent
+                        .create_task(request)
+                        .await
+                        .unwrap()
+                        .into_inner()
+                        .resource_meta
+                }
+            })
+            .buffer_unordered(32)
+            .collect()
+            .await;
         // GetTask opens each namespace's watch, as propeller's resync does.
         for _ in 0..2 {
-            for meta in &metas {
-                let get = GetTaskRequest {
-                    resource_meta: meta.clone(),
-                    ..Default::default()
-                };
-                agent.get_task(get).await.unwrap();
-            }
+            futures::stream::iter(&metas)
+                .for_each_concurrent(32, |meta| {
+                    let mut agent = agent.clone();
+                    let get = GetTaskRequest {
+                        resource_meta: meta.clone(),
+                        ..Default::default()
+                    };
+                    async move {
+                        agent.get_task(get).await.unwrap();
+                    }
+                })
+                .await;
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
         metric(&http, "flytewasm_watch_cached_objects")
     });
     let rss = testkit::rss_kib(serve.id());
+    let peak = testkit::peak_rss_kib(&serve.id().to_string());
     for child in [&mut serve, &mut sandbox] {
         let _ = child.kill();
         let _ = child.wait();
     }
-    (rss, cached)
+    (rss, cached, peak)
 }
 
 /// One gauge from a `/metrics` page.

@@ -4,9 +4,12 @@
 //! retried with back-off on transient failures (5xx, 429, timeouts).
 //!
 //! Watches see only the objects this host manages ([`MANAGED_LABEL`]) and
-//! cache them without `managedFields`, so memory follows our tasks, not
-//! every object of the kind in the namespace; a watch nobody has read for
-//! a while is stopped ([`Cluster::stop_idle_watches`]).
+//! cache them as compact JSON without `managedFields` ([`cached`]), so
+//! memory follows our tasks, not every object of the kind in the
+//! namespace; a watch nobody has read for a while is stopped
+//! ([`Cluster::stop_idle_watches`]).
+
+mod cached;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,9 +29,6 @@ use tokio::sync::broadcast;
 
 /// The label on every object this host creates: its watches select it.
 pub const MANAGED_LABEL: (&str, &str) = ("app.kubernetes.io/managed-by", "flytewasm");
-
-/// An annotation a plugin never reads and a cache need not keep.
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// What happens to an object's dependents (a Job's pods, an operator's
 /// children) when it is deleted. Every delete says which: `batch/v1` Jobs
@@ -166,11 +166,10 @@ pub struct Cluster {
 
 /// The shared watch of one kind in one namespace.
 struct KindWatch {
-    cache: reflector::Store<DynamicObject>,
+    cache: reflector::Store<cached::CachedObject>,
     /// False from a watch error until the watch delivers again: meanwhile
     /// the cache may be stale, so reads go to the API.
     healthy: Arc<AtomicBool>,
-    api_resource: ApiResource,
     changes: broadcast::Sender<String>,
     /// When a read last used it (milliseconds since the cluster was made).
     last_used: AtomicU64,
@@ -292,16 +291,14 @@ impl Cluster {
         name: &str,
     ) -> Result<Option<Value>, ClusterError> {
         let watch = self.watch(kind, namespace);
-        let key = ObjectRef::new_with(name, watch.api_resource.clone()).within(namespace);
+        let key = ObjectRef::new_with(name, ()).within(namespace);
         let cached = watch
             .healthy
             .load(Ordering::Relaxed)
             .then(|| watch.cache.get(&key))
             .flatten();
         if let Some(object) = cached {
-            return Ok(Some(
-                serde_json::to_value(&*object).expect("objects serialize"),
-            ));
+            return Ok(Some(object.value()));
         }
         self.get_from_api(kind, namespace, name).await
     }
@@ -505,8 +502,7 @@ impl Cluster {
     /// from the last resourceVersion, relisting after `410 Gone`, with
     /// back-off on errors (kube-runtime's watcher).
     fn start_watch(&self, kind: &ResourceKind, namespace: &str) -> KindWatch {
-        let api_resource = kind.api_resource();
-        let writer = reflector::store::Writer::new(api_resource.clone());
+        let writer = reflector::store::Writer::new(());
         let cache = writer.as_reader();
         let (changes, _) = broadcast::channel(1024);
         let api = self.api(kind, namespace);
@@ -517,10 +513,10 @@ impl Cluster {
         let task = tokio::spawn(async move {
             let selector = format!("{}={}", MANAGED_LABEL.0, MANAGED_LABEL.1);
             let config = watcher::Config::default().any_semantic().labels(&selector);
-            let stream = watcher(api, config)
+            let events = watcher(api, config)
                 .default_backoff()
-                .modify(strip_bulk)
-                .reflect(writer);
+                .map(|event| event.map(cached::compact));
+            let stream = reflector::reflector(writer, events);
             futures::pin_mut!(stream);
             while let Some(event) = stream.next().await {
                 match event {
@@ -530,7 +526,7 @@ impl Cluster {
                         | watcher::Event::InitApply(object)
                         | watcher::Event::Delete(object) = event
                         {
-                            let _ = sender.send(object.metadata.name.unwrap_or_default());
+                            let _ = sender.send(object.name().to_owned());
                         }
                     }
                     Err(err) => {
@@ -543,18 +539,9 @@ impl Cluster {
         KindWatch {
             cache,
             healthy,
-            api_resource,
             changes,
             last_used: AtomicU64::new(self.elapsed_ms()),
             task,
         }
-    }
-}
-
-/// What a cached object need not keep: nothing a plugin reads.
-fn strip_bulk(object: &mut DynamicObject) {
-    object.metadata.managed_fields = None;
-    if let Some(annotations) = object.metadata.annotations.as_mut() {
-        annotations.remove(LAST_APPLIED);
     }
 }

@@ -181,6 +181,10 @@ impl Codegen {
                 Tier::Baseline => wasmtime::Strategy::Winch,
                 Tier::Optimized => wasmtime::Strategy::Cranelift,
             });
+        // `perf` names plugin functions from /tmp/perf-PID.map (diagnostics).
+        if std::env::var_os("FLYTEWASM_PERF_MAP").is_some() {
+            wasm.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&wasm)?;
         start_epoch_ticker(&engine);
         let mut linker = Linker::new(&engine);
