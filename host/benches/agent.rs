@@ -1,10 +1,12 @@
 //! `just bench`: GetTask requests per second on one `flytewasm serve`
-//! process with 1,000 Spark tasks in flight on the embedded sandbox (each
-//! answer: resource_meta decoded, the object read from the watch cache, the
-//! plugin's get-task-phase run in a fresh wasm instance). Beside it, in the
-//! same run and with the same client, flytekit's own agent server
-//! (`pyflyte serve agent`) with a trivial agent that answers RUNNING at once.
-//! Both servers run as processes, one after the other on the same cores.
+//! process with 1,000 Spark tasks in flight on a `flytewasm sandbox`
+//! process (each answer: resource_meta decoded, the object read from the
+//! watch cache, the plugin's get-task-phase run in a fresh wasm instance),
+//! and the server's CPU time per GetTask. Beside it, in the same run and
+//! with the same client, flytekit's own agent server (`pyflyte serve
+//! agent`) with a trivial agent that answers RUNNING at once. The servers
+//! run as processes, one after the other on the same cores; the sandbox
+//! keeps running beside flytewasm's, so the figures are the server's own.
 //!
 //! `FLYTEWASM_BENCH_TASKS` (default 1,000), `FLYTEWASM_BENCH_SECONDS`
 //! (default 10) and `FLYTEWASM_BENCH_CONCURRENCY` (default 64) tune it.
@@ -43,27 +45,48 @@ fn main() {
         .build()
         .unwrap();
 
+    let bin = env!("CARGO_BIN_EXE_flytewasm");
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("sandbox.kubeconfig");
+    let sandbox = Server::start(
+        Command::new(bin)
+            .args(["sandbox", "--port", "0", "--plugins"])
+            .arg(root.join("target/plugins"))
+            .arg("--kubeconfig")
+            .arg(&kubeconfig),
+        |line| line.contains("serving at ").then(String::new),
+    );
+    let keys = dir.path().join("keys.yaml");
+    std::fs::write(
+        &keys,
+        "signing-key: k1\nkeys:\n  k1: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n",
+    )
+    .unwrap();
+    let config = dir.path().join("host.yaml");
+    let config_text = format!("security:\n  resource-meta-keys: {}\n", keys.display());
+    std::fs::write(&config, config_text).unwrap();
     let ours = Server::start(
-        Command::new(env!("CARGO_BIN_EXE_flytewasm"))
-            .args([
-                "serve",
-                "--sandbox",
-                "--grpc",
-                "127.0.0.1:0",
-                "--http",
-                "127.0.0.1:0",
-            ])
+        Command::new(bin)
+            .args(["serve", "--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .arg("--config")
+            .arg(&config)
             .arg("--plugins")
             .arg(root.join("target/plugins"))
+            .env("KUBECONFIG", &kubeconfig)
             .env("FLYTEWASM_CACHE_DIR", root.join("target/flytewasm-cache"))
+            .env(
+                "FLYTEWASM_PRECOMPILE_KEY",
+                root.join("target/flytewasm-test-keys/precompile.key"),
+            )
             .env("FLYTEWASM_LOG", "warn"),
         |line| {
             line.split_once("agent and connector gRPC on ")
                 .map(|(_, rest)| rest.split(';').next().unwrap().trim().to_owned())
         },
     );
-    let flytewasm = runtime.block_on(measure(&ours.address, tasks, seconds, concurrency));
+    let flytewasm = runtime.block_on(measure(&ours, tasks, seconds, concurrency));
     let flytewasm_rss = ours.stop();
+    sandbox.stop();
 
     let port = free_port();
     let python = Server::start(
@@ -78,30 +101,32 @@ fn main() {
                 .then(|| format!("127.0.0.1:{port}"))
         },
     );
-    let flytekit = runtime.block_on(measure(&python.address, tasks, seconds, concurrency));
+    let flytekit = runtime.block_on(measure(&python, tasks, seconds, concurrency));
     let flytekit_rss = python.stop();
 
     println!(
         "GetTask throughput, {tasks} tasks in flight, {concurrency} concurrent calls for {seconds} s, one server process each"
     );
     println!(
-        "  flytewasm serve (sandbox, Spark plugin in wasm)   {:>9.0} req/s   p50 {:>6.2} ms  p99 {:>6.2} ms  errors {}  peak RSS {} MiB",
+        "  flytewasm serve (Spark plugin in wasm; sandbox process)  {:>9.0} req/s   p50 {:>6.2} ms  p99 {:>6.2} ms  errors {}  CPU {:>5.0} µs/GetTask  peak RSS {} MiB",
         flytewasm.rps(),
         flytewasm.percentile(0.50),
         flytewasm.percentile(0.99),
         flytewasm.errors,
+        flytewasm.cpu_per_call_us(),
         flytewasm_rss / 1024
     );
     println!(
-        "  pyflyte serve agent (trivial agent, no cluster)   {:>9.0} req/s   p50 {:>6.2} ms  p99 {:>6.2} ms  errors {}  peak RSS {} MiB",
+        "  pyflyte serve agent (trivial agent, no cluster)          {:>9.0} req/s   p50 {:>6.2} ms  p99 {:>6.2} ms  errors {}  CPU {:>5.0} µs/GetTask  peak RSS {} MiB",
         flytekit.rps(),
         flytekit.percentile(0.50),
         flytekit.percentile(0.99),
         flytekit.errors,
+        flytekit.cpu_per_call_us(),
         flytekit_rss / 1024
     );
     println!(
-        "  ratio flytewasm / flytekit                        {:>9.2}x",
+        "  ratio flytewasm / flytekit                               {:>9.2}x (goal ≥ 5x)",
         flytewasm.rps() / flytekit.rps()
     );
 }
@@ -149,9 +174,15 @@ struct Measured {
     latencies_ms: Vec<f64>,
     errors: u64,
     elapsed: Duration,
+    /// The server's CPU time (user + system) over the GetTask calls.
+    cpu: Duration,
 }
 
 impl Measured {
+    fn cpu_per_call_us(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.latencies_ms.len().max(1) as f64
+    }
+
     fn rps(&self) -> f64 {
         self.latencies_ms.len() as f64 / self.elapsed.as_secs_f64()
     }
@@ -168,8 +199,8 @@ impl Measured {
 
 /// Create `tasks` long-running tasks, then call GetTask on them round-robin
 /// from `concurrency` callers for `seconds`.
-async fn measure(address: &str, tasks: usize, seconds: u64, concurrency: usize) -> Measured {
-    let channel = connect(address).await;
+async fn measure(server: &Server, tasks: usize, seconds: u64, concurrency: usize) -> Measured {
+    let channel = connect(&server.address).await;
     let metas: Vec<Vec<u8>> = futures::stream::iter(0..tasks)
         .map(|i| {
             let mut client = AsyncAgentServiceClient::new(channel.clone());
@@ -193,6 +224,7 @@ async fn measure(address: &str, tasks: usize, seconds: u64, concurrency: usize) 
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
+    let cpu_before = cpu_time(server.child.id());
     let callers: Vec<_> = (0..concurrency)
         .map(|worker| {
             let (metas, stop, errors) = (metas.clone(), stop.clone(), errors.clone());
@@ -222,6 +254,7 @@ async fn measure(address: &str, tasks: usize, seconds: u64, concurrency: usize) 
         .collect();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     stop.store(true, Ordering::Relaxed);
+    let cpu = cpu_time(server.child.id()).saturating_sub(cpu_before);
     let mut latencies_ms = Vec::new();
     for caller in callers {
         latencies_ms.extend(caller.await.unwrap());
@@ -230,7 +263,28 @@ async fn measure(address: &str, tasks: usize, seconds: u64, concurrency: usize) 
         latencies_ms,
         errors: errors.load(Ordering::Relaxed),
         elapsed: started.elapsed(),
+        cpu,
     }
+}
+
+/// User + system CPU time of a process so far (/proc/PID/stat, in clock
+/// ticks of 10 ms).
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // After the command name (in parentheses) come the state, then 10
+    // counters, then utime and stime.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let ticks = field(11) + field(12);
+    Duration::from_millis(ticks * 10)
 }
 
 async fn connect(address: &str) -> Channel {

@@ -141,7 +141,7 @@ fn main() {
                 .resource_meta;
             let task = flytewasm::task_service::task_request(create(template, "bench", "x"), "bench").unwrap();
             let whole = serde_json::to_vec(&task).unwrap().len();
-            let (_, annotations) = flytewasm::executor::carried::identity(&task).unwrap();
+            let (_, annotations) = flytewasm::executor::carried::identity(&task, "bench-x").unwrap();
             let carried = annotations[flytewasm::executor::carried::CONTEXT_ANNOTATION].len();
             let failed = flytewasm::task_service::decode_meta(&meta, &keys).unwrap().failure;
             assert!(failed.is_none(), "{label}: the launch failed: {failed:?}");

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flytewasm::agent::AgentService;
-use flytewasm::cluster::Cluster;
+use flytewasm::cluster::{Cluster, SHARD_LABEL, Shard};
 use flytewasm::config::HostConfig;
 use flytewasm::executor::{Executor, Tasks};
 use flytewasm::metrics::Metrics;
@@ -57,7 +57,17 @@ async fn env(config: serde_json::Value) -> Env {
 
 /// One `serve` replica on the sandbox (call within the runtime it runs on).
 fn replica(sandbox: &Sandbox, config: &HostConfig, keys: &MetaKeys) -> AgentService {
-    let cluster = Cluster::new(sandbox.client().unwrap());
+    sharded_replica(sandbox, config, keys, Shard::ALL)
+}
+
+/// A replica that caches only `shard`'s objects.
+fn sharded_replica(
+    sandbox: &Sandbox,
+    config: &HostConfig,
+    keys: &MetaKeys,
+    shard: Shard,
+) -> AgentService {
+    let cluster = Cluster::new(sandbox.client().unwrap()).with_shard(shard);
     let tasks = Tasks::new(Executor::new(Arc::new(cluster), Arc::new(config.clone())));
     let registry =
         Registry::from_plugins(vec![testkit::plugin("spark"), testkit::plugin("testing")]).unwrap();
@@ -876,4 +886,69 @@ async fn the_janitor_finishes_an_unconfirmed_object_its_plugin_patches() {
     assert_eq!(labels["flytewasm.io/unconfirmed"], "true");
     // Not aborted again on the next round.
     assert_eq!(tasks.sweep(&plugins).await, 0);
+}
+
+/// Three replicas split the objects between their watch caches (propeller
+/// round-robins among them): each caches only its shard's objects, and
+/// every replica answers for every task, reading the others' objects from
+/// the API server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_replicas_cache_their_share_and_answer_every_task() {
+    let env = env(json!({})).await;
+    let replicas: Vec<AgentService> = (0..3)
+        .map(|i| {
+            let shard = Shard::new(i, 3).unwrap();
+            sharded_replica(&env.sandbox, &env.config, &env.keys, shard)
+        })
+        .collect();
+    let mut metas = Vec::new();
+    for i in 0..12 {
+        let request = create(spark(), &format!("shard{i}"), 0, "run-forever");
+        metas.push(launch(&replicas[i % 3], request).await);
+    }
+    // Each replica is asked about every task, as round robin does.
+    for round in 0..3 {
+        for (i, meta) in metas.iter().enumerate() {
+            let replica = &replicas[(i + round) % 3];
+            until_on(replica, meta, |r| r.phase == Phase::Running as i32).await;
+        }
+    }
+    let apps = testkit::spark_apps(&env.sandbox, NS)
+        .list(&Default::default())
+        .await
+        .unwrap();
+    assert_eq!(apps.items.len(), 12);
+    let mut per_shard = [0; 3];
+    for app in &apps.items {
+        let name = app.metadata.name.as_deref().unwrap();
+        let key = Shard::key_of(name);
+        assert_eq!(
+            app.metadata.labels.as_ref().unwrap()[SHARD_LABEL],
+            key.to_string()
+        );
+        let owner = (0..3)
+            .find(|i| Shard::new(*i, 3).unwrap().owns(name))
+            .unwrap();
+        per_shard[owner as usize] += 1;
+    }
+    for (i, replica) in replicas.iter().enumerate() {
+        let cluster = replica.service().executor().cluster();
+        assert_eq!(
+            cluster.cached_objects(),
+            per_shard[i],
+            "replica {i} caches its share only: {per_shard:?}"
+        );
+    }
+    assert_eq!(per_shard.iter().sum::<usize>(), 12);
+}
+
+/// GetTask on one replica until `done` holds.
+async fn until_on(replica: &AgentService, meta: &[u8], done: impl Fn(&Resource) -> bool) {
+    for _ in 0..400 {
+        if done(&get(replica, meta).await) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("not reached within 10 s");
 }

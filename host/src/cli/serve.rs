@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, SHARD_KEYS, Shard};
 use crate::executor::{Executor, Tasks};
 use crate::metrics::Metrics;
 use crate::registry::{AllowList, LivePlugins, Options, PluginState};
@@ -55,10 +55,20 @@ pub struct Args {
     /// YAML file (`spark: [sha256:...]`).
     #[arg(long, env = "FLYTEWASM_ALLOW_LIST")]
     pub allow_list: Option<PathBuf>,
+    /// Replicas that split the objects between their watch caches (1 to
+    /// 32): each caches its share and reads the others' from the API, and
+    /// every replica answers for every task.
+    #[arg(long, env = "FLYTEWASM_SHARD_COUNT", default_value_t = 1)]
+    pub shard_count: u32,
+    /// This replica's share, 0 to --shard-count - 1 (a StatefulSet's pod
+    /// index, `apps.kubernetes.io/pod-index`).
+    #[arg(long, env = "FLYTEWASM_SHARD_INDEX", default_value_t = 0)]
+    pub shard_index: u32,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let config = args.host.config()?;
+    let shard = Shard::new(args.shard_index, args.shard_count).map_err(anyhow::Error::msg)?;
     let keys = match (&config.security.resource_meta_keys, args.sandbox) {
         (Some(path), _) => MetaKeys::load(path)?,
         (None, true) => MetaKeys::ephemeral(),
@@ -123,6 +133,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         } else {
             (Cluster::from_kubeconfig(args.context.clone()).await?, None)
         };
+        let cluster = cluster.with_shard(shard);
+        if shard.count > 1 {
+            println!(
+                "[serve] shard {} of {}: caches shard keys {:?} of {SHARD_KEYS}",
+                shard.index,
+                shard.count,
+                shard.keys()
+            );
+        }
 
         for status in plugins.current().status() {
             match status.state {

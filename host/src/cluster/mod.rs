@@ -30,6 +30,61 @@ use tokio::sync::broadcast;
 /// The label on every object this host creates: its watches select it.
 pub const MANAGED_LABEL: (&str, &str) = ("app.kubernetes.io/managed-by", "flytewasm");
 
+/// The label that puts an object under one of [`SHARD_KEYS`] keys, derived
+/// from its name (as propeller's `shard-key` does for workflows): replicas
+/// split the key space, so changing their number relabels nothing.
+pub const SHARD_LABEL: &str = "flytewasm.io/shard-key";
+pub const SHARD_KEYS: u32 = 32;
+
+/// This replica's share of the objects: the shard keys its watches cache.
+/// Every replica still answers for every task; an object outside its share
+/// is read from the API server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// One replica caches everything.
+    pub const ALL: Shard = Shard { index: 0, count: 1 };
+
+    /// Replica `index` of `count` (at most [`SHARD_KEYS`]).
+    pub fn new(index: u32, count: u32) -> Result<Self, String> {
+        if count == 0 || count > SHARD_KEYS || index >= count {
+            return Err(format!(
+                "shard {index} of {count}: the count must be 1 to {SHARD_KEYS} and the index below it"
+            ));
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// The shard key of the object named `name`: stable across processes
+    /// and versions (the first bytes of its SHA-256).
+    pub fn key_of(name: &str) -> u32 {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(name.as_bytes());
+        u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % SHARD_KEYS
+    }
+
+    /// The keys this replica takes: a contiguous range of the key space.
+    pub fn keys(&self) -> std::ops::Range<u32> {
+        self.index * SHARD_KEYS / self.count..(self.index + 1) * SHARD_KEYS / self.count
+    }
+
+    pub fn owns(&self, name: &str) -> bool {
+        self.count == 1 || self.keys().contains(&Shard::key_of(name))
+    }
+
+    /// The label selector term for this replica's keys (None: all).
+    pub fn selector(&self) -> Option<String> {
+        (self.count > 1).then(|| {
+            let keys: Vec<String> = self.keys().map(|k| k.to_string()).collect();
+            format!("{SHARD_LABEL} in ({})", keys.join(","))
+        })
+    }
+}
+
 /// What happens to an object's dependents (a Job's pods, an operator's
 /// children) when it is deleted. Every delete says which: `batch/v1` Jobs
 /// otherwise orphan their pods.
@@ -162,6 +217,7 @@ pub struct Cluster {
     client: kube::Client,
     watches: Mutex<HashMap<(ResourceKind, String), Arc<KindWatch>>>,
     started: Instant,
+    shard: Shard,
 }
 
 /// The shared watch of one kind in one namespace.
@@ -217,7 +273,17 @@ impl Cluster {
             client,
             watches: Mutex::new(HashMap::new()),
             started: Instant::now(),
+            shard: Shard::ALL,
         }
+    }
+
+    /// Cache only `shard`'s objects (reads of the others go to the API).
+    pub fn with_shard(self, shard: Shard) -> Self {
+        Cluster { shard, ..self }
+    }
+
+    pub fn shard(&self) -> Shard {
+        self.shard
     }
 
     /// The cluster of the current kubeconfig context (or `context`), or the
@@ -290,6 +356,9 @@ impl Cluster {
         namespace: &str,
         name: &str,
     ) -> Result<Option<Value>, ClusterError> {
+        if !self.shard.owns(name) {
+            return self.get_from_api(kind, namespace, name).await;
+        }
         let watch = self.watch(kind, namespace);
         let key = ObjectRef::new_with(name, ()).within(namespace);
         let cached = watch
@@ -504,14 +573,21 @@ impl Cluster {
     fn start_watch(&self, kind: &ResourceKind, namespace: &str) -> KindWatch {
         let writer = reflector::store::Writer::new(());
         let cache = writer.as_reader();
-        let (changes, _) = broadcast::channel(1024);
+        // Preallocated per watch (and there is one per namespace): small.
+        // A follower that falls behind is told so and reads the object again.
+        let (changes, _) = broadcast::channel(128);
         let api = self.api(kind, namespace);
         let sender = changes.clone();
         let label = format!("{} {}/{namespace}", kind.kind, kind.api_version);
         let healthy = Arc::new(AtomicBool::new(true));
         let health = healthy.clone();
+        let shard = self.shard;
         let task = tokio::spawn(async move {
             let selector = format!("{}={}", MANAGED_LABEL.0, MANAGED_LABEL.1);
+            let selector = match shard.selector() {
+                Some(keys) => format!("{selector},{keys}"),
+                None => selector,
+            };
             let config = watcher::Config::default().any_semantic().labels(&selector);
             let events = watcher(api, config)
                 .default_backoff()
@@ -543,5 +619,34 @@ impl Cluster {
             last_used: AtomicU64::new(self.elapsed_ms()),
             task,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_split_the_key_space_and_every_name_has_one_owner() {
+        for count in [1, 2, 3, 5, 32] {
+            let shards: Vec<Shard> = (0..count).map(|i| Shard::new(i, count).unwrap()).collect();
+            let covered: Vec<u32> = shards.iter().flat_map(|s| s.keys()).collect();
+            assert_eq!(
+                covered,
+                (0..SHARD_KEYS).collect::<Vec<_>>(),
+                "{count} shards"
+            );
+            for name in ["a-n0-0", "b-n1-2", "flyte-xyz"] {
+                assert_eq!(shards.iter().filter(|s| s.owns(name)).count(), 1);
+            }
+        }
+        assert_eq!(Shard::ALL.selector(), None);
+        assert_eq!(
+            Shard::new(1, 4).unwrap().selector().as_deref(),
+            Some("flytewasm.io/shard-key in (8,9,10,11,12,13,14,15)")
+        );
+        assert!(
+            Shard::new(3, 3).is_err() && Shard::new(0, 33).is_err() && Shard::new(0, 0).is_err()
+        );
     }
 }

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::lifecycle::PhaseEvent;
 use super::metadata::Execution;
 use super::object::TaskRequest;
-use crate::cluster::MANAGED_LABEL;
+use crate::cluster::{MANAGED_LABEL, SHARD_LABEL, Shard};
 
 /// The task execution attempt an object belongs to (`project/domain/name/node/attempt`).
 pub const TASK_ANNOTATION: &str = "flytewasm.io/task-execution";
@@ -59,11 +59,14 @@ impl Execution {
     }
 }
 
-/// The labels and annotations the host adds to every object it creates.
+/// The labels and annotations the host adds to every object it creates
+/// (named `name`).
 pub fn identity(
     request: &TaskRequest,
+    name: &str,
 ) -> Result<(BTreeMap<String, String>, BTreeMap<String, String>), String> {
     let labels = BTreeMap::from([
+        (SHARD_LABEL.to_owned(), Shard::key_of(name).to_string()),
         (MANAGED_LABEL.0.to_owned(), MANAGED_LABEL.1.to_owned()),
         (NODE_LABEL.to_owned(), request.execution.node_label()),
         (
@@ -179,7 +182,7 @@ mod tests {
     #[test]
     fn the_task_round_trips_through_the_object() {
         let task = testkit::spark_task("flyte", "demo");
-        let (labels, annotations) = identity(&task).unwrap();
+        let (labels, annotations) = identity(&task, "demo-n0-0").unwrap();
         let object = json!({ "metadata": { "labels": labels, "annotations": annotations } });
         let back = task_of(&object).unwrap();
         assert_eq!(back.template, task.template);

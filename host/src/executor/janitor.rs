@@ -209,12 +209,17 @@ impl Tasks {
         deleted
     }
 
-    /// Objects of `kind` that `selector` selects, in every namespace; where
-    /// the host may not list cluster-wide (namespaced RBAC), in the
-    /// namespaces it knows: those it has seen tasks in and those its policy
-    /// names.
+    /// Objects of `kind` in this replica's shard that `selector` selects,
+    /// in every namespace; where the host may not list cluster-wide
+    /// (namespaced RBAC), in the namespaces it knows: those it has seen
+    /// tasks in and those its policy names.
     async fn listed(&self, kind: &ResourceKind, selector: &str) -> Vec<Value> {
         let cluster = self.executor().cluster();
+        // Each replica looks after its own shard's objects.
+        let selector = &match cluster.shard().selector() {
+            Some(keys) => format!("{selector},{keys}"),
+            None => selector.to_owned(),
+        };
         let err = match cluster.list(kind, None, selector).await {
             Ok(objects) => return objects,
             Err(err) => err,

@@ -170,7 +170,7 @@ pub fn prepare(
     let json = plugin.build_resource(&ctx)?;
     let mut object = check_object(plugin, &json, &request.namespace)?;
     let name = ctx.metadata.generated_name;
-    let identity = carried::identity(request).map_err(PrepareError::ContextTooLarge)?;
+    let identity = carried::identity(request, &name).map_err(PrepareError::ContextTooLarge)?;
     inject_metadata(&mut object, plugin, config, request, &name, identity);
 
     let size = object.to_string().len();

@@ -241,9 +241,16 @@ pub struct Tasks {
     /// cluster-wide).
     namespaces: Mutex<BTreeSet<String>>,
     end_writes: EndWrites,
+    /// Background confirmations in flight at once: a resync's first looks
+    /// at thousands of tasks would otherwise each open an API connection,
+    /// which the client keeps idle, with its buffers, long after.
+    confirmations: Arc<tokio::sync::Semaphore>,
     /// Where plugin faults are counted, when a server reports them.
     metrics: std::sync::OnceLock<Arc<Metrics>>,
 }
+
+/// See [`Tasks::confirmations`].
+const CONFIRMATIONS_AT_ONCE: usize = 16;
 
 impl Tasks {
     pub fn new(executor: Executor) -> Arc<Self> {
@@ -258,6 +265,7 @@ impl Tasks {
             local: Mutex::new(HashMap::new()),
             namespaces: Mutex::new(BTreeSet::new()),
             end_writes,
+            confirmations: Arc::new(tokio::sync::Semaphore::new(CONFIRMATIONS_AT_ONCE)),
             metrics: std::sync::OnceLock::new(),
         })
     }
@@ -815,7 +823,9 @@ impl Tasks {
             return;
         }
         let (this, kind, ticket) = (self.clone(), kind.clone(), ticket.clone());
+        let permits = self.confirmations.clone();
         tokio::spawn(async move {
+            let _permit = permits.acquire_owned().await;
             let patch = serde_json::json!({ "metadata": { "labels": { carried::UNCONFIRMED_LABEL: null } } });
             let cluster = this.executor.cluster();
             let confirmed = cluster

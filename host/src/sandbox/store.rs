@@ -667,42 +667,109 @@ pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// Equality-based label selectors: `a=b`, `a==b`, `a!=b`, `a`, `!a`, comma-joined.
-pub struct LabelSelector(Vec<(String, Option<String>, bool)>);
+/// Label selectors as kube-apiserver parses them: `a=b`, `a==b`, `a!=b`,
+/// `a`, `!a`, and the set-based `a in (x,y)` and `a notin (x,y)`,
+/// comma-joined (commas inside a set's parentheses belong to the set).
+pub struct LabelSelector(Vec<Requirement>);
+
+/// One term: the label's key, the values it may (or may not) have (none:
+/// any), and whether it must match.
+struct Requirement {
+    key: String,
+    values: Option<Vec<String>>,
+    equal: bool,
+}
 
 impl LabelSelector {
     pub fn parse(text: &str) -> Result<Self, ApiError> {
         let mut terms = Vec::new();
-        for term in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-            let parsed = if let Some((k, v)) = term.split_once("!=") {
-                (k.trim().to_owned(), Some(v.trim().to_owned()), false)
+        for term in split_terms(text).into_iter().filter(|t| !t.is_empty()) {
+            let bad = || {
+                ApiError::new(
+                    400,
+                    "BadRequest",
+                    format!("unable to parse requirement: {term:?}"),
+                )
+            };
+            let set = |key: &str, values: &str, equal| {
+                let values = values
+                    .trim()
+                    .strip_prefix('(')
+                    .and_then(|v| v.strip_suffix(')'))
+                    .ok_or_else(bad)?;
+                let values = values.split(',').map(|v| v.trim().to_owned()).collect();
+                Ok::<_, ApiError>((key.trim().to_owned(), Some(values), equal))
+            };
+            let (key, values, equal) = if let Some((k, v)) = term.split_once(" notin ") {
+                set(k, v, false)?
+            } else if let Some((k, v)) = term.split_once(" in ") {
+                set(k, v, true)?
+            } else if let Some((k, v)) = term.split_once("!=") {
+                (k.trim().to_owned(), Some(vec![v.trim().to_owned()]), false)
             } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
-                (k.trim().to_owned(), Some(v.trim().to_owned()), true)
+                (k.trim().to_owned(), Some(vec![v.trim().to_owned()]), true)
             } else if let Some(k) = term.strip_prefix('!') {
                 (k.trim().to_owned(), None, false)
             } else {
                 (term.to_owned(), None, true)
             };
-            if parsed.0.is_empty() || parsed.0.contains(' ') {
-                return Err(ApiError::new(
-                    400,
-                    "BadRequest",
-                    format!("unable to parse requirement: {term:?}"),
-                ));
+            if key.is_empty() || key.contains(' ') {
+                return Err(bad());
             }
-            terms.push(parsed);
+            terms.push(Requirement { key, values, equal });
         }
         Ok(LabelSelector(terms))
     }
 
     pub fn matches(&self, object: &Value) -> bool {
         let labels = &object["metadata"]["labels"];
-        self.0.iter().all(|(key, value, equal)| {
-            let actual = labels[key.as_str()].as_str();
-            match value {
-                Some(value) => (actual == Some(value.as_str())) == *equal,
-                None => actual.is_some() == *equal,
+        self.0.iter().all(|term| {
+            let actual = labels[term.key.as_str()].as_str();
+            match &term.values {
+                Some(values) => actual.is_some_and(|a| values.iter().any(|v| v == a)) == term.equal,
+                None => actual.is_some() == term.equal,
             }
         })
+    }
+}
+
+/// The selector's terms: split at commas outside parentheses.
+fn split_terms(text: &str) -> Vec<&str> {
+    let (mut terms, mut depth, mut start) = (Vec::new(), 0i32, 0);
+    for (i, c) in text.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                terms.push(text[start..i].trim());
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    terms.push(text[start..].trim());
+    terms
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LabelSelector;
+    use serde_json::json;
+
+    #[test]
+    fn set_based_selectors_match_as_kube_apiserver_s_do() {
+        let object =
+            |key: &str| json!({ "metadata": { "labels": { "managed": "yes", "shard": key } } });
+        let selector = LabelSelector::parse("managed=yes,shard in (1, 2,3)").unwrap();
+        assert!(selector.matches(&object("2")));
+        assert!(!selector.matches(&object("4")));
+        let outside = LabelSelector::parse("shard notin (1,2)").unwrap();
+        assert!(outside.matches(&object("3")));
+        assert!(
+            outside.matches(&json!({ "metadata": {} })),
+            "notin matches a missing label"
+        );
+        assert!(!outside.matches(&object("1")));
+        assert!(LabelSelector::parse("shard in 1,2").is_err());
     }
 }
