@@ -134,12 +134,13 @@ class Cluster:
         self.replicas = []
         self.configs = 0
 
-    def serve(self, **tasks):
+    def serve(self, *args, **tasks):
+        """A replica with the `tasks` settings and the extra flags `args`."""
         self.configs += 1
         config = self.tmp / f"host-{self.configs}.yaml"
         config.write_text(f"security:\n  resource-meta-keys: {self.keys}\n{tasks_section(**tasks)}")
         process = agent_support.serve(
-            self.bin, self.plugins, "--config", config, env={"KUBECONFIG": str(self.kubeconfig)}
+            self.bin, self.plugins, "--config", config, *args, env={"KUBECONFIG": str(self.kubeconfig)}
         )
         replica = Replica(process)
         self.replicas.append(replica)
@@ -397,6 +398,55 @@ def test_two_replicas_round_robin_survive_a_kill(cluster, template):
     checks(killed_calls > 0, f"the kill was felt: {killed_calls} calls to the killed replica failed")
     checks(not emulator.callback_errors, "the emulator ran cleanly", emulator.callback_errors)
     summary("round robin + SIGKILL", emulator, extra=f", {killed_calls} calls failed on the killed replica")
+    checks.done()
+
+
+def shard_keys(index, count, keys=32):
+    """The shard keys replica `index` of `count` caches (a contiguous range)."""
+    return range(index * keys // count, (index + 1) * keys // count)
+
+
+def test_three_sharded_replicas_each_cache_their_share(cluster, template):
+    """Three replicas split the objects between their watch caches
+    (`--shard-index`/`--shard-count`); propeller round-robins among them,
+    so most looks land on a replica that reads another shard's object from
+    the API. Every node still ends as it should."""
+    checks = Checks("sharded replicas")
+    replicas = [cluster.serve("--shard-index", str(i), "--shard-count", "3") for i in range(3)]
+    sampler = LiveObjectSampler(cluster.api, namespace=NAMESPACE).start()
+    nodes, expected = [], {}
+    for i in range(30):
+        spec = NodeSpec(f"shard-{i // 10}", f"n{i % 10}", template, start_after=i * 0.05)
+        if i % 5 == 4:
+            spec.annotations = {OUTCOME: "run-forever", STEP: "300"}
+            spec.abort_after = 2.0
+            expected[spec.key] = "ABORTED"
+        elif i % 5 == 3:
+            spec.annotations = {OUTCOME: "fail", STEP: "300"}
+            expected[spec.key] = "FAILED"
+        else:
+            spec.annotations = {OUTCOME: "succeed", STEP: "500"}
+            expected[spec.key] = "SUCCEEDED"
+        nodes.append(spec)
+    emulator = Emulator([r.address for r in replicas], resync=RESYNC, max_attempts=2)
+    emulator.start(nodes)
+    emulator.wait(timeout=90)
+
+    check_outcomes(checks, emulator, expected)
+    check_aborted_gone(checks, emulator, cluster.api, expected)
+    sampler.stop()
+    check_one_live(checks, sampler)
+    check_same_terminal_answer(checks, emulator, [r.address for r in replicas])
+    check_no_delete_after_success(checks, emulator)
+    objects = cluster.api.list("sparkapplications", NAMESPACE, f"{MANAGED_BY}")
+    keys = [int(o["metadata"]["labels"]["flytewasm.io/shard-key"]) for o in objects]
+    for index, replica in enumerate(replicas):
+        share = sum(1 for k in keys if k in shard_keys(index, 3))
+        cached = replica.metric("flytewasm_watch_cached_objects")
+        checks(cached is not None and cached <= share, f"replica {index} caches only its share: {cached} of its {share}")
+    checks(len(set(keys)) > 1, f"the objects spread over shard keys: {sorted(set(keys))}")
+    checks(not emulator.callback_errors, "the emulator ran cleanly", emulator.callback_errors)
+    summary("3 sharded replicas, round robin", emulator)
     checks.done()
 
 
