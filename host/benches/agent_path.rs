@@ -11,6 +11,8 @@
 //!    `flytewasm sandbox` process holds them, so the figure is the host's).
 //! 4. `serve`'s resident memory with `FLYTEWASM_BENCH_LIVE_TASKS` (10,000)
 //!    Spark tasks in flight beside 1,000: the bytes each live task costs.
+//! 5. The same tasks over three sharded replicas (round robin): each
+//!    replica's memory and cached objects.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -156,9 +158,9 @@ fn main() {
     // 3. RSS with foreign objects.
     // A first run seals the plugins' compiled form in the cache (compiling
     // costs memory the runs compared below must not carry).
-    serve_rss(1_000, 0);
-    let baseline = serve_rss(1_000, 0);
-    let crowded = serve_rss(1_000, 10_000);
+    serve_rss(1_000, 0, 1);
+    let baseline = serve_rss(1_000, 0, 1)[0];
+    let crowded = serve_rss(1_000, 10_000, 1)[0];
     println!(
         "flytewasm serve RSS, 1,000 namespaces watched (one task each), sandbox in another process"
     );
@@ -182,7 +184,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    let many = serve_rss(live, 0);
+    let many = serve_rss(live, 0, 1)[0];
     let per_task = (many.0 - baseline.0) as f64 * 1024.0 / (live - 1_000) as f64;
     println!(
         "flytewasm serve RSS with Spark tasks in flight over 1,000 namespaces, sandbox in another process"
@@ -204,13 +206,25 @@ fn main() {
         per_task,
         (baseline.0 as f64 * 1024.0 + per_task * 99_000.0) / (1 << 20) as f64
     );
+
+    // 5. The same tasks over three sharded replicas, called round robin.
+    let sharded = serve_rss(live, 0, 3);
+    println!("  {live:>6} tasks over 3 sharded replicas, round robin:");
+    for (i, (rss, cached, peak)) in sharded.iter().enumerate() {
+        println!(
+            "    replica {i}                     {:>6} MiB  cached objects {cached}  ({:.2}x one replica's; peak {} MiB)",
+            rss / 1024,
+            *rss as f64 / many.0 as f64,
+            peak / 1024
+        );
+    }
 }
 
 /// Start a sandbox process with `foreign` SparkApplications not ours spread
 /// over 1,000 namespaces, run `tasks` tasks spread over those namespaces
-/// through a `serve` process, and report serve's RSS (KiB), its cached
-/// objects and its peak RSS (KiB).
-fn serve_rss(tasks: usize, foreign: usize) -> (u64, u64, u64) {
+/// through `replicas` sharded `serve` processes, and report each one's RSS
+/// (KiB), cached objects and peak RSS (KiB).
+fn serve_rss(tasks: usize, foreign: usize, replicas: usize) -> Vec<(u64, u64, u64)> {
     let root = testkit::workspace_dir();
     let bin = env!("CARGO_BIN_EXE_flytewasm");
     let dir = tempfile::tempdir().unwrap();
@@ -279,48 +293,53 @@ fn serve_rss(tasks: usize, foreign: usize) -> (u64, u64, u64) {
         }))
         .await;
     });
-    let (mut serve, grpc) = spawn(
-        Command::new(bin)
-            .args([
-                "serve",
-                "--grpc",
-                "127.0.0.1:0",
-                "--http",
-                "127.0.0.1:0",
-                "--config",
-            ])
-            .arg(&config)
-            .arg("--plugins")
-            .arg(root.join("target/plugins"))
-            .env("KUBECONFIG", &kubeconfig)
-            .env("FLYTEWASM_CACHE_DIR", root.join("target/flytewasm-cache"))
-            .env(
-                "FLYTEWASM_PRECOMPILE_KEY",
-                root.join("target/flytewasm-test-keys/precompile.key"),
-            )
-            .env("FLYTEWASM_LOG", "warn"),
-        |line| {
-            line.contains("agent and connector gRPC on ")
-                .then(|| line.to_owned())
-        },
-    );
-    let address = |after: &str, end: char| {
-        let rest = grpc.split_once(after).unwrap().1;
-        rest.split(end).next().unwrap().trim().to_owned()
-    };
-    let (grpc, http) = (
-        address("agent and connector gRPC on ", ';'),
-        address("metrics on http://", ' '),
-    );
+    // Replica i of `replicas` caches its shard; calls go round robin.
+    let servers: Vec<(Child, String, String)> = (0..replicas)
+        .map(|index| {
+            let (serve, printed) = spawn(
+                Command::new(bin)
+                    .args(["serve", "--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+                    .args(["--shard-index", &index.to_string()])
+                    .args(["--shard-count", &replicas.to_string()])
+                    .arg("--config")
+                    .arg(&config)
+                    .arg("--plugins")
+                    .arg(root.join("target/plugins"))
+                    .env("KUBECONFIG", &kubeconfig)
+                    .env("FLYTEWASM_CACHE_DIR", root.join("target/flytewasm-cache"))
+                    .env(
+                        "FLYTEWASM_PRECOMPILE_KEY",
+                        root.join("target/flytewasm-test-keys/precompile.key"),
+                    )
+                    .env("FLYTEWASM_LOG", "warn"),
+                |line| {
+                    line.contains("agent and connector gRPC on ")
+                        .then(|| line.to_owned())
+                },
+            );
+            let address = |after: &str, end: char| {
+                let rest = printed.split_once(after).unwrap().1;
+                rest.split(end).next().unwrap().trim().to_owned()
+            };
+            let grpc = address("agent and connector gRPC on ", ';');
+            let http = address("metrics on http://", ' ');
+            (serve, grpc, http)
+        })
+        .collect();
     let cached = runtime.block_on(async {
-        let agent = AsyncAgentServiceClient::connect(format!("http://{grpc}"))
-            .await
-            .unwrap();
+        let mut agents = Vec::new();
+        for (_, grpc, _) in &servers {
+            agents.push(
+                AsyncAgentServiceClient::connect(format!("http://{grpc}"))
+                    .await
+                    .unwrap(),
+            );
+        }
         let template = testkit::spark_task("bench", "unused").template;
         // 32 calls in flight at a time, as propeller's workers make them.
         let metas: Vec<Vec<u8>> = futures::stream::iter(0..tasks)
             .map(|i| {
-                let mut agent = agent.clone();
+                let mut agent = agents[i % replicas].clone();
                 let request = create(
                     template.clone(),
                     &format!("ns-{}", i % namespaces),
@@ -338,11 +357,12 @@ fn serve_rss(tasks: usize, foreign: usize) -> (u64, u64, u64) {
             .buffer_unordered(32)
             .collect()
             .await;
-        // GetTask opens each namespace's watch, as propeller's resync does.
-        for _ in 0..2 {
-            futures::stream::iter(&metas)
-                .for_each_concurrent(32, |meta| {
-                    let mut agent = agent.clone();
+        // GetTask opens each namespace's watch, as propeller's resync does;
+        // the second pass asks each task's next replica.
+        for pass in 0..2 {
+            futures::stream::iter(metas.iter().enumerate())
+                .for_each_concurrent(32, |(i, meta)| {
+                    let mut agent = agents[(i + pass) % replicas].clone();
                     let get = GetTaskRequest {
                         resource_meta: meta.clone(),
                         ..Default::default()
@@ -354,15 +374,30 @@ fn serve_rss(tasks: usize, foreign: usize) -> (u64, u64, u64) {
                 .await;
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
-        metric(&http, "flytewasm_watch_cached_objects")
+        servers
+            .iter()
+            .map(|(_, _, http)| metric(http, "flytewasm_watch_cached_objects"))
+            .collect::<Vec<_>>()
     });
-    let rss = testkit::rss_kib(serve.id());
-    let peak = testkit::peak_rss_kib(&serve.id().to_string());
-    for child in [&mut serve, &mut sandbox] {
-        let _ = child.kill();
-        let _ = child.wait();
+    let measured = servers
+        .iter()
+        .zip(cached)
+        .map(|((serve, _, _), cached)| {
+            let pid = serve.id();
+            (
+                testkit::rss_kib(pid),
+                cached,
+                testkit::peak_rss_kib(&pid.to_string()),
+            )
+        })
+        .collect();
+    for (mut serve, _, _) in servers {
+        let _ = serve.kill();
+        let _ = serve.wait();
     }
-    (rss, cached, peak)
+    let _ = sandbox.kill();
+    let _ = sandbox.wait();
+    measured
 }
 
 /// One gauge from a `/metrics` page.

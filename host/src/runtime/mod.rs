@@ -176,6 +176,9 @@ impl Codegen {
         // (but does not commit) that address space per slot.
         wasm.wasm_component_model(true)
             .epoch_interruption(true)
+            // Only for outside unwinders (wasmtime's own traces do without),
+            // and registering it is a large part of loading a `.cwasm`.
+            .native_unwind_info(false)
             .allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool))
             .strategy(match tier {
                 Tier::Baseline => wasmtime::Strategy::Winch,
