@@ -952,3 +952,77 @@ async fn until_on(replica: &AgentService, meta: &[u8], done: impl Fn(&Resource) 
     }
     panic!("not reached within 10 s");
 }
+
+/// With shards, each replica's janitor collects its own share of the
+/// finished objects, and the first shard's also the objects with no shard
+/// key (made by an older release): nothing is left to nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_shard_s_janitor_collects_its_share_and_the_first_the_unkeyed() {
+    let env = env(json!({ "tasks": { "retention-seconds": 0 } })).await;
+    let replicas: Vec<AgentService> = (0..2)
+        .map(|i| {
+            sharded_replica(
+                &env.sandbox,
+                &env.config,
+                &env.keys,
+                Shard::new(i, 2).unwrap(),
+            )
+        })
+        .collect();
+    let apps = testkit::spark_apps(&env.sandbox, NS);
+    let mut names = Vec::new();
+    for i in 0..6 {
+        let meta = launch(
+            &replicas[i % 2],
+            create(spark(), &format!("swept{i}"), 0, "succeed"),
+        )
+        .await;
+        until_on(&replicas[i % 2], &meta, |r| {
+            r.phase == Phase::Succeeded as i32
+        })
+        .await;
+        let name = format!("swept{i}-n0-0");
+        finished_within(&apps, &name, Duration::from_secs(10)).await;
+        names.push(name);
+    }
+    // Finished under an older release: managed, no shard key.
+    let old: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "sparkoperator.k8s.io/v1beta2", "kind": "SparkApplication",
+        "metadata": {
+            "name": "older-release",
+            "labels": { "app.kubernetes.io/managed-by": "flytewasm", "flytewasm.io/finished": "true" },
+            "annotations": { "flytewasm.io/finished-at": "2026-01-01T00:00:00Z" },
+        },
+        "spec": {},
+    }))
+    .unwrap();
+    apps.create(&PostParams::default(), &old).await.unwrap();
+    let second: Vec<&String> = names
+        .iter()
+        .filter(|n| Shard::new(1, 2).unwrap().owns(n))
+        .collect();
+
+    let plugins = [testkit::plugin("spark")];
+    let swept = replicas[1].service().tasks().sweep(&plugins).await;
+    assert_eq!(
+        swept,
+        second.len(),
+        "the second shard collects its own share"
+    );
+    assert!(apps.get_opt("older-release").await.unwrap().is_some());
+    let swept = replicas[0].service().tasks().sweep(&plugins).await;
+    assert_eq!(
+        swept,
+        names.len() - second.len() + 1,
+        "the first: its share and the unkeyed"
+    );
+    let left = apps.list(&Default::default()).await.unwrap();
+    assert!(
+        left.items.is_empty(),
+        "nothing left: {:?}",
+        left.items
+            .iter()
+            .map(|o| &o.metadata.name)
+            .collect::<Vec<_>>()
+    );
+}

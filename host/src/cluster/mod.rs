@@ -76,6 +76,21 @@ impl Shard {
         self.count == 1 || self.keys().contains(&Shard::key_of(name))
     }
 
+    /// What this replica's janitor looks after (None: all): its keys, and
+    /// for the first shard also objects with no key (made by an older
+    /// release), so that no object is left to nobody.
+    pub fn tended_selector(&self) -> Option<String> {
+        if self.index > 0 {
+            return self.selector();
+        }
+        (self.count > 1).then(|| {
+            let others: Vec<String> = (self.keys().end..SHARD_KEYS)
+                .map(|k| k.to_string())
+                .collect();
+            format!("{SHARD_LABEL} notin ({})", others.join(","))
+        })
+    }
+
     /// The label selector term for this replica's keys (None: all).
     pub fn selector(&self) -> Option<String> {
         (self.count > 1).then(|| {
@@ -644,6 +659,14 @@ mod tests {
         assert_eq!(
             Shard::new(1, 4).unwrap().selector().as_deref(),
             Some("flytewasm.io/shard-key in (8,9,10,11,12,13,14,15)")
+        );
+        assert_eq!(
+            Shard::new(0, 2).unwrap().tended_selector().as_deref(),
+            Some("flytewasm.io/shard-key notin (16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31)")
+        );
+        assert_eq!(
+            Shard::new(1, 4).unwrap().tended_selector(),
+            Shard::new(1, 4).unwrap().selector()
         );
         assert!(
             Shard::new(3, 3).is_err() && Shard::new(0, 33).is_err() && Shard::new(0, 0).is_err()

@@ -152,16 +152,17 @@ pub fn finished_at(object: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
 
 /// The metadata that marks an object finished with `event` (merged into
 /// the patch that removes Flyte's finalizer).
-pub fn finished_metadata(event: &PhaseEvent) -> Value {
+pub fn finished_metadata(event: &PhaseEvent, name: &str) -> Value {
     let mut annotations = json!({ FINISHED_AT_ANNOTATION: now() });
     let outcome = serde_json::to_string(event).expect("events serialize");
     if outcome.len() <= MAX_OUTCOME_BYTES {
         annotations[OUTCOME_ANNOTATION] = json!(outcome);
     }
-    // Managed too: an object adopted from an older release gets the label
-    // the janitor selects on.
+    // Managed and keyed too: an object adopted from an older release gets
+    // the labels the janitors select on.
+    let key = Shard::key_of(name).to_string();
     json!({
-        "labels": { FINISHED_LABEL: "true", MANAGED_LABEL.0: MANAGED_LABEL.1 },
+        "labels": { FINISHED_LABEL: "true", MANAGED_LABEL.0: MANAGED_LABEL.1, SHARD_LABEL: key },
         "annotations": annotations,
     })
 }

@@ -216,7 +216,7 @@ impl Tasks {
     async fn listed(&self, kind: &ResourceKind, selector: &str) -> Vec<Value> {
         let cluster = self.executor().cluster();
         // Each replica looks after its own shard's objects.
-        let selector = &match cluster.shard().selector() {
+        let selector = &match cluster.shard().tended_selector() {
             Some(keys) => format!("{selector},{keys}"),
             None => selector.to_owned(),
         };

@@ -610,7 +610,7 @@ impl Executor {
     pub async fn finish(&self, state: &TaskState, event: &PhaseEvent) -> Result<(), ExecutorError> {
         // The first end recorded stays.
         self.release(state, "finishing", |object| {
-            (!carried::is_finished(object)).then(|| carried::finished_metadata(event))
+            (!carried::is_finished(object)).then(|| carried::finished_metadata(event, &state.name))
         })
         .await
     }

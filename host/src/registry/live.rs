@@ -164,6 +164,12 @@ impl LivePlugins {
         if let Some(metrics) = self.metrics.as_ref().filter(|_| !changes.is_empty()) {
             record(metrics, &next, &changes);
         }
+        // Swapped even when nothing changed: the snapshot remembers what was looked at.
+        self.current.store(Arc::new(next));
+        if !changes.is_empty() {
+            self.swaps.send_modify(|count| *count += 1);
+        }
+        // After the swap: the optimizing thread compiles what serves.
         if let Some(queue) = &self.to_optimize {
             let queue = queue.lock().unwrap();
             for change in &changes {
@@ -173,11 +179,6 @@ impl LivePlugins {
                     let _ = queue.send(plugin.clone());
                 }
             }
-        }
-        // Swapped even when nothing changed: the snapshot remembers what was looked at.
-        self.current.store(Arc::new(next));
-        if !changes.is_empty() {
-            self.swaps.send_modify(|count| *count += 1);
         }
         Ok(changes)
     }
@@ -209,10 +210,17 @@ impl LivePlugins {
     }
 }
 
-/// The optimizing thread: one Cranelift compile at a time, so a burst of
-/// new files does not take every core from the calls being served.
+/// The optimizing thread: one Cranelift compile at a time, of versions
+/// still serving new tasks (after a burst of publishes, only the last;
+/// versions kept for their tasks keep Winch's code).
 fn optimize(live: Weak<LivePlugins>, runtime: Runtime, queue: std::sync::mpsc::Receiver<Plugin>) {
     for plugin in queue {
+        let held = live
+            .upgrade()
+            .is_some_and(|live| live.current().serving(&plugin));
+        if !held {
+            continue;
+        }
         let started = Instant::now();
         let optimized = runtime.optimize(&plugin);
         let Some(live) = live.upgrade() else { return };

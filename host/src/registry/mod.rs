@@ -422,6 +422,11 @@ impl Registry {
         })
     }
 
+    /// Whether this exact loaded version serves new tasks here.
+    pub fn serving(&self, plugin: &Plugin) -> bool {
+        self.active.iter().any(|p| p.same(plugin))
+    }
+
     /// This snapshot with `from` (one loaded version) replaced by `to`
     /// wherever it serves; None when it no longer does.
     pub fn upgraded(&self, from: &Plugin, to: &Plugin) -> Option<Registry> {

@@ -204,8 +204,9 @@ impl Codegen {
 #[derive(Clone)]
 pub struct Runtime {
     optimized: Codegen,
-    /// Made on first use (only hot swaps use it); None if this platform's
-    /// Winch cannot make one, and then everything is compiled by Cranelift.
+    /// Made on first use (`serve`'s loads, at start-up and on swaps); None
+    /// if this platform's Winch cannot make one, and then everything is
+    /// compiled by Cranelift.
     baseline: Arc<OnceLock<Option<Codegen>>>,
     config: Arc<RuntimeConfig>,
     precompile_key: Option<precompiled::PrecompileKey>,
@@ -341,27 +342,33 @@ impl Runtime {
         }
         let digest = precompiled::digest_of(bytes);
         admit(&digest).map_err(refused)?;
-        let compile_error = |cause| LoadError::Compile {
-            path: path.into(),
-            cause,
-        };
-        let baseline = tiered
-            .then(|| self.baseline())
-            .flatten()
-            .filter(|_| cache::cached(self, &self.optimized.engine, &digest).is_none());
-        match baseline {
-            Some(codegen) => {
-                let component =
-                    cache::compile(self, &codegen.engine, bytes, &digest).map_err(compile_error)?;
-                let source = Some(Arc::<[u8]>::from(bytes));
-                self.link(component, codegen, digest, path, source)
+        let optimized = &self.optimized;
+        if let Some(baseline) = tiered.then(|| self.baseline()).flatten() {
+            // Cranelift's build, when the cache has it, serves at once.
+            if let Some(component) = cache::cached(self, &optimized.engine, &digest) {
+                return self.link(component, optimized, digest, path, None);
             }
-            None => {
-                let component = cache::compile(self, &self.optimized.engine, bytes, &digest)
-                    .map_err(compile_error)?;
-                self.link(component, &self.optimized, digest, path, None)
+            match cache::compile(self, &baseline.engine, bytes, &digest) {
+                Ok(component) => {
+                    let source = Some(Arc::<[u8]>::from(bytes));
+                    return self.link(component, baseline, digest, path, source);
+                }
+                // Winch lacks some proposals Cranelift has (tail calls,
+                // exceptions): such a component loads the slow way.
+                Err(err) => tracing::warn!(
+                    file = %path.display(),
+                    "Winch cannot compile it, Cranelift will: {err:#}"
+                ),
             }
         }
+        let component =
+            cache::compile(self, &optimized.engine, bytes, &digest).map_err(|cause| {
+                LoadError::Compile {
+                    path: path.into(),
+                    cause,
+                }
+            })?;
+        self.link(component, optimized, digest, path, None)
     }
 
     /// The same plugin compiled by Cranelift (None: it already is). Its

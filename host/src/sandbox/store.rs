@@ -691,19 +691,24 @@ impl LabelSelector {
                     format!("unable to parse requirement: {term:?}"),
                 )
             };
-            let set = |key: &str, values: &str, equal| {
-                let values = values
-                    .trim()
-                    .strip_prefix('(')
-                    .and_then(|v| v.strip_suffix(')'))
-                    .ok_or_else(bad)?;
-                let values = values.split(',').map(|v| v.trim().to_owned()).collect();
-                Ok::<_, ApiError>((key.trim().to_owned(), Some(values), equal))
-            };
-            let (key, values, equal) = if let Some((k, v)) = term.split_once(" notin ") {
-                set(k, v, false)?
-            } else if let Some((k, v)) = term.split_once(" in ") {
-                set(k, v, true)?
+            let (key, values, equal) = if let Some((head, rest)) = term.split_once('(') {
+                // `key in (a,b)` / `key notin (a,b)`, the space before `(` optional.
+                let (key, op) = head.trim().rsplit_once(' ').ok_or_else(bad)?;
+                let equal = match op {
+                    "in" => true,
+                    "notin" => false,
+                    _ => return Err(bad()),
+                };
+                let values: Vec<String> = rest
+                    .strip_suffix(')')
+                    .ok_or_else(bad)?
+                    .split(',')
+                    .map(|v| v.trim().to_owned())
+                    .collect();
+                if values.iter().all(String::is_empty) {
+                    return Err(bad());
+                }
+                (key.trim().to_owned(), Some(values), equal)
             } else if let Some((k, v)) = term.split_once("!=") {
                 (k.trim().to_owned(), Some(vec![v.trim().to_owned()]), false)
             } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
@@ -739,7 +744,7 @@ fn split_terms(text: &str) -> Vec<&str> {
     for (i, c) in text.char_indices() {
         match c {
             '(' => depth += 1,
-            ')' => depth -= 1,
+            ')' => depth = (depth - 1).max(0),
             ',' if depth == 0 => {
                 terms.push(text[start..i].trim());
                 start = i + 1;
@@ -770,6 +775,13 @@ mod tests {
             "notin matches a missing label"
         );
         assert!(!outside.matches(&object("1")));
+        assert!(
+            LabelSelector::parse("shard in(1,2)")
+                .unwrap()
+                .matches(&object("1"))
+        );
         assert!(LabelSelector::parse("shard in 1,2").is_err());
+        assert!(LabelSelector::parse("shard in ()").is_err());
+        assert!(LabelSelector::parse("shard within (1)").is_err());
     }
 }
