@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use flytewasm::testkit;
+
+mod support;
 use flytewasm_proto::flyteidl::admin::{
     CreateTaskRequest, GetTaskRequest, TaskCategory, TaskExecutionMetadata,
 };
@@ -56,34 +58,11 @@ fn main() {
             .arg(&kubeconfig),
         |line| line.contains("serving at ").then(String::new),
     );
-    let keys = dir.path().join("keys.yaml");
-    std::fs::write(
-        &keys,
-        "signing-key: k1\nkeys:\n  k1: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n",
-    )
-    .unwrap();
-    let config = dir.path().join("host.yaml");
-    let config_text = format!("security:\n  resource-meta-keys: {}\n", keys.display());
-    std::fs::write(&config, config_text).unwrap();
-    let ours = Server::start(
-        Command::new(bin)
-            .args(["serve", "--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0"])
-            .arg("--config")
-            .arg(&config)
-            .arg("--plugins")
-            .arg(root.join("target/plugins"))
-            .env("KUBECONFIG", &kubeconfig)
-            .env("FLYTEWASM_CACHE_DIR", root.join("target/flytewasm-cache"))
-            .env(
-                "FLYTEWASM_PRECOMPILE_KEY",
-                root.join("target/flytewasm-test-keys/precompile.key"),
-            )
-            .env("FLYTEWASM_LOG", "warn"),
-        |line| {
-            line.split_once("agent and connector gRPC on ")
-                .map(|(_, rest)| rest.split(';').next().unwrap().trim().to_owned())
-        },
-    );
+    let config = support::host_config(dir.path());
+    let ours = Server::start(&mut support::serve(&config, &kubeconfig), |line| {
+        line.split_once("agent and connector gRPC on ")
+            .map(|(_, rest)| rest.split(';').next().unwrap().trim().to_owned())
+    });
     let flytewasm = runtime.block_on(measure(&ours, tasks, seconds, concurrency));
     let flytewasm_rss = ours.stop();
     sandbox.stop();

@@ -27,6 +27,8 @@ use flytewasm::registry::{LivePlugins, Registry};
 use flytewasm::sandbox::{Sandbox, SandboxConfig};
 use flytewasm::task_service::{MetaKeys, TaskService};
 use flytewasm::testkit;
+
+mod support;
 use flytewasm_proto::flyteidl::admin::{CreateTaskRequest, GetTaskRequest};
 use flytewasm_proto::flyteidl::core::{K8sPod, TaskTemplate, task_template::Target};
 use flytewasm_proto::flyteidl::service::async_agent_service_client::AsyncAgentServiceClient;
@@ -247,18 +249,7 @@ fn serve_rss(tasks: usize, foreign: usize, replicas: usize) -> Vec<(u64, u64, u6
                 .map(|(_, url)| url.trim().to_owned())
         },
     );
-    let keys = dir.path().join("keys.yaml");
-    std::fs::write(
-        &keys,
-        "signing-key: k1\nkeys:\n  k1: MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\n",
-    )
-    .unwrap();
-    let config = dir.path().join("host.yaml");
-    std::fs::write(
-        &config,
-        format!("security:\n  resource-meta-keys: {}\n", keys.display()),
-    )
-    .unwrap();
+    let config = support::host_config(dir.path());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -297,21 +288,9 @@ fn serve_rss(tasks: usize, foreign: usize, replicas: usize) -> Vec<(u64, u64, u6
     let servers: Vec<(Child, String, String)> = (0..replicas)
         .map(|index| {
             let (serve, printed) = spawn(
-                Command::new(bin)
-                    .args(["serve", "--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+                support::serve(&config, &kubeconfig)
                     .args(["--shard-index", &index.to_string()])
-                    .args(["--shard-count", &replicas.to_string()])
-                    .arg("--config")
-                    .arg(&config)
-                    .arg("--plugins")
-                    .arg(root.join("target/plugins"))
-                    .env("KUBECONFIG", &kubeconfig)
-                    .env("FLYTEWASM_CACHE_DIR", root.join("target/flytewasm-cache"))
-                    .env(
-                        "FLYTEWASM_PRECOMPILE_KEY",
-                        root.join("target/flytewasm-test-keys/precompile.key"),
-                    )
-                    .env("FLYTEWASM_LOG", "warn"),
+                    .args(["--shard-count", &replicas.to_string()]),
                 |line| {
                     line.contains("agent and connector gRPC on ")
                         .then(|| line.to_owned())

@@ -259,16 +259,14 @@ fn plugins_see_no_files_environment_or_clock() {
     );
 }
 
-/// A runtime with the strict limits and an empty artifact cache of its
-/// own, so nothing compiled by Cranelift is at hand.
-fn strict_runtime_without_artifacts() -> (Runtime, [tempfile::TempDir; 2]) {
+/// A runtime with `config` and an empty artifact cache of its own, so
+/// nothing compiled by Cranelift is at hand.
+fn runtime_without_artifacts(config: RuntimeConfig) -> (Runtime, [tempfile::TempDir; 2]) {
     let (cache, keys) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let runtime = Runtime::new(RuntimeConfig {
-        call_timeout: Duration::from_millis(200),
-        memory_limit_bytes: 16 << 20,
         cache_dir: Some(cache.path().into()),
         precompile_key_file: Some(keys.path().join("precompile.key")),
-        ..RuntimeConfig::default()
+        ..config
     })
     .unwrap();
     (runtime, [cache, keys])
@@ -290,7 +288,11 @@ fn artifacts_in(dir: &std::path::Path) -> Vec<String> {
 /// both builds are in the cache, one per engine.
 #[test]
 fn the_baseline_tier_contains_misbehaving_plugins_too() {
-    let (runtime, [cache, _keys]) = strict_runtime_without_artifacts();
+    let (runtime, [cache, _keys]) = runtime_without_artifacts(RuntimeConfig {
+        call_timeout: Duration::from_millis(200),
+        memory_limit_bytes: 16 << 20,
+        ..RuntimeConfig::default()
+    });
     let path = testkit::component_path("testing");
     let bytes = std::fs::read(&path).unwrap();
     let plugin = runtime
@@ -346,14 +348,10 @@ fn the_baseline_tier_contains_misbehaving_plugins_too() {
 
 #[test]
 fn without_the_baseline_tier_every_load_is_cranelift() {
-    let (cache, keys) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let runtime = Runtime::new(RuntimeConfig {
-        cache_dir: Some(cache.path().into()),
-        precompile_key_file: Some(keys.path().join("precompile.key")),
+    let (runtime, _dirs) = runtime_without_artifacts(RuntimeConfig {
         baseline_tier: false,
         ..RuntimeConfig::default()
-    })
-    .unwrap();
+    });
     let path = testkit::component_path("testing");
     let bytes = std::fs::read(&path).unwrap();
     let plugin = runtime
