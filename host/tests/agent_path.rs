@@ -386,6 +386,43 @@ async fn the_janitor_keeps_finished_objects_within_retention() {
     assert_eq!(again.phase, Phase::Succeeded as i32);
 }
 
+/// The janitor reads what it sweeps a page at a time: more finished
+/// objects than one page holds are all collected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_janitor_sweeps_more_objects_than_one_page_holds() {
+    let env = env(json!({ "tasks": { "retention-seconds": 0 } })).await;
+    let apps = testkit::spark_apps(&env.sandbox, NS);
+    let count = flytewasm::cluster::LIST_PAGE as usize + 3;
+    for i in 0..count {
+        let finished: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "sparkoperator.k8s.io/v1beta2", "kind": "SparkApplication",
+            "metadata": {
+                "name": format!("finished-{i}"),
+                "labels": { "app.kubernetes.io/managed-by": "flytewasm", "flytewasm.io/finished": "true" },
+                "annotations": { "flytewasm.io/finished-at": "2026-01-01T00:00:00Z" },
+            },
+            "spec": {},
+        }))
+        .unwrap();
+        apps.create(&PostParams::default(), &finished)
+            .await
+            .unwrap();
+    }
+    let swept = env.replicas[0]
+        .service()
+        .tasks()
+        .sweep(&[testkit::plugin("spark")])
+        .await;
+    assert_eq!(swept, count);
+    assert!(
+        apps.list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+}
+
 /// Wait until the object is labelled finished (its end recorded).
 async fn finished_within(apps: &kube::Api<DynamicObject>, name: &str, within: Duration) {
     let deadline = tokio::time::Instant::now() + within;

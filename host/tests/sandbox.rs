@@ -151,6 +151,72 @@ async fn lists_filter_by_label_selector() {
 }
 
 #[tokio::test]
+async fn lists_come_in_pages_and_as_metadata_only() {
+    let (_sandbox, client) = sandbox().await;
+    for (namespace, name, team) in [
+        ("a", "m0", "ml"),
+        ("a", "m1", "data"),
+        ("a", "m2", "ml"),
+        ("b", "m3", "ml"),
+        ("b", "m4", "ml"),
+    ] {
+        let maps: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+        maps.create(
+            &PostParams::default(),
+            &config_map(name, json!({ "team": team })),
+        )
+        .await
+        .unwrap();
+    }
+    let all: Api<ConfigMap> = Api::all(client.clone());
+    let names = |items: Vec<ConfigMap>| -> Vec<String> {
+        items
+            .into_iter()
+            .map(|m| m.metadata.name.unwrap())
+            .collect()
+    };
+
+    // Pages of two, across namespaces, selected: a token while more remain.
+    let paged = ListParams::default().labels("team=ml").limit(2);
+    let first = all.list(&paged).await.unwrap();
+    assert_eq!(names(first.items), ["m0", "m2"]);
+    let token = first.metadata.continue_.expect("more remain");
+    let second = all
+        .list(&paged.clone().continue_token(&token))
+        .await
+        .unwrap();
+    assert_eq!(names(second.items), ["m3", "m4"]);
+    assert!(second.metadata.continue_.is_none_or(|c| c.is_empty()));
+    assert_eq!(
+        second.metadata.resource_version, first.metadata.resource_version,
+        "every page reports the first page's version, which a watch resumes from"
+    );
+
+    // Metadata only, as kube-rs's list_metadata asks for it.
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "a");
+    let metadata = maps.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(metadata.items.len(), 3);
+    let item = &metadata.items[0];
+    assert_eq!(item.metadata.labels.as_ref().unwrap()["team"], "ml");
+    assert_eq!(item.types.as_ref().unwrap().kind, "PartialObjectMetadata");
+
+    // A token not ours is a 400; one older than the kept events, a 410.
+    let (code, _) = api_code(
+        all.list(&paged.clone().continue_token("not-a-token"))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, 400);
+    let writes: Api<ConfigMap> = Api::namespaced(client, "c");
+    for i in 0..6 {
+        let map = config_map(&format!("later-{i}"), json!({}));
+        writes.create(&PostParams::default(), &map).await.unwrap();
+    }
+    let (code, reason) = api_code(all.list(&paged.continue_token(&token)).await.unwrap_err());
+    assert_eq!((code, reason.as_str()), (410, "Expired"));
+}
+
+#[tokio::test]
 async fn finalizers_hold_a_deleted_object_until_removed() {
     let (_sandbox, client) = sandbox().await;
     let maps: Api<ConfigMap> = Api::namespaced(client, "ns");

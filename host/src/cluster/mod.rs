@@ -36,6 +36,9 @@ pub const MANAGED_LABEL: (&str, &str) = ("app.kubernetes.io/managed-by", "flytew
 pub const SHARD_LABEL: &str = "flytewasm.io/shard-key";
 pub const SHARD_KEYS: u32 = 32;
 
+/// Objects per page of a paged list (kube-runtime's watcher pages by 500 too).
+pub const LIST_PAGE: u32 = 500;
+
 /// This replica's share of the objects: the shard keys its watches cache.
 /// Every replica still answers for every task; an object outside its share
 /// is read from the API server.
@@ -418,25 +421,41 @@ impl Cluster {
         ok_if_gone(retried(|| api.delete(name, &params)).await)
     }
 
-    /// Objects of `kind` matching a label selector, in `namespace` or (with
-    /// `None`) in every namespace, from the API server.
-    pub async fn list(
+    /// The metadata (`apiVersion`, `kind`, `metadata`) of the objects
+    /// `selector` selects, [`LIST_PAGE`] at a time, each page handed to
+    /// `each` before the next is asked for: a sweep over 100,000 objects
+    /// holds one page of metadata. Answers the sum of what `each` answered.
+    pub async fn each_listed_page<F>(
         &self,
         kind: &ResourceKind,
         namespace: Option<&str>,
         selector: &str,
-    ) -> Result<Vec<Value>, ClusterError> {
+        mut each: impl FnMut(Vec<Value>) -> F,
+    ) -> Result<usize, ClusterError>
+    where
+        F: Future<Output = usize>,
+    {
         let api: Api<DynamicObject> = match namespace {
             Some(namespace) => self.api(kind, namespace),
             None => Api::all_with(self.client.clone(), &kind.api_resource()),
         };
-        let params = ListParams::default().labels(selector);
-        let list = retried(|| api.list(&params)).await?;
-        Ok(list
-            .items
-            .into_iter()
-            .map(|object| serde_json::to_value(object).expect("objects serialize"))
-            .collect())
+        let mut params = ListParams::default().labels(selector).limit(LIST_PAGE);
+        let mut total = 0;
+        loop {
+            let page = retried(|| api.list_metadata(&params)).await?;
+            let next = page.metadata.continue_.filter(|token| !token.is_empty());
+            let objects = page.items.into_iter();
+            total += each(
+                objects
+                    .map(|o| serde_json::to_value(o).expect("metadata serializes"))
+                    .collect(),
+            )
+            .await;
+            match next {
+                Some(token) => params = params.continue_token(&token),
+                None => return Ok(total),
+            }
+        }
     }
 
     /// Apply a JSON merge patch; an object already gone is fine.

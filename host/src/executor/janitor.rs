@@ -55,9 +55,10 @@ impl Tasks {
         }
         let retention = chrono::Duration::seconds(config.retention_seconds as i64);
         for (kind, propagation) in &kinds {
-            let objects = self.listed(kind, &selector).await;
             deleted += self
-                .delete_expired(kind, objects, retention, *propagation)
+                .each_listed(kind, &selector, |objects| {
+                    self.delete_expired(kind, objects, retention, *propagation)
+                })
                 .await;
         }
         // Records outlive the launch deadline: a launch still retrying must
@@ -66,27 +67,19 @@ impl Tasks {
         let record_retention = retention.max(chrono::Duration::seconds(
             config.launch_deadline_seconds as i64,
         ));
-        let records = self
-            .executor()
-            .cluster()
-            .list(
-                &Records::kind(),
-                Some(self.records().namespace()),
-                &Records::selector(),
-            )
-            .await
-            .unwrap_or_else(|err| {
-                tracing::warn!("janitor: cannot list the host's records: {err}");
-                Vec::new()
-            });
-        deleted += self
-            .delete_expired(
-                &Records::kind(),
-                records,
-                record_retention,
-                Propagation::Background,
-            )
-            .await;
+        let (kind, selector) = (Records::kind(), Records::selector());
+        let records = self.executor().cluster().each_listed_page(
+            &kind,
+            Some(self.records().namespace()),
+            &selector,
+            |records| {
+                self.delete_expired(&kind, records, record_retention, Propagation::Background)
+            },
+        );
+        match records.await {
+            Ok(records) => deleted += records,
+            Err(err) => tracing::warn!("janitor: cannot list the host's records: {err}"),
+        }
         if deleted > 0 {
             tracing::info!(deleted, "janitor: deleted what was kept past retention");
         }
@@ -111,37 +104,58 @@ impl Tasks {
                 continue;
             }
             kinds.push(kind.clone());
-            for listed in self.listed(&kind, &selector).await {
-                let created = listed["metadata"]["creationTimestamp"]
-                    .as_str()
-                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
-                let stale = created.is_some_and(|at| chrono::Utc::now() - at.to_utc() >= within);
-                if !stale {
-                    continue;
-                }
-                // As it is now: a GetTask (or another janitor) may have
-                // come since the list.
-                let namespace = listed["metadata"]["namespace"].as_str().unwrap_or_default();
-                let name = listed["metadata"]["name"].as_str().unwrap_or_default();
-                let cluster = self.executor().cluster();
-                let Ok(Some(object)) = cluster.get_from_api(&kind, namespace, name).await else {
-                    continue;
-                };
-                if !carried::is_unconfirmed(&object) || !carried::is_live(&object) {
-                    continue;
-                }
-                // The plugin that made it, where several serve the kind.
-                let maker = object["metadata"]["annotations"][PLUGIN_ANNOTATION].as_str();
-                let plugin = plugins
-                    .iter()
-                    .find(|p| Some(p.id()) == maker && plugin_kind(p) == kind)
-                    .unwrap_or(plugin);
-                if self.abort_unasked(plugin, &kind, &object, within).await {
-                    aborted += 1;
-                }
-            }
+            let kind = &kind;
+            aborted += self
+                .each_listed(kind, &selector, |page| async move {
+                    let mut aborted = 0;
+                    for listed in page {
+                        if self
+                            .abort_if_unasked(plugins, plugin, kind, &listed, within)
+                            .await
+                        {
+                            aborted += 1;
+                        }
+                    }
+                    aborted
+                })
+                .await;
         }
         aborted
+    }
+
+    /// Abort `listed` if it is still unconfirmed and past `within`, as it
+    /// is now: a GetTask (or another janitor) may have come since the list.
+    async fn abort_if_unasked(
+        &self,
+        plugins: &[Plugin],
+        plugin: &Plugin,
+        kind: &ResourceKind,
+        listed: &Value,
+        within: chrono::Duration,
+    ) -> bool {
+        let created = listed["metadata"]["creationTimestamp"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+        let stale = created.is_some_and(|at| chrono::Utc::now() - at.to_utc() >= within);
+        if !stale {
+            return false;
+        }
+        let namespace = listed["metadata"]["namespace"].as_str().unwrap_or_default();
+        let name = listed["metadata"]["name"].as_str().unwrap_or_default();
+        let cluster = self.executor().cluster();
+        let Ok(Some(object)) = cluster.get_from_api(kind, namespace, name).await else {
+            return false;
+        };
+        if !carried::is_unconfirmed(&object) || !carried::is_live(&object) {
+            return false;
+        }
+        // The plugin that made it, where several serve the kind.
+        let maker = object["metadata"]["annotations"][PLUGIN_ANNOTATION].as_str();
+        let plugin = plugins
+            .iter()
+            .find(|p| Some(p.id()) == maker && plugin_kind(p) == *kind)
+            .unwrap_or(plugin);
+        self.abort_unasked(plugin, kind, &object, within).await
     }
 
     async fn abort_unasked(
@@ -209,24 +223,36 @@ impl Tasks {
         deleted
     }
 
-    /// Objects of `kind` in this replica's shard that `selector` selects,
-    /// in every namespace; where the host may not list cluster-wide
-    /// (namespaced RBAC), in the namespaces it knows: those it has seen
-    /// tasks in and those its policy names.
-    async fn listed(&self, kind: &ResourceKind, selector: &str) -> Vec<Value> {
+    /// The metadata of the objects of `kind` in this replica's shard that
+    /// `selector` selects, a page at a time, in every namespace; where the
+    /// host may not list cluster-wide (namespaced RBAC), in the namespaces
+    /// it knows: those it has seen tasks in and those its policy names.
+    /// Answers the sum of what `each` answered.
+    async fn each_listed<F>(
+        &self,
+        kind: &ResourceKind,
+        selector: &str,
+        mut each: impl FnMut(Vec<Value>) -> F,
+    ) -> usize
+    where
+        F: Future<Output = usize>,
+    {
         let cluster = self.executor().cluster();
         // Each replica looks after its own shard's objects.
         let selector = &match cluster.shard().tended_selector() {
             Some(keys) => format!("{selector},{keys}"),
             None => selector.to_owned(),
         };
-        let err = match cluster.list(kind, None, selector).await {
-            Ok(objects) => return objects,
+        let err = match cluster
+            .each_listed_page(kind, None, selector, &mut each)
+            .await
+        {
+            Ok(total) => return total,
             Err(err) => err,
         };
         if err.code != 403 {
             tracing::warn!(kind = %kind.kind, "janitor: cannot list objects ({selector}): {err}");
-            return Vec::new();
+            return 0;
         }
         let mut namespaces = self.namespaces();
         let named = self
@@ -239,16 +265,17 @@ impl Tasks {
         namespaces.extend(named.filter(|ns| !ns.contains('{')).cloned());
         namespaces.sort();
         namespaces.dedup();
-        let mut objects = Vec::new();
+        let mut total = 0;
         for namespace in namespaces {
-            match cluster.list(kind, Some(&namespace), selector).await {
-                Ok(found) => objects.extend(found),
+            let listed = cluster.each_listed_page(kind, Some(&namespace), selector, &mut each);
+            match listed.await {
+                Ok(count) => total += count,
                 Err(err) => {
                     tracing::warn!(kind = %kind.kind, %namespace, "janitor: cannot list objects ({selector}): {err}")
                 }
             }
         }
-        objects
+        total
     }
 }
 

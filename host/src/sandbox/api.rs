@@ -18,6 +18,7 @@ use super::Shared;
 use super::control;
 use super::deletion::{self, DeleteOptions};
 use super::fields::{self, Writer};
+use super::paging::ListRequest;
 use super::store::{ApiError, Event, EventType, Kind, LabelSelector, Patch};
 
 pub(super) fn router(shared: Arc<Shared>) -> axum::Router {
@@ -116,10 +117,9 @@ async fn handle(
         }
         ("list", Target::Collection { kind, namespace }) => {
             let selector = query.get("labelSelector").map_or("", String::as_str);
-            store.list(&kind, namespace.as_deref(), selector).map(|(items, rv)| {
-                ok(json!({ "kind": format!("{}List", kind.kind), "apiVersion": kind.api_version(),
-                           "metadata": { "resourceVersion": rv.to_string() }, "items": items }))
-            })
+            ListRequest::new(&query, &headers)
+                .and_then(|list| list.answer(store, &kind, namespace.as_deref(), selector))
+                .map(ok)
         }
         ("create", Target::Collection { kind, namespace }) => json_body(&body)
             .and_then(|object| {

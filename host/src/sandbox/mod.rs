@@ -10,6 +10,8 @@
 //!   (a strategic merge patch is taken as a merge patch), resourceVersions
 //!   with 409 on stale writes, generations, list + watch with bookmarks and
 //!   `410 Gone`, label selectors, and `Status` error bodies (`store`, `api`);
+//! - paged lists (`limit`, `continue`) and metadata-only lists
+//!   (`as=PartialObjectMetadataList`) (`paging`);
 //! - DELETE with `propagationPolicy` (`Orphan`, `Background`, `Foreground`)
 //!   or `orphanDependents`, from the `DeleteOptions` body or the query,
 //!   preconditions, finalizers and deletion timestamps; with no policy,
@@ -58,6 +60,7 @@ mod faults;
 mod fields;
 mod gc;
 pub mod operators;
+mod paging;
 mod quota;
 mod store;
 

@@ -143,6 +143,22 @@ struct Inner {
     next_uid: u64,
 }
 
+/// Where a paged list ended: the last object it served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    pub namespace: String,
+    pub name: String,
+}
+
+/// One page of a list.
+pub struct ListPage {
+    pub items: Vec<Value>,
+    /// The store's resourceVersion when the page was read.
+    pub resource_version: u64,
+    /// Where the next page starts, when objects remain.
+    pub next: Option<Position>,
+}
+
 pub enum Patch {
     Merge(Value),
     Json(json_patch::Patch),
@@ -189,11 +205,7 @@ impl Store {
         since: u64,
     ) -> Option<Vec<Event>> {
         let inner = self.inner.lock().unwrap();
-        let oldest = inner
-            .log
-            .front()
-            .map_or(inner.resource_version + 1, |e| e.resource_version);
-        if since + 1 < oldest && since < inner.resource_version {
+        if !inner.keeps_events_since(since) {
             return None;
         }
         let key = kind.key();
@@ -226,24 +238,64 @@ impl Store {
         namespace: Option<&str>,
         selector: &str,
     ) -> Result<(Vec<Value>, u64), ApiError> {
+        let page = self.list_page(kind, namespace, selector, usize::MAX, None)?;
+        Ok((page.items, page.resource_version))
+    }
+
+    /// Up to `limit` of those objects, in (namespace, name) order, after
+    /// `after` (where the previous page ended).
+    pub fn list_page(
+        &self,
+        kind: &Kind,
+        namespace: Option<&str>,
+        selector: &str,
+        limit: usize,
+        after: Option<&Position>,
+    ) -> Result<ListPage, ApiError> {
+        use std::ops::Bound;
         let selector = LabelSelector::parse(selector)?;
         let inner = self.inner.lock().unwrap();
         let key = kind.key();
         // Keys sort by kind, then namespace: the wanted objects are one run.
-        let from = (
-            key.clone(),
-            namespace.unwrap_or_default().to_owned(),
-            String::new(),
-        );
-        let items = inner
+        let from = match after {
+            Some(Position { namespace, name }) => {
+                Bound::Excluded((key.clone(), namespace.clone(), name.clone()))
+            }
+            None => Bound::Included((
+                key.clone(),
+                namespace.unwrap_or_default().to_owned(),
+                String::new(),
+            )),
+        };
+        let mut matching = inner
             .objects
-            .range(from..)
+            .range((from, Bound::Unbounded))
             .take_while(|((k, ns, _), _)| *k == key && namespace.is_none_or(|n| n == ns))
-            .map(|(_, object)| object)
-            .filter(|object| selector.matches(object))
-            .cloned()
-            .collect();
-        Ok((items, inner.resource_version))
+            .filter(|(_, object)| selector.matches(object));
+        let items: Vec<(&Key, &Value)> = matching.by_ref().take(limit.max(1)).collect();
+        // Only whether more remain: kube-apiserver too leaves the count
+        // out of a selected list, and counting would read every object.
+        let next = match (matching.next(), items.last()) {
+            (Some(_), Some(((_, namespace, name), _))) => Some(Position {
+                namespace: namespace.clone(),
+                name: name.clone(),
+            }),
+            _ => None,
+        };
+        Ok(ListPage {
+            items: items.into_iter().map(|(_, o)| o.clone()).collect(),
+            resource_version: inner.resource_version,
+            next,
+        })
+    }
+
+    /// Whether watches can still resume from `resource_version` (the
+    /// events after it are kept).
+    pub fn keeps_events_since(&self, resource_version: u64) -> bool {
+        self.inner
+            .lock()
+            .unwrap()
+            .keeps_events_since(resource_version)
     }
 
     pub fn create(
@@ -499,6 +551,14 @@ fn owner_uids(object: Option<&Value>) -> BTreeSet<String> {
 }
 
 impl Inner {
+    fn keeps_events_since(&self, since: u64) -> bool {
+        let oldest = self
+            .log
+            .front()
+            .map_or(self.resource_version + 1, |e| e.resource_version);
+        since + 1 >= oldest || since >= self.resource_version
+    }
+
     fn commit(
         &mut self,
         store: &Store,
