@@ -239,6 +239,39 @@ async fn finalizers_hold_a_deleted_object_until_removed() {
     );
 }
 
+/// A watch resumed from a version replays every kept event after it,
+/// however many: more than its stream buffers, read as the client reads.
+#[tokio::test]
+async fn a_watch_replays_a_backlog_longer_than_its_buffer() {
+    let config = SandboxConfig {
+        event_history: 1000,
+        ..Default::default()
+    };
+    let sandbox = Sandbox::start(config).await.unwrap();
+    let maps: Api<ConfigMap> = Api::namespaced(sandbox.client().unwrap(), "ns");
+    let since = maps
+        .create(&PostParams::default(), &config_map("start", json!({})))
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let backlog = 300;
+    for i in 0..backlog {
+        let map = config_map(&format!("m{i}"), json!({}));
+        maps.create(&PostParams::default(), &map).await.unwrap();
+    }
+    let added = maps
+        .watch(&WatchParams::default().timeout(5), &since)
+        .await
+        .unwrap()
+        .take(backlog)
+        .filter(|e| futures::future::ready(matches!(e, Ok(WatchEvent::Added(_)))))
+        .count()
+        .await;
+    assert_eq!(added, backlog);
+}
+
 #[tokio::test]
 async fn watches_resume_from_a_version_send_bookmarks_and_refuse_expired_versions() {
     let (_sandbox, client) = sandbox().await;

@@ -822,22 +822,30 @@ impl Tasks {
         }) {
             return;
         }
-        let (this, kind, ticket) = (self.clone(), kind.clone(), ticket.clone());
+        let (this, kind, key) = (self.clone(), kind.clone(), ticket.key());
         let permits = self.confirmations.clone();
+        // A resync's first looks queue thousands of these: one waiting for
+        // its turn holds the task's key, and the request's state (a few KB)
+        // only once it runs.
         tokio::spawn(async move {
             let _permit = permits.acquire_owned().await;
-            let patch = serde_json::json!({ "metadata": { "labels": { carried::UNCONFIRMED_LABEL: null } } });
-            let cluster = this.executor.cluster();
-            let confirmed = cluster
-                .merge_patch(&kind, &ticket.namespace, &ticket.name, &patch)
-                .await;
-            if let Err(err) = confirmed {
-                // Worth seeing: an object never confirmed is aborted by
-                // the janitor after `tasks.unconfirmed-abort-seconds`.
-                tracing::warn!(task = %ticket.name, "could not confirm the launch (tried again on the next look): {err}");
-            }
-            this.with_local(&ticket, |local| local.confirming = false);
+            Box::pin(this.confirm_now(&kind, key)).await;
         });
+    }
+
+    async fn confirm_now(&self, kind: &ResourceKind, key: (String, String)) {
+        let (namespace, name) = &key;
+        let patch =
+            serde_json::json!({ "metadata": { "labels": { carried::UNCONFIRMED_LABEL: null } } });
+        let cluster = self.executor.cluster();
+        if let Err(err) = cluster.merge_patch(kind, namespace, name, &patch).await {
+            // Worth seeing: an object never confirmed is aborted by the
+            // janitor after `tasks.unconfirmed-abort-seconds`.
+            tracing::warn!(task = %name, "could not confirm the launch (tried again on the next look): {err}");
+        }
+        if let Some(local) = self.local.lock().unwrap().get_mut(&key) {
+            local.confirming = false;
+        }
     }
 
     /// Run the writes that follow a task's end, now or in the background

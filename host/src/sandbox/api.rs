@@ -10,7 +10,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
@@ -409,8 +409,10 @@ fn watch_stream(
                 .events_since(&kind, namespace.as_deref(), since)
             {
                 Some(backlog) => {
+                    // Awaited, not tried: a backlog longer than the
+                    // channel is sent as the client reads it.
                     for event in backlog.iter().filter(|e| matching(&e.object)) {
-                        if tx.try_send(line(event_json(event))).is_err() {
+                        if tx.send(line(event_json(event))).await.is_err() {
                             return;
                         }
                     }
@@ -430,10 +432,8 @@ fn watch_stream(
                     .unwrap_or_default();
                 let items: Vec<Value> = items.into_iter().filter(|o| matching(o)).collect();
                 for object in items {
-                    if tx
-                        .try_send(line(json!({ "type": "ADDED", "object": object })))
-                        .is_err()
-                    {
+                    let added = line(json!({ "type": "ADDED", "object": object }));
+                    if tx.send(added).await.is_err() {
                         return;
                     }
                 }
@@ -467,7 +467,7 @@ fn watch_stream(
                 _ = drops.changed() => return,
                 _ = &mut deadline => return,
             };
-            if futures::SinkExt::send(&mut tx, line(next)).await.is_err() {
+            if tx.send(line(next)).await.is_err() {
                 return;
             }
         }
@@ -480,5 +480,5 @@ fn watch_stream(
 }
 
 fn event_json(event: &Event) -> Value {
-    json!({ "type": event.kind.as_str(), "object": event.object })
+    json!({ "type": event.kind.as_str(), "object": &*event.object })
 }

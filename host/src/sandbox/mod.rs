@@ -234,7 +234,7 @@ impl Drop for Sandbox {
 /// The changes a controller pass looks at: the events queued since the
 /// previous pass.
 struct Batch {
-    events: Vec<Event>,
+    events: Vec<Arc<Event>>,
     /// Some events were dropped (the controller fell behind): the pass must
     /// look at everything, as an informer relists.
     missed: bool,

@@ -183,7 +183,7 @@ pub(super) fn start(shared: Arc<Shared>) -> tokio::task::JoinHandle<()> {
             tokio::spawn(advance(
                 shared.clone(),
                 kind,
-                event.namespace,
+                event.namespace.clone(),
                 name,
                 uid,
                 steps,

@@ -10,7 +10,7 @@
 //! that no controller has to look at every object after each change.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
@@ -112,7 +112,9 @@ pub struct Event {
     pub kind_key: String,
     pub namespace: String,
     pub kind: EventType,
-    pub object: Value,
+    /// Shared with the store (while it is the object's current state) and
+    /// every watch: one copy, however many watch.
+    pub object: Arc<Value>,
     /// The uids in the object's ownerReferences before or after the change:
     /// the owners whose set of dependents this change may have altered. The
     /// object alone cannot say which references a change removed.
@@ -121,7 +123,7 @@ pub struct Event {
 
 pub struct Store {
     inner: Mutex<Inner>,
-    events: broadcast::Sender<Event>,
+    events: broadcast::Sender<Arc<Event>>,
     /// How many past events watches can resume from; older is `410 Gone`.
     history: usize,
 }
@@ -129,7 +131,7 @@ pub struct Store {
 #[derive(Default)]
 struct Inner {
     kinds: Vec<Kind>,
-    objects: BTreeMap<Key, Value>,
+    objects: BTreeMap<Key, Arc<Value>>,
     /// uid → the live object with it, for the garbage collector.
     by_uid: HashMap<String, Key>,
     /// Owner uid → the objects whose ownerReferences name it (whether the
@@ -139,7 +141,7 @@ struct Inner {
     /// [`quota::counts`]), so admission does not count the store.
     usage: HashMap<String, BTreeMap<String, u64>>,
     resource_version: u64,
-    log: VecDeque<Event>,
+    log: VecDeque<Arc<Event>>,
     next_uid: u64,
 }
 
@@ -193,7 +195,7 @@ impl Store {
             .cloned()
     }
 
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.events.subscribe()
     }
 
@@ -203,7 +205,7 @@ impl Store {
         kind: &Kind,
         namespace: Option<&str>,
         since: u64,
-    ) -> Option<Vec<Event>> {
+    ) -> Option<Vec<Arc<Event>>> {
         let inner = self.inner.lock().unwrap();
         if !inner.keeps_events_since(since) {
             return None;
@@ -227,7 +229,7 @@ impl Store {
         inner
             .objects
             .get(&(kind.key(), namespace.into(), name.into()))
-            .cloned()
+            .map(|object| Value::clone(object))
             .ok_or_else(|| ApiError::not_found(kind, name))
     }
 
@@ -272,7 +274,7 @@ impl Store {
             .range((from, Bound::Unbounded))
             .take_while(|((k, ns, _), _)| *k == key && namespace.is_none_or(|n| n == ns))
             .filter(|(_, object)| selector.matches(object));
-        let items: Vec<(&Key, &Value)> = matching.by_ref().take(limit.max(1)).collect();
+        let items: Vec<(&Key, &Arc<Value>)> = matching.by_ref().take(limit.max(1)).collect();
         // Only whether more remain: kube-apiserver too leaves the count
         // out of a selected list, and counting would read every object.
         let next = match (matching.next(), items.last()) {
@@ -283,7 +285,7 @@ impl Store {
             _ => None,
         };
         Ok(ListPage {
-            items: items.into_iter().map(|(_, o)| o.clone()).collect(),
+            items: items.into_iter().map(|(_, o)| Value::clone(o)).collect(),
             resource_version: inner.resource_version,
             next,
         })
@@ -446,7 +448,7 @@ impl Store {
         if finalizers.is_empty() {
             return Ok((inner.remove(self, kind, key), true));
         }
-        let mut next = current.clone();
+        let mut next = Value::clone(&current);
         let meta = &mut next["metadata"];
         meta["finalizers"] = json!(finalizers);
         if meta["deletionTimestamp"].is_null() {
@@ -456,8 +458,8 @@ impl Store {
             }
         }
         meta["deletionGracePeriodSeconds"] = json!(0);
-        if next == current {
-            return Ok((current, false));
+        if next == *current {
+            return Ok((Value::clone(&current), false));
         }
         Ok((
             inner.commit(self, kind, key, next, EventType::Modified),
@@ -495,8 +497,8 @@ impl Store {
             .cloned()
             .ok_or_else(|| ApiError::not_found(kind, name))?;
         let mut next = change(&current)?;
-        if next == current {
-            return Ok(current);
+        if next == *current {
+            return Ok(Value::clone(&current));
         }
         // Like a custom resource's: a change besides metadata and status
         // is a new generation.
@@ -521,11 +523,11 @@ impl View<'_> {
     }
 
     pub fn get(&self, key: &Key) -> Option<&Value> {
-        self.0.objects.get(key)
+        self.0.objects.get(key).map(|o| &**o)
     }
 
     pub fn objects(&self) -> impl Iterator<Item = (&Key, &Value)> {
-        self.0.objects.iter()
+        self.0.objects.iter().map(|(k, o)| (k, &**o))
     }
 
     /// The live object with this uid.
@@ -569,17 +571,20 @@ impl Inner {
     ) -> Value {
         self.resource_version += 1;
         object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
+        let object = Arc::new(object);
         let before = self.objects.insert(key.clone(), object.clone());
-        let owners = self.reindex(&key, before.as_ref(), Some(&object));
+        let owners = self.reindex(&key, before.as_deref(), Some(&object));
         self.record(store, kind, key.1, event, object.clone(), owners);
-        object
+        Value::clone(&object)
     }
 
     fn remove(&mut self, store: &Store, kind: &Kind, key: Key) -> Value {
-        let mut object = self.objects.remove(&key).expect("checked by the caller");
-        let owners = self.reindex(&key, Some(&object), None);
+        let removed = self.objects.remove(&key).expect("checked by the caller");
+        let owners = self.reindex(&key, Some(&removed), None);
         self.resource_version += 1;
+        let mut object = Arc::unwrap_or_clone(removed);
         object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
+        let object = Arc::new(object);
         self.record(
             store,
             kind,
@@ -588,7 +593,7 @@ impl Inner {
             object.clone(),
             owners,
         );
-        object
+        Value::clone(&object)
     }
 
     /// Bring the indexes up to date with one object's change (`None`: not
@@ -646,17 +651,17 @@ impl Inner {
         kind: &Kind,
         namespace: String,
         event: EventType,
-        object: Value,
+        object: Arc<Value>,
         owner_uids: Vec<String>,
     ) {
-        let event = Event {
+        let event = Arc::new(Event {
             resource_version: self.resource_version,
             kind_key: kind.key(),
             namespace,
             kind: event,
             object,
             owner_uids,
-        };
+        });
         if self.log.len() >= store.history {
             self.log.pop_front();
         }
