@@ -55,6 +55,7 @@ pub struct Metrics {
     cached_objects: Gauge,
     open_watches: Gauge,
     tracked_tasks: Gauge,
+    settled_looks: Counter,
 }
 
 impl Default for Metrics {
@@ -128,8 +129,15 @@ impl Default for Metrics {
             "Tasks this replica keeps something about in memory (launches, last phases)",
             tracked_tasks.clone(),
         );
+        let settled_looks = Counter::default();
+        registry.register(
+            "settled_looks",
+            "GetTask looks answered again without reading the object or calling the plugin: nothing changed since a look that answered the same",
+            settled_looks.clone(),
+        );
         Metrics {
             registry,
+            settled_looks,
             cached_objects,
             open_watches,
             tracked_tasks,
@@ -199,6 +207,10 @@ impl Metrics {
         self.load_failures
             .get_or_create(&FileLabels { file: file.into() })
             .inc();
+    }
+
+    pub fn settled_look(&self) {
+        self.settled_looks.inc();
     }
 
     /// What the host holds in memory now (set at each scrape).

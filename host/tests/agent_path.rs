@@ -386,6 +386,45 @@ async fn the_janitor_keeps_finished_objects_within_retention() {
     assert_eq!(again.phase, Phase::Succeeded as i32);
 }
 
+/// A look at an object that has not changed since a look that answered the
+/// same is answered again without reading it or calling the plugin; a
+/// change to the object is seen at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unchanged_object_is_answered_again_and_a_change_is_seen() {
+    let env = env(json!({})).await;
+    let replica = &env.replicas[0..1];
+    let meta = launch(&replica[0], create(spark(), "steady", 0, "run-forever")).await;
+    until_on(replica, &meta, phase(Phase::Running)).await;
+    let settled = || {
+        let text = replica[0].service().metrics().encode();
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix("flytewasm_settled_looks_total ")?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .unwrap_or(0)
+    };
+    // The object settles once the launch is confirmed; then looks repeat.
+    eventually("looks are answered again", || async {
+        get(&replica[0], &meta).await;
+        settled() >= 3
+    })
+    .await;
+    assert_eq!(get(&replica[0], &meta).await.phase, Phase::Running as i32);
+
+    let apps = testkit::spark_apps(&env.sandbox, NS);
+    let done = json!({ "status": { "applicationState": { "state": "COMPLETED" } } });
+    apps.patch_status(
+        "steady-n0-0",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&done),
+    )
+    .await
+    .unwrap();
+    until_on(replica, &meta, phase(Phase::Succeeded)).await;
+}
+
 /// The janitor reads what it sweeps a page at a time: more finished
 /// objects than one page holds are all collected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

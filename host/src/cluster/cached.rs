@@ -49,6 +49,10 @@ impl CachedObject {
         &self.name
     }
 
+    pub(super) fn resource_version(&self) -> Option<&str> {
+        self.resource_version.as_deref()
+    }
+
     /// The object, parsed.
     pub(super) fn value(&self) -> Value {
         let json = miniz_oxide::inflate::decompress_to_vec(&self.deflated)

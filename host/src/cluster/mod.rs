@@ -390,6 +390,26 @@ impl Cluster {
         self.get_from_api(kind, namespace, name).await
     }
 
+    /// The resourceVersion of the object in this replica's watch cache,
+    /// when the cache answers for it (its watch is healthy and the object
+    /// is in this replica's shard): enough to tell that it has not changed.
+    pub fn cached_version(
+        &self,
+        kind: &ResourceKind,
+        namespace: &str,
+        name: &str,
+    ) -> Option<String> {
+        if !self.shard.owns(name) {
+            return None;
+        }
+        let watch = self.watch(kind, namespace);
+        if !watch.healthy.load(Ordering::Relaxed) {
+            return None;
+        }
+        let key = ObjectRef::new_with(name, ()).within(namespace);
+        watch.cache.get(&key)?.resource_version().map(str::to_owned)
+    }
+
     /// The object as the API server has it now (no cache).
     pub async fn get_from_api(
         &self,
