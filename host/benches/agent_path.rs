@@ -9,8 +9,9 @@
 //! 3. `flytewasm serve`'s resident memory with 10,000 foreign objects of the
 //!    kind in 1,000 watched namespaces, beside the same with none (a
 //!    `flytewasm sandbox` process holds them, so the figure is the host's).
-//! 4. `serve`'s resident memory with `FLYTEWASM_BENCH_LIVE_TASKS` (10,000)
-//!    Spark tasks in flight beside 1,000: the bytes each live task costs.
+//! 4. `serve`'s resident memory with `FLYTEWASM_BENCH_LIVE_TASKS` (100,000)
+//!    Spark tasks in flight beside 1,000: the bytes each live task costs,
+//!    and the API requests each task cost (the sandbox counts them).
 //! 5. The same tasks over three sharded replicas (round robin): each
 //!    replica's memory and cached objects.
 
@@ -161,8 +162,8 @@ fn main() {
     // A first run seals the plugins' compiled form in the cache (compiling
     // costs memory the runs compared below must not carry).
     serve_rss(1_000, 0, 1);
-    let baseline = serve_rss(1_000, 0, 1)[0];
-    let crowded = serve_rss(1_000, 10_000, 1)[0];
+    let baseline = serve_rss(1_000, 0, 1).0[0];
+    let crowded = serve_rss(1_000, 10_000, 1).0[0];
     println!(
         "flytewasm serve RSS, 1,000 namespaces watched (one task each), sandbox in another process"
     );
@@ -185,8 +186,9 @@ fn main() {
     let live: usize = std::env::var("FLYTEWASM_BENCH_LIVE_TASKS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(10_000);
-    let many = serve_rss(live, 0, 1)[0];
+        .unwrap_or(100_000);
+    let (many, requests) = serve_rss(live, 0, 1);
+    let many = many[0];
     let per_task = (many.0 - baseline.0) as f64 * 1024.0 / (live - 1_000) as f64;
     println!(
         "flytewasm serve RSS with Spark tasks in flight over 1,000 namespaces, sandbox in another process"
@@ -208,9 +210,13 @@ fn main() {
         per_task,
         (baseline.0 as f64 * 1024.0 + per_task * 99_000.0) / (1 << 20) as f64
     );
+    println!(
+        "  API requests per task          {:>6.2}  ({requests} for {live} launches and two GetTask passes; goal ≤ 2)",
+        requests as f64 / live as f64
+    );
 
     // 5. The same tasks over three sharded replicas, called round robin.
-    let sharded = serve_rss(live, 0, 3);
+    let (sharded, _) = serve_rss(live, 0, 3);
     println!("  {live:>6} tasks over 3 sharded replicas, round robin:");
     for (i, (rss, cached, peak)) in sharded.iter().enumerate() {
         println!(
@@ -225,8 +231,9 @@ fn main() {
 /// Start a sandbox process with `foreign` SparkApplications not ours spread
 /// over 1,000 namespaces, run `tasks` tasks spread over those namespaces
 /// through `replicas` sharded `serve` processes, and report each one's RSS
-/// (KiB), cached objects and peak RSS (KiB).
-fn serve_rss(tasks: usize, foreign: usize, replicas: usize) -> Vec<(u64, u64, u64)> {
+/// (KiB), cached objects and peak RSS (KiB), and the requests the sandbox
+/// served (the foreign objects' creates not counted).
+fn serve_rss(tasks: usize, foreign: usize, replicas: usize) -> (Vec<(u64, u64, u64)>, u64) {
     let root = testkit::workspace_dir();
     let bin = env!("CARGO_BIN_EXE_flytewasm");
     let dir = tempfile::tempdir().unwrap();
@@ -370,25 +377,45 @@ fn serve_rss(tasks: usize, foreign: usize, replicas: usize) -> Vec<(u64, u64, u6
             )
         })
         .collect();
+    let requests = api_requests(url.trim_start_matches("http://")) - foreign as u64;
     for (mut serve, _, _) in servers {
         let _ = serve.kill();
         let _ = serve.wait();
     }
     let _ = sandbox.kill();
     let _ = sandbox.wait();
-    measured
+    (measured, requests)
+}
+
+/// The requests a sandbox process has served, all verbs.
+fn api_requests(address: &str) -> u64 {
+    let page = http_get(address, "/sandbox.flytewasm.io/v1/faults");
+    let body = page.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    let faults: serde_json::Value = serde_json::from_str(body).unwrap();
+    faults["requests"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(serde_json::Value::as_u64)
+        .sum()
 }
 
 /// One gauge from a `/metrics` page.
 fn metric(address: &str, name: &str) -> u64 {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(address).unwrap();
-    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
-    let mut page = String::new();
-    stream.read_to_string(&mut page).unwrap();
-    page.lines()
+    http_get(address, "/metrics")
+        .lines()
         .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// A whole HTTP/1.0 answer, headers and all.
+fn http_get(address: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n").unwrap();
+    let mut page = String::new();
+    stream.read_to_string(&mut page).unwrap();
+    page
 }
 
 /// A process and what `found` picked out of its output.
