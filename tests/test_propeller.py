@@ -802,7 +802,7 @@ def test_everything_at_once(cluster, template, batch_template):
     retention = 3
     # A node aborted after its first CreateTask answer was lost gets no
     # DeleteTask: the janitor aborts the object nobody asks about.
-    settings = dict(retention_seconds=retention, janitor_interval_seconds=1, unconfirmed_abort_seconds=5)
+    settings = dict(retention_seconds=retention, janitor_interval_seconds=1, unconfirmed_abort_seconds=12)
     quota = checks.attempt(
         lambda: cluster.api.create_quota(NAMESPACE, {"count/sparkapplications.sparkoperator.k8s.io": "6"}),
         "the sandbox takes a ResourceQuota of 6 SparkApplications",

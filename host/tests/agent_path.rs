@@ -388,7 +388,7 @@ async fn the_janitor_keeps_finished_objects_within_retention() {
 
 /// A look at an object that has not changed since a look that answered the
 /// same is answered again without reading it or calling the plugin; a
-/// change to the object is seen at once.
+/// change to the object is seen at once. No look writes to a young object.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unchanged_object_is_answered_again_and_a_change_is_seen() {
     let env = env(json!({})).await;
@@ -405,15 +405,19 @@ async fn an_unchanged_object_is_answered_again_and_a_change_is_seen() {
             })
             .unwrap_or(0)
     };
-    // The object settles once the launch is confirmed; then looks repeat.
+    // Once a look answers what the one before did, looks repeat it.
     eventually("looks are answered again", || async {
         get(&replica[0], &meta).await;
         settled() >= 3
     })
     .await;
     assert_eq!(get(&replica[0], &meta).await.phase, Phase::Running as i32);
-
+    // Confirming the launch waits for half of `unconfirmed-abort-seconds`
+    // (an hour): a task that ends sooner never costs that write.
     let apps = testkit::spark_apps(&env.sandbox, NS);
+    let labels = apps.get("steady-n0-0").await.unwrap().metadata.labels;
+    assert_eq!(labels.unwrap()["flytewasm.io/unconfirmed"], "true");
+
     let done = json!({ "status": { "applicationState": { "state": "COMPLETED" } } });
     apps.patch_status(
         "steady-n0-0",
@@ -869,7 +873,9 @@ async fn an_object_nobody_asks_about_is_aborted_by_the_janitor() {
     let kept = launch(&env.replicas[0], create(spark(), "kept", 0, "run-forever")).await;
     until(&env, &kept, phase(Phase::Running)).await;
     let apps = testkit::spark_apps(&env.sandbox, NS);
-    eventually("the first GetTask confirms the launch", || async {
+    // Propeller keeps asking: a GetTask past half the window confirms it.
+    eventually("a GetTask confirms the launch", || async {
+        get(&env.replicas[0], &kept).await;
         let labels = apps
             .get("kept-n0-0")
             .await

@@ -147,10 +147,8 @@ struct Local {
     ending: bool,
     /// Removing the object's unconfirmed label is under way.
     confirming: bool,
-    /// The object version and plugin digest of a look whose answer was
-    /// `last` again: another look at that version, by that plugin, would
-    /// compute the same (plugins see frozen clocks), so it is skipped.
-    settled: Option<(String, String)>,
+    /// A look whose answer was `last` again: another would compute the same.
+    settled: Option<Settled>,
     touched: Instant,
 }
 
@@ -167,6 +165,15 @@ impl Local {
             touched: Instant::now(),
         }
     }
+}
+
+/// What a look whose answer was the previous one again was made from:
+/// another look at that object version, by that plugin, would compute the
+/// same (plugins see frozen clocks), so it is skipped, until `until`.
+struct Settled {
+    version: String,
+    digest: String,
+    until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Back-off between launch tries.
@@ -767,7 +774,9 @@ impl Tasks {
         if let Some(event) = carried::outcome_of(&object) {
             return Ok(event);
         }
-        if carried::is_unconfirmed(&object) {
+        let unconfirmed = carried::is_unconfirmed(&object);
+        let confirm_at = self.confirmation_due(&object);
+        if unconfirmed && confirm_at.is_some_and(|due| chrono::Utc::now() >= due) {
             self.confirm(kind, ticket);
         }
         // Going after its end on another replica (cleaned up on failure,
@@ -802,14 +811,20 @@ impl Tasks {
             .phase_of(plugin, &task, &state, &object, Some(slot_within))
             .await?;
         let settled = !event.phase.is_terminal()
-            && !carried::is_unconfirmed(&object)
             && !carried::is_deleting(&object)
             && (event.phase, event.version, &event.reason)
                 == (state.phase, state.version, &state.reason);
         let version = object["metadata"]["resourceVersion"].as_str();
         self.with_local(ticket, |local| {
             local.settled = settled
-                .then(|| Some((version?.to_owned(), plugin.digest().to_owned())))
+                .then(|| {
+                    Some(Settled {
+                        version: version?.to_owned(),
+                        digest: plugin.digest().to_owned(),
+                        // A confirmation still to come needs a look then.
+                        until: confirm_at.filter(|_| unconfirmed),
+                    })
+                })
                 .flatten();
         });
         if event.phase.is_terminal() && !carried::is_finished(&object) {
@@ -1247,10 +1262,28 @@ impl Tasks {
         let version = cluster.cached_version(kind, &ticket.namespace, &ticket.name)?;
         let local = self.local.lock().unwrap();
         let local = local.get(&ticket.key())?;
-        let (settled_version, digest) = local.settled.as_ref()?;
-        (*settled_version == version && digest == plugin.digest())
-            .then(|| local.last.clone())
-            .flatten()
+        let settled = local.settled.as_ref()?;
+        let current = settled.version == version
+            && settled.digest == plugin.digest()
+            && settled.until.is_none_or(|until| chrono::Utc::now() < until);
+        current.then(|| local.last.clone()).flatten()
+    }
+
+    /// When a look should confirm the object's launch: once it is half
+    /// `tasks.unconfirmed-abort-seconds` old (never, when the janitor
+    /// aborts nothing). A task that ends sooner never costs the write (the
+    /// janitor leaves ended objects alone); a longer one still has half the
+    /// window for a GetTask to come.
+    fn confirmation_due(&self, object: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
+        let window = self.executor.config().tasks.unconfirmed_abort_seconds;
+        if window == 0 {
+            return None;
+        }
+        let created = object["metadata"]["creationTimestamp"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map_or_else(chrono::Utc::now, |t| t.to_utc());
+        Some(created + chrono::Duration::milliseconds(window as i64 * 500))
     }
 
     fn last(&self, ticket: &TaskTicket) -> Option<PhaseEvent> {
