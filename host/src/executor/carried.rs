@@ -27,7 +27,8 @@ pub const FINISHED_LABEL: &str = "flytewasm.io/finished";
 /// A hash of the node execution: finds the objects of its other attempts.
 pub const NODE_LABEL: &str = "flytewasm.io/node-execution";
 pub const ATTEMPT_LABEL: &str = "flytewasm.io/attempt";
-/// Set at creation, removed by the first GetTask. An object that keeps it
+/// Set at creation, removed by a GetTask once the object is half
+/// `tasks.unconfirmed-abort-seconds` old. A live object that keeps it
 /// was made for a CreateTask whose answer propeller never got: if the node
 /// is then aborted, no DeleteTask comes for it, so the janitor aborts it
 /// (`tasks.unconfirmed-abort-seconds`).
