@@ -95,6 +95,15 @@ fn an_endless_call_is_stopped_at_its_deadline() {
     assert_still_serves(&plugin);
 }
 
+/// A call allocates from an arena that reuses what it frees: far more than
+/// the cap in all, freed out of order, fits.
+#[test]
+fn a_call_that_frees_what_it_allocates_stays_under_the_cap() {
+    let runtime = strict_runtime();
+    let plugin = testing_plugin(&runtime);
+    build(&plugin, "churn").unwrap();
+}
+
 #[test]
 fn an_allocation_past_the_cap_is_out_of_memory() {
     let runtime = strict_runtime();

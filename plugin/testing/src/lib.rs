@@ -72,6 +72,23 @@ fn misbehave(what: &str) {
                 eprintln!("{}", "noise ".repeat(16));
             }
         }
+        "churn" => {
+            // Far more than the memory cap in all, a little at a time, freed
+            // out of order: a call that reuses what it frees fits.
+            let mut ring: Vec<Vec<u8>> = (0..64).map(|_| Vec::new()).collect();
+            for i in 0..20_000usize {
+                ring[(i * 7) % 64] = vec![i as u8; 1024 + (i * 131) % 31_744];
+                std::hint::black_box(&ring);
+            }
+            // Buffers grown to 4 MiB, six times over.
+            for _ in 0..6 {
+                let mut grown: Vec<u8> = Vec::new();
+                for step in 1..=64 {
+                    grown.resize(step << 16, 1);
+                }
+                std::hint::black_box(&grown);
+            }
+        }
         "allocate" => {
             let mut hoard: Vec<Vec<u8>> = Vec::new();
             loop {
