@@ -95,8 +95,8 @@ fn an_endless_call_is_stopped_at_its_deadline() {
     assert_still_serves(&plugin);
 }
 
-/// A call allocates from an arena that reuses what it frees: far more than
-/// the cap in all, freed out of order, fits.
+/// The cap bounds what a call holds at once, not what it allocates in all:
+/// far more than the cap, freed as it goes (out of order), fits.
 #[test]
 fn a_call_that_frees_what_it_allocates_stays_under_the_cap() {
     let runtime = strict_runtime();

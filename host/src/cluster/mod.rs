@@ -460,9 +460,20 @@ impl Cluster {
             None => Api::all_with(self.client.clone(), &kind.api_resource()),
         };
         let mut params = ListParams::default().labels(selector).limit(LIST_PAGE);
-        let mut total = 0;
+        let (mut total, mut restarts) = (0, 0);
         loop {
-            let page = retried(|| api.list_metadata(&params)).await?;
+            let page = match retried(|| api.list_metadata(&params)).await {
+                Ok(page) => page,
+                // The token expired while the pages before were handled:
+                // from the start again (what they handled no longer
+                // matches, or is handled again harmlessly).
+                Err(err) if err.code == 410 && params.continue_token.is_some() && restarts < 3 => {
+                    restarts += 1;
+                    params.continue_token = None;
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
             let next = page.metadata.continue_.filter(|token| !token.is_empty());
             let objects = page.items.into_iter();
             total += each(

@@ -95,7 +95,13 @@ impl Tasks {
             return 0;
         }
         let within = chrono::Duration::seconds(seconds as i64);
-        let selector = managed_with(carried::UNCONFIRMED_LABEL);
+        // Ended objects keep the label (they were never confirmed, or
+        // needed not be): the janitor leaves them to retention.
+        let selector = format!(
+            "{},!{}",
+            managed_with(carried::UNCONFIRMED_LABEL),
+            carried::FINISHED_LABEL
+        );
         let mut kinds: Vec<ResourceKind> = Vec::new();
         let mut aborted = 0;
         for plugin in plugins {
@@ -137,7 +143,7 @@ impl Tasks {
             .as_str()
             .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
         let stale = created.is_some_and(|at| chrono::Utc::now() - at.to_utc() >= within);
-        if !stale {
+        if !stale || !carried::is_live(listed) {
             return false;
         }
         let namespace = listed["metadata"]["namespace"].as_str().unwrap_or_default();

@@ -167,14 +167,27 @@ impl Local {
     }
 }
 
-/// What a look whose answer was the previous one again was made from:
-/// another look at that object version, by that plugin, would compute the
-/// same (plugins see frozen clocks), so it is skipped, until `until`.
+/// A look at a running task whose answer was the previous one again, and
+/// what it was made from. Another look at that object version, by that
+/// plugin, for that execution, would compute the same, so it is skipped
+/// until `until`: plugins see the time only in the task context's `now`,
+/// which Flyte's rules read for timeouts before a task runs (pending pods,
+/// operators that never start a job), never while it runs; `until` bounds
+/// the rest, and brings a look when the launch's confirmation is due.
 struct Settled {
+    event: PhaseEvent,
+    execution: String,
     version: String,
     digest: String,
-    until: Option<chrono::DateTime<chrono::Utc>>,
+    until: chrono::DateTime<chrono::Utc>,
 }
+
+/// How long a settled answer is given again without a look.
+const SETTLED_FOR: chrono::Duration = chrono::Duration::minutes(5);
+/// Confirm a launch once its object is this old (or half
+/// `tasks.unconfirmed-abort-seconds`, when that is sooner): a task that
+/// ends sooner never costs the write.
+const CONFIRM_AFTER: chrono::Duration = chrono::Duration::seconds(60);
 
 /// Back-off between launch tries.
 const LAUNCH_RETRY_MIN: Duration = Duration::from_millis(200);
@@ -810,19 +823,24 @@ impl Tasks {
             .executor
             .phase_of(plugin, &task, &state, &object, Some(slot_within))
             .await?;
-        let settled = !event.phase.is_terminal()
+        let settled = event.phase == Phase::Running
             && !carried::is_deleting(&object)
             && (event.phase, event.version, &event.reason)
                 == (state.phase, state.version, &state.reason);
         let version = object["metadata"]["resourceVersion"].as_str();
+        let mut until = chrono::Utc::now() + SETTLED_FOR;
+        if let Some(due) = confirm_at.filter(|_| unconfirmed) {
+            until = until.min(due);
+        }
         self.with_local(ticket, |local| {
             local.settled = settled
                 .then(|| {
                     Some(Settled {
+                        event: event.clone(),
+                        execution: ticket.execution.key(),
                         version: version?.to_owned(),
                         digest: plugin.digest().to_owned(),
-                        // A confirmation still to come needs a look then.
-                        until: confirm_at.filter(|_| unconfirmed),
+                        until,
                     })
                 })
                 .flatten();
@@ -1265,15 +1283,17 @@ impl Tasks {
         let settled = local.settled.as_ref()?;
         let current = settled.version == version
             && settled.digest == plugin.digest()
-            && settled.until.is_none_or(|until| chrono::Utc::now() < until);
-        current.then(|| local.last.clone()).flatten()
+            && settled.execution == ticket.execution.key()
+            && chrono::Utc::now() < settled.until;
+        current.then(|| settled.event.clone())
     }
 
-    /// When a look should confirm the object's launch: once it is half
-    /// `tasks.unconfirmed-abort-seconds` old (never, when the janitor
-    /// aborts nothing). A task that ends sooner never costs the write (the
-    /// janitor leaves ended objects alone); a longer one still has half the
-    /// window for a GetTask to come.
+    /// When a look should confirm the object's launch: once it is
+    /// [`CONFIRM_AFTER`] old, or half `tasks.unconfirmed-abort-seconds`
+    /// when that is sooner (never, when the janitor aborts nothing). A task
+    /// that ends sooner never costs the write (the janitor leaves ended
+    /// objects alone); a longer one has the rest of the window for a
+    /// GetTask to come.
     fn confirmation_due(&self, object: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
         let window = self.executor.config().tasks.unconfirmed_abort_seconds;
         if window == 0 {
@@ -1283,7 +1303,8 @@ impl Tasks {
             .as_str()
             .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
             .map_or_else(chrono::Utc::now, |t| t.to_utc());
-        Some(created + chrono::Duration::milliseconds(window as i64 * 500))
+        let half = chrono::Duration::milliseconds(window as i64 * 500);
+        Some(created + half.min(CONFIRM_AFTER))
     }
 
     fn last(&self, ticket: &TaskTicket) -> Option<PhaseEvent> {

@@ -28,8 +28,6 @@
 //! from the task's container), [`phase`] (phase constructors and the version
 //! bump rule) and [`logs`] (log-link templates).
 
-#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
-mod arena;
 pub mod context;
 pub mod custom;
 pub mod extended_resources;
@@ -52,12 +50,6 @@ pub use flytewasm_proto::flyteidl;
 pub use flytewasm_proto::flytewasm as schemas;
 pub use k8s_defaults::K8sDefaults;
 pub use serde_json::{self, Value, json};
-
-/// Plugins allocate from an arena that lives as long as their instance: one
-/// call (see [`arena`]).
-#[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
-#[global_allocator]
-static ALLOCATOR: arena::Arena = arena::Arena::new();
 
 /// The generated WIT bindings. Plugin authors never need them; the types
 /// worth naming are re-exported below.
