@@ -124,12 +124,13 @@ pub struct TasksConfig {
     pub abort_wait_seconds: u64,
     /// A namespace's watch stops after this long without a read.
     pub watch_idle_seconds: u64,
-    /// An object no GetTask has asked about this long after its creation
-    /// is aborted by the janitor: propeller never got its CreateTask
-    /// answer, and an abort of its node sends no DeleteTask without one.
-    /// It must exceed the longest propeller may take to first ask about a
-    /// task (its resync, and tasks in flight over its GetTask rate limit);
-    /// 0: never.
+    /// An object no GetTask has confirmed this long after its creation is
+    /// aborted by the janitor: propeller never got its CreateTask answer,
+    /// and an abort of its node sends no DeleteTask without one. A GetTask
+    /// confirms an object once it is a minute old (or half this), so this
+    /// must exceed a minute plus the longest propeller may take to ask
+    /// about a task (its resync, and tasks in flight over its GetTask rate
+    /// limit); 0: never.
     pub unconfirmed_abort_seconds: u64,
     /// Where the host keeps outcomes and launches in progress (ConfigMaps;
     /// `executor::records`): its own namespace. Default: the cluster
