@@ -374,31 +374,32 @@ impl Cluster {
         namespace: &str,
         name: &str,
     ) -> Result<Option<Value>, ClusterError> {
-        if !self.shard.owns(name) {
-            return self.get_from_api(kind, namespace, name).await;
+        match self.cached(kind, namespace, name) {
+            Some(object) => Ok(Some(object.value())),
+            None => self.get_from_api(kind, namespace, name).await,
         }
-        let watch = self.watch(kind, namespace);
-        let key = ObjectRef::new_with(name, ()).within(namespace);
-        let cached = watch
-            .healthy
-            .load(Ordering::Relaxed)
-            .then(|| watch.cache.get(&key))
-            .flatten();
-        if let Some(object) = cached {
-            return Ok(Some(object.value()));
-        }
-        self.get_from_api(kind, namespace, name).await
     }
 
     /// The resourceVersion of the object in this replica's watch cache,
-    /// when the cache answers for it (its watch is healthy and the object
-    /// is in this replica's shard): enough to tell that it has not changed.
+    /// when the cache answers for it: enough to tell that it has not changed.
     pub fn cached_version(
         &self,
         kind: &ResourceKind,
         namespace: &str,
         name: &str,
     ) -> Option<String> {
+        let object = self.cached(kind, namespace, name)?;
+        object.resource_version().map(str::to_owned)
+    }
+
+    /// The object in this replica's watch cache, when the cache answers for
+    /// it: the object is in this replica's shard and its watch is healthy.
+    fn cached(
+        &self,
+        kind: &ResourceKind,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Arc<cached::CachedObject>> {
         if !self.shard.owns(name) {
             return None;
         }
@@ -406,8 +407,9 @@ impl Cluster {
         if !watch.healthy.load(Ordering::Relaxed) {
             return None;
         }
-        let key = ObjectRef::new_with(name, ()).within(namespace);
-        watch.cache.get(&key)?.resource_version().map(str::to_owned)
+        watch
+            .cache
+            .get(&ObjectRef::new_with(name, ()).within(namespace))
     }
 
     /// The object as the API server has it now (no cache).

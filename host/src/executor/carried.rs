@@ -144,6 +144,14 @@ pub fn is_live(object: &Value) -> bool {
     !is_finished(object) && !is_deleting(object)
 }
 
+/// When the API server created the object.
+pub fn created_at(object: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
+    object["metadata"]["creationTimestamp"]
+        .as_str()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.to_utc())
+}
+
 /// When a finished object (or tombstone) ended.
 pub fn finished_at(object: &Value) -> Option<chrono::DateTime<chrono::Utc>> {
     annotation(object, FINISHED_AT_ANNOTATION)

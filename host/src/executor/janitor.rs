@@ -139,10 +139,7 @@ impl Tasks {
         listed: &Value,
         within: chrono::Duration,
     ) -> bool {
-        let created = listed["metadata"]["creationTimestamp"]
-            .as_str()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
-        let stale = created.is_some_and(|at| chrono::Utc::now() - at.to_utc() >= within);
+        let stale = carried::created_at(listed).is_some_and(|at| chrono::Utc::now() - at >= within);
         if !stale || !carried::is_live(listed) {
             return false;
         }

@@ -832,19 +832,17 @@ impl Tasks {
         if let Some(due) = confirm_at.filter(|_| unconfirmed) {
             until = until.min(due);
         }
-        self.with_local(ticket, |local| {
-            local.settled = settled
-                .then(|| {
-                    Some(Settled {
-                        event: event.clone(),
-                        execution: ticket.execution.key(),
-                        version: version?.to_owned(),
-                        digest: plugin.digest().to_owned(),
-                        until,
-                    })
-                })
-                .flatten();
-        });
+        let settled = match version {
+            Some(version) if settled => Some(Settled {
+                event: event.clone(),
+                execution: ticket.execution.key(),
+                version: version.to_owned(),
+                digest: plugin.digest().to_owned(),
+                until,
+            }),
+            _ => None,
+        };
+        self.with_local(ticket, |local| local.settled = settled);
         if event.phase.is_terminal() && !carried::is_finished(&object) {
             let deleting = carried::is_deleting(&object);
             let end = Arc::new((
@@ -1299,10 +1297,7 @@ impl Tasks {
         if window == 0 {
             return None;
         }
-        let created = object["metadata"]["creationTimestamp"]
-            .as_str()
-            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            .map_or_else(chrono::Utc::now, |t| t.to_utc());
+        let created = carried::created_at(object).unwrap_or_else(chrono::Utc::now);
         let half = chrono::Duration::milliseconds(window as i64 * 500);
         Some(created + half.min(CONFIRM_AFTER))
     }
