@@ -15,6 +15,7 @@ pub mod answer;
 mod cache;
 mod call;
 mod capabilities;
+mod code_memory;
 mod error;
 mod output;
 pub mod precompiled;
@@ -188,6 +189,7 @@ impl Codegen {
         if std::env::var_os("FLYTEWASM_PERF_MAP").is_some() {
             wasm.profiler(wasmtime::ProfilingStrategy::PerfMap);
         }
+        code_memory::configure(&mut wasm);
         let engine = Engine::new(&wasm)?;
         start_epoch_ticker(&engine);
         let mut linker = Linker::new(&engine);

@@ -231,7 +231,7 @@ impl Sealed<'_> {
         // SAFETY: the bytes carry this host's seal, so this host (or one
         // holding its key) produced them with `precompile_component`;
         // wasmtime checks the engine compatibility again before using them.
-        unsafe { Component::deserialize(engine, self.artifact) }
+        unsafe { super::code_memory::deserialize(engine, self.artifact) }
             .map_err(|err| format!("cannot use the precompiled plugin: {err:#}"))
     }
 }
