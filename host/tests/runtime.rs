@@ -116,6 +116,44 @@ fn an_allocation_past_the_cap_is_out_of_memory() {
     assert_still_serves(&plugin);
 }
 
+/// The linear memory a component's module starts with, in bytes.
+fn initial_memory(component: &[u8]) -> u64 {
+    for payload in wasmparser::Parser::new(0).parse_all(component) {
+        if let wasmparser::Payload::MemorySection(memories) = payload.unwrap() {
+            return memories.into_iter().next().unwrap().unwrap().initial << 16;
+        }
+    }
+    panic!("no memory section")
+}
+
+/// Plugins start with heap room (`.cargo/config.toml`): an ordinary call
+/// runs in the memory its instance starts with, for a call that grows it
+/// pays two page-protection changes on every fresh instance. The cap is
+/// that initial memory, so a call that grew it would be out of memory.
+#[test]
+fn ordinary_calls_run_in_the_memory_an_instance_starts_with() {
+    let path = testkit::component_path("spark");
+    let initial = initial_memory(&std::fs::read(&path).unwrap());
+    let runtime = Runtime::new(RuntimeConfig {
+        memory_limit_bytes: initial as usize,
+        ..testkit::runtime_config()
+    })
+    .unwrap();
+    let plugin = runtime.load(&path).unwrap();
+    let config = HostConfig::default();
+    let ctx = testkit::spark_task("ns", "t1").task_context(&plugin, &config, testkit::fixed_now());
+    let built = plugin.build_resource(&ctx).unwrap();
+    let mut observed: serde_json::Value = serde_json::from_str(&built).unwrap();
+    observed["status"] = json!({ "applicationState": { "state": "RUNNING" } });
+    let phase = plugin
+        .get_task_phase(
+            &testkit::phase_context(ctx, wit::Phase::Queued, 0, ""),
+            &observed.to_string(),
+        )
+        .unwrap();
+    assert_eq!(phase.phase, wit::Phase::Running);
+}
+
 #[test]
 fn a_bad_task_is_the_users_error_not_a_crash() {
     let plugin = testkit::plugin("testing");
