@@ -28,8 +28,6 @@
 //! from the task's container), [`phase`] (phase constructors and the version
 //! bump rule) and [`logs`] (log-link templates).
 
-#[cfg(any(test, all(target_arch = "wasm32", feature = "arena")))]
-mod arena;
 pub mod context;
 pub mod custom;
 pub mod extended_resources;
@@ -65,12 +63,6 @@ pub mod bindings {
         default_bindings_module: "flytewasm_plugin_sdk::bindings",
     });
 }
-
-/// Every call runs in a fresh instance, so plugins allocate from an
-/// arena that is thrown away with it (see `arena`).
-#[cfg(all(target_arch = "wasm32", feature = "arena"))]
-#[global_allocator]
-static ALLOCATOR: arena::Arena = arena::Arena::new();
 
 use bindings::flytewasm::plugin::types as wit;
 pub use wit::{
